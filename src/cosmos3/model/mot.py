@@ -1,0 +1,209 @@
+"""The Mixture-of-Transformers layer: an understanding (und) pathway and a generation (gen) pathway per layer.
+
+Shapes:
+    B batch   L und (text) tokens   N gen tokens   D hidden   Hq / Hkv query / key-value heads   Dh head_dim
+    und stream [B, L, D]   gen stream [B, N, D]   cos / sin [L or N, Dh] or [B, L or N, Dh]
+    per-layer und keys / values as gen queries see them: [B, Hkv, L, Dh]
+
+Attention structure (DESIGN 2.2): und queries attend causally to und keys only; gen queries attend without a mask
+to every und and gen key of their sample. Hence the und stream never depends on gen tokens, and its keys/values can
+be computed once per prompt (`MoTLayer.und`) and reused by any number of gen passes (`MoTLayer.gen`).
+
+Parameter names follow the official checkpoint (to_q/to_k/to_v/to_out for und, add_*_proj/to_add_out for gen,
+`*_moe_gen` for the gen copies of norms and MLP), so weights load by name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..config import Cosmos3Config
+from .attention import attention
+from .rope import apply_rope
+
+Rope = tuple[torch.Tensor, torch.Tensor]  # (cos, sin)
+
+
+# ------------------------------------------------------------------------------------------------ primitives
+
+
+class RMSNorm(nn.Module):
+    """RMSNorm over the last axis, statistics in float32.
+
+    The two backbones round differently in low precision: Qwen casts the normalized value to the weight dtype and
+    multiplies there; Nemotron multiplies in float32 and casts the product. Both are identical in float32.
+    """
+
+    def __init__(self, dim: int, eps: float, multiply_in_fp32: bool = False):
+        super().__init__()
+        self.eps = eps
+        self.multiply_in_fp32 = multiply_in_fp32
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        variance = x.float().pow(2).mean(-1, keepdim=True)
+        if self.multiply_in_fp32:
+            return (self.weight.float() * (x.float() * torch.rsqrt(variance + self.eps))).to(x.dtype)
+        y = x * torch.rsqrt(variance + self.eps)  # promoted to float32
+        return y.to(self.weight.dtype) * self.weight
+
+
+class MLP(nn.Module):
+    """SwiGLU (`silu`: down(silu(gate(x)) * up(x))) or squared ReLU (`relu2`: down(relu(up(x))^2))."""
+
+    def __init__(self, hidden_size: int, intermediate_size: int, act: str):
+        super().__init__()
+        self.act = act
+        if act == "silu":
+            self.gate_proj = nn.Linear(hidden_size, intermediate_size, bias=False)
+        self.up_proj = nn.Linear(hidden_size, intermediate_size, bias=False)
+        self.down_proj = nn.Linear(intermediate_size, hidden_size, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.act == "relu2":
+            return self.down_proj(torch.relu(self.up_proj(x)).square())
+        return self.down_proj(nn.functional.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+def _head_norm(cfg: Cosmos3Config) -> RMSNorm:
+    return RMSNorm(cfg.head_dim, cfg.rms_norm_eps, multiply_in_fp32=cfg.is_edge_style)
+
+
+# ------------------------------------------------------------------------------------------------ und cache
+
+
+@dataclass
+class UndCache:
+    """Per-layer und keys/values as gen queries see them (after norms and RoPE), for a batch of prompts.
+
+    keys[i], values[i]: [B, Hkv, L, Dh]. `mask` [B, L] bool marks real tokens when prompts of different lengths were
+    padded to one batch (None when every prompt has length L).
+    """
+
+    keys: list[torch.Tensor]
+    values: list[torch.Tensor]
+    mask: torch.Tensor | None = None
+
+    @property
+    def batch_size(self) -> int:
+        return self.keys[0].shape[0]
+
+    @property
+    def length(self) -> int:
+        return self.keys[0].shape[2]
+
+    @staticmethod
+    def stack(caches: list["UndCache"]) -> "UndCache":
+        """Batch several single-prompt caches (e.g. the CFG branches), right-padding shorter prompts."""
+        if len(caches) == 1:
+            return caches[0]
+        lengths = [c.length for c in caches]
+        longest = max(lengths)
+
+        def pad(t: torch.Tensor) -> torch.Tensor:
+            return nn.functional.pad(t, (0, 0, 0, longest - t.shape[2]))
+
+        keys = [torch.cat([pad(c.keys[i]) for c in caches]) for i in range(len(caches[0].keys))]
+        values = [torch.cat([pad(c.values[i]) for c in caches]) for i in range(len(caches[0].values))]
+        mask = None
+        if len(set(lengths)) > 1 or any(c.mask is not None for c in caches):
+            rows = []
+            for c in caches:
+                m = c.mask if c.mask is not None else torch.ones(c.batch_size, c.length, dtype=torch.bool)
+                rows.append(nn.functional.pad(m.to(keys[0].device), (0, longest - c.length), value=False))
+            mask = torch.cat(rows)
+        return UndCache(keys, values, mask)
+
+
+# ------------------------------------------------------------------------------------------------ attention
+
+
+class MoTAttention(nn.Module):
+    def __init__(self, cfg: Cosmos3Config):
+        super().__init__()
+        D, Dh, bias = cfg.hidden_size, cfg.head_dim, cfg.attention_bias
+        self.num_heads, self.num_kv_heads, self.head_dim = cfg.num_attention_heads, cfg.num_key_value_heads, Dh
+        q_width, kv_width = self.num_heads * Dh, self.num_kv_heads * Dh
+        # und pathway (the Qwen3-VL / Nemotron text layer)
+        self.to_q = nn.Linear(D, q_width, bias=bias)
+        self.to_k = nn.Linear(D, kv_width, bias=bias)
+        self.to_v = nn.Linear(D, kv_width, bias=bias)
+        self.to_out = nn.Linear(q_width, D, bias=bias)
+        self.norm_q = _head_norm(cfg) if cfg.qk_norm_for_text else nn.Identity()
+        self.norm_k = _head_norm(cfg) if cfg.qk_norm_for_text else nn.Identity()
+        # Edge has no und q/k norm; gen queries instead see und keys through a norm of their own.
+        self.k_norm_und_for_gen = (_head_norm(cfg) if cfg.use_und_k_norm_for_gen and not cfg.qk_norm_for_text
+                                   else None)
+        # gen pathway
+        self.add_q_proj = nn.Linear(D, q_width, bias=bias)
+        self.add_k_proj = nn.Linear(D, kv_width, bias=bias)
+        self.add_v_proj = nn.Linear(D, kv_width, bias=bias)
+        self.to_add_out = nn.Linear(q_width, D, bias=bias)
+        self.norm_added_q = _head_norm(cfg)
+        self.norm_added_k = _head_norm(cfg)
+
+    def _heads(self, x: torch.Tensor, n: int) -> torch.Tensor:
+        return x.view(*x.shape[:-1], n, self.head_dim)  # [B, S, n * Dh] -> [B, S, n, Dh]
+
+    def und(self, x: torch.Tensor, rope: Rope, mask: torch.Tensor | None = None,
+            backend: str = "sdpa") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Causal self-attention of the und stream. Returns (output [B, L, D], keys and values for gen queries)."""
+        cos, sin = rope
+        q = apply_rope(self.norm_q(self._heads(self.to_q(x), self.num_heads)), cos, sin)
+        k = self.norm_k(self._heads(self.to_k(x), self.num_kv_heads))
+        v = self._heads(self.to_v(x), self.num_kv_heads).transpose(1, 2)
+        k_for_gen = k if self.k_norm_und_for_gen is None else self.k_norm_und_for_gen(k)
+        k = apply_rope(k, cos, sin).transpose(1, 2)  # [B, Hkv, L, Dh]
+        k_for_gen = k if self.k_norm_und_for_gen is None else apply_rope(k_for_gen, cos, sin).transpose(1, 2)
+        key_mask = None if mask is None else mask[:, None, None, :]
+        out = attention(q.transpose(1, 2), k, v, causal=True, mask=key_mask, backend=backend)
+        return self.to_out(out.transpose(1, 2).flatten(2)), k_for_gen, v
+
+    def gen(self, x: torch.Tensor, rope: Rope, und_k: torch.Tensor, und_v: torch.Tensor,
+            und_mask: torch.Tensor | None = None, backend: str = "sdpa") -> torch.Tensor:
+        """Full attention of gen queries over [und keys | gen keys] of their own sample -> [B, N, D]."""
+        cos, sin = rope
+        q = apply_rope(self.norm_added_q(self._heads(self.add_q_proj(x), self.num_heads)), cos, sin)
+        k = apply_rope(self.norm_added_k(self._heads(self.add_k_proj(x), self.num_kv_heads)), cos, sin)
+        v = self._heads(self.add_v_proj(x), self.num_kv_heads)
+        keys = torch.cat([und_k, k.transpose(1, 2)], dim=2)  # [B, Hkv, L + N, Dh]
+        values = torch.cat([und_v, v.transpose(1, 2)], dim=2)
+        mask = None
+        if und_mask is not None:  # padded prompts: hide the padding, every gen key stays visible
+            gen_visible = torch.ones(x.shape[0], x.shape[1], dtype=torch.bool, device=x.device)
+            mask = torch.cat([und_mask, gen_visible], dim=1)[:, None, None, :]
+        out = attention(q.transpose(1, 2), keys, values, mask=mask, backend=backend)
+        return self.to_add_out(out.transpose(1, 2).flatten(2))
+
+
+# ------------------------------------------------------------------------------------------------ layer
+
+
+class MoTLayer(nn.Module):
+    """Pre-norm residual block, per pathway: h = x + attn(norm1(x)); out = h + mlp(norm2(h))."""
+
+    def __init__(self, cfg: Cosmos3Config):
+        super().__init__()
+        D, eps, fp32 = cfg.hidden_size, cfg.rms_norm_eps, cfg.is_edge_style
+        self.self_attn = MoTAttention(cfg)
+        self.mlp = MLP(D, cfg.intermediate_size, cfg.hidden_act)
+        self.mlp_moe_gen = MLP(D, cfg.intermediate_size, cfg.hidden_act)
+        self.input_layernorm = RMSNorm(D, eps, fp32)
+        self.input_layernorm_moe_gen = RMSNorm(D, eps, fp32)
+        self.post_attention_layernorm = RMSNorm(D, eps, fp32)
+        self.post_attention_layernorm_moe_gen = RMSNorm(D, eps, fp32)
+
+    def und(self, x: torch.Tensor, rope: Rope, mask: torch.Tensor | None = None,
+            backend: str = "sdpa") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """und stream through this layer -> (new stream, keys and values for gen queries)."""
+        attn_out, k, v = self.self_attn.und(self.input_layernorm(x), rope, mask, backend)
+        h = x + attn_out
+        return h + self.mlp(self.post_attention_layernorm(h)), k, v
+
+    def gen(self, x: torch.Tensor, rope: Rope, und_k: torch.Tensor, und_v: torch.Tensor,
+            und_mask: torch.Tensor | None = None, backend: str = "sdpa") -> torch.Tensor:
+        h = x + self.self_attn.gen(self.input_layernorm_moe_gen(x), rope, und_k, und_v, und_mask, backend)
+        return h + self.mlp_moe_gen(self.post_attention_layernorm_moe_gen(h))

@@ -1,0 +1,140 @@
+"""Independent references for parity tests: diffusers' Cosmos3OmniTransformer at tiny random configurations.
+
+Every call draws a fresh configuration and fresh weights from the given generator, so each test run checks a new
+point. Norm weights and modality embeddings are randomized too: their defaults (1 and 0) would hide mistakes.
+"""
+
+from __future__ import annotations
+
+import random
+
+import torch
+
+from cosmos3.config import Cosmos3Config
+from cosmos3.model import GenInputs
+from cosmos3.model.heads import patch_grid
+from cosmos3.model.rope import action_positions, modality_offset, sound_positions, text_positions, vision_positions
+
+
+def random_config(style: str, rng: random.Random, sound: bool = True, action: bool = True) -> Cosmos3Config:
+    """A small random config of the Qwen-style ("qwen") or Nemotron/Edge-style ("edge") network."""
+    kv_heads = rng.choice([1, 2])
+    heads = kv_heads * rng.choice([1, 2, 4])
+    head_dim = rng.choice([16, 32])
+    channels = rng.choice([4, 8])
+    kwargs = dict(
+        hidden_size=rng.choice([64, 96, 128]), num_hidden_layers=rng.choice([2, 3]),
+        num_attention_heads=heads, num_key_value_heads=kv_heads, head_dim=head_dim,
+        intermediate_size=rng.choice([96, 160, 256]), vocab_size=rng.randint(200, 600),
+        latent_channel=channels, patch_latent_dim=4 * channels,
+        rope_theta=rng.choice([10_000.0, 5e6, 1e8]), rms_norm_eps=rng.choice([1e-6, 1e-5]),
+        attention_bias=rng.random() < 0.3,
+        sound_gen=sound, sound_dim=rng.choice([8, 16]) if sound else None,
+        action_gen=action, action_dim=rng.choice([16, 32]) if action else None,
+        num_embodiment_domains=rng.choice([8, 32]),
+    )
+    if style == "edge":
+        kwargs.update(hidden_act="relu2", qk_norm_for_text=False, use_und_k_norm_for_gen=True)
+    return Cosmos3Config(**kwargs)
+
+
+def diffusers_kwargs(cfg: Cosmos3Config) -> dict:
+    return {k: v for k, v in cfg.to_dict().items() if not k.startswith("_")}
+
+
+@torch.no_grad()
+def build_reference(cfg: Cosmos3Config, gen: torch.Generator):
+    """diffusers' transformer with every parameter drawn at random (small scale keeps activations sane)."""
+    from diffusers import Cosmos3OmniTransformer
+
+    model = Cosmos3OmniTransformer(**diffusers_kwargs(cfg)).eval()
+    for name, p in model.named_parameters():
+        if "norm" in name:
+            p.copy_(1.0 + 0.5 * torch.randn(p.shape, generator=gen))
+        elif name.endswith("modality_embed"):
+            p.copy_(0.5 * torch.randn(p.shape, generator=gen))
+        else:
+            p.copy_(torch.randn(p.shape, generator=gen) / max(p.shape[-1], 1) ** 0.5)
+    return model
+
+
+def random_case(cfg: Cosmos3Config, gen: torch.Generator, rng: random.Random, *, sound: bool = True,
+                action: bool = True) -> dict:
+    """Random text, latents (odd sizes, some clean frames), sound and actions, with their positions."""
+    L = rng.randint(3, 24)
+    T, H, W = rng.randint(1, 4), rng.randint(2, 7), rng.randint(2, 7)
+    fps = rng.choice([10.0, 16.0, 24.0, 30.0])
+    noisy = torch.rand(T, generator=gen) < 0.6
+    noisy[-1] = True  # at least one noisy frame
+    inputs = GenInputs(
+        vision=torch.randn(cfg.latent_channel, T, H, W, generator=gen),
+        vision_noisy=noisy,
+        timestep=torch.tensor(float(rng.randint(1, 999))),
+    )
+    offset = modality_offset(L, cfg.unified_3d_mrope_temporal_modality_margin)
+    rows, cols = patch_grid(H, W, cfg.latent_patch_size)
+    pos = [vision_positions(T, rows, cols, offset, fps, cfg.base_fps)]
+    if sound and cfg.sound_gen:
+        Ts = rng.randint(1, 9)
+        inputs.sound = torch.randn(cfg.sound_dim, Ts, generator=gen)
+        inputs.sound_noisy = torch.ones(Ts, dtype=torch.bool)
+        pos.append(sound_positions(Ts, offset, cfg.sound_latent_fps, cfg.base_fps))
+    if action and cfg.action_gen:
+        n = rng.randint(1, 8)
+        raw = rng.randint(1, cfg.action_dim)
+        actions = torch.zeros(n, cfg.action_dim)
+        actions[:, :raw] = torch.randn(n, raw, generator=gen)
+        inputs.actions = actions
+        inputs.action_noisy = torch.rand(n, generator=gen) < 0.7
+        inputs.domain_id = rng.randrange(cfg.num_embodiment_domains)
+        pos.append(action_positions(n, offset, fps, cfg.base_fps))
+    return dict(input_ids=torch.randint(0, cfg.vocab_size, (L,), generator=gen), text_positions=text_positions(L),
+                inputs=inputs, gen_positions=torch.cat(pos, dim=1), fps=fps)
+
+
+@torch.no_grad()
+def reference_forward(model, cfg: Cosmos3Config, case: dict) -> tuple:
+    """Run diffusers' forward on a case -> (vision [C, T, H, W], sound or None, actions or None)."""
+    inputs: GenInputs = case["inputs"]
+    ids = case["input_ids"]
+    L = ids.shape[0]
+    C, T, H, W = inputs.vision.shape
+    rows, cols = patch_grid(H, W, cfg.latent_patch_size)
+    per_frame = rows * cols
+    n_vision = T * per_frame
+    noisy_frames = torch.nonzero(inputs.vision_noisy).flatten()
+    vision_noisy_tokens = torch.cat([torch.arange(f * per_frame, (f + 1) * per_frame) for f in noisy_frames.tolist()])
+    t = float(inputs.timestep)
+    kw = dict(
+        input_ids=ids, text_indexes=torch.arange(L), und_len=L,
+        position_ids=torch.cat([case["text_positions"], case["gen_positions"]], dim=1),
+        vision_tokens=[inputs.vision.unsqueeze(0)], vision_token_shapes=[(T, rows, cols)],
+        vision_sequence_indexes=torch.arange(L, L + n_vision),
+        vision_mse_loss_indexes=L + vision_noisy_tokens,
+        vision_timesteps=torch.full((vision_noisy_tokens.numel(),), t),
+        vision_noisy_frame_indexes=[noisy_frames],
+    )
+    cursor = L + n_vision
+    if inputs.sound is not None:
+        Ts = inputs.sound.shape[1]
+        idx = torch.arange(cursor, cursor + Ts)
+        kw.update(sound_tokens=[inputs.sound], sound_token_shapes=[(Ts, 1, 1)], sound_sequence_indexes=idx,
+                  sound_mse_loss_indexes=idx, sound_timesteps=torch.full((Ts,), t),
+                  sound_noisy_frame_indexes=[torch.arange(Ts)])
+        cursor += Ts
+    if inputs.actions is not None:
+        n = inputs.actions.shape[0]
+        idx = torch.arange(cursor, cursor + n)
+        noisy = torch.nonzero(inputs.action_noisy).flatten()
+        kw.update(action_tokens=[inputs.actions], action_token_shapes=[(n, 1, 1)], action_sequence_indexes=idx,
+                  action_mse_loss_indexes=idx[noisy], action_timesteps=torch.full((noisy.numel(),), t),
+                  action_noisy_frame_indexes=[noisy], action_domain_ids=[torch.tensor(inputs.domain_id)])
+        cursor += n
+    kw["sequence_length"] = cursor
+    out = model(**kw)
+    return (out.sample[0][0], None if out.sound is None else out.sound[0],
+            None if out.action is None else out.action[0])
+
+
+def relative_error(ours: torch.Tensor, ref: torch.Tensor) -> float:
+    return float((ours.double() - ref.double()).norm() / ref.double().norm().clamp_min(1e-12))
