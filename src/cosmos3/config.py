@@ -37,7 +37,7 @@ class Cosmos3Config:
     vocab_size: int = 151936
     qk_norm_for_text: bool = True  # per-head RMSNorm on und q/k (Qwen3-VL yes, Edge no)
     use_und_k_norm_for_gen: bool = False  # Edge: extra RMSNorm on und keys as seen by gen queries
-    dtype: str = "bfloat16"  # the dtype the checkpoint was trained in; a hint, not a constraint
+    dtype: str | None = None  # training dtype hint some configs carry; None = not stated (then not written)
 
     # --- rotary position embedding (3D interleaved mRoPE) ---
     rope_theta: float = 5_000_000.0
@@ -143,7 +143,7 @@ class Cosmos3Config:
         out: dict[str, Any] = {"_class_name": DIFFUSERS_CLASS_NAME, "_diffusers_version": DIFFUSERS_VERSION}
         out.update(self.extra)
         for f in dataclasses.fields(self):
-            if f.name != "extra":
+            if f.name != "extra" and not (f.name == "dtype" and self.dtype is None):
                 out[f.name] = getattr(self, f.name)
         return out
 
