@@ -135,3 +135,15 @@ def test_pickle_only_and_missing_dirs(tmp_path, rng):
     torch.save({}, folder / "diffusion_pytorch_model.bin")
     with pytest.raises(CheckpointError, match="pickle files are never loaded"):
         load_transformer(folder)
+
+
+def test_und_only_load_skips_generation_weights(reference_dir, gen):
+    root, ref, cfg = reference_dir
+    full = load_transformer(root)
+    und = load_transformer(root, with_gen=False)
+    assert not hasattr(und, "proj_in") and not hasattr(und.layers[0], "mlp_moe_gen")
+    assert sum(p.numel() for p in und.parameters()) < 0.75 * sum(p.numel() for p in full.parameters())
+    embeds = torch.randn(1, 5, cfg.hidden_size, generator=gen)
+    positions = torch.arange(5.0).expand(3, 5)
+    with torch.no_grad():
+        torch.testing.assert_close(und.und_forward(embeds, positions), full.und_forward(embeds, positions))

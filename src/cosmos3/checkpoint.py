@@ -105,15 +105,18 @@ def _open(file: Path, device: torch.device):
 
 
 def load_transformer(path: str | os.PathLike, dtype: torch.dtype | None = None,
-                     device: str | torch.device | None = None) -> Cosmos3Omni:
-    """Read `transformer/` of an official-layout checkpoint into our network (eval mode)."""
+                     device: str | torch.device | None = None, with_gen: bool = True) -> Cosmos3Omni:
+    """Read `transformer/` of an official-layout checkpoint into our network (eval mode).
+
+    `with_gen=False` loads the understanding pathway alone; the generation weights in the files are skipped
+    unread (they are neither missing nor unexpected)."""
     folder = transformer_dir(path)
     cfg = Cosmos3Config.from_json(folder / "config.json")
     device = torch.device(device) if device is not None else torch.device("cpu")
     dtype = dtype or default_dtype(device)
 
     with torch.device("meta"):
-        model = Cosmos3Omni(cfg)
+        model = Cosmos3Omni(cfg, with_gen=with_gen)
     expected = {k: v for k, v in model.state_dict().items()}
 
     files = _weight_files(folder)
@@ -122,6 +125,10 @@ def load_transformer(path: str | os.PathLike, dtype: torch.dtype | None = None,
         with _open(single, device) as f:
             files = {key: single for key in f.keys()}
     missing = sorted(set(expected) - set(files))
+    if not with_gen:  # keys of the full model that the und-only model leaves out are skipped, not refused
+        with torch.device("meta"):
+            full = set(Cosmos3Omni(cfg).state_dict())
+        files = {k: f for k, f in files.items() if k in expected or k not in full}
     unexpected = sorted(set(files) - set(expected))
     if missing:
         where = sorted({str(p) for p in files.values()}) or [str(folder)]

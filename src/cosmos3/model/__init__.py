@@ -1,6 +1,6 @@
 """The Cosmos 3 network: mRoPE, attention, the MoT layer, heads and the whole model."""
 
-from .mot import UndCache
+from .mot import KVCache, UndCache
 from .omni import Cosmos3Omni, GenInputs, GenOutputs
 
-__all__ = ["Cosmos3Omni", "GenInputs", "GenOutputs", "UndCache"]
+__all__ = ["Cosmos3Omni", "GenInputs", "GenOutputs", "KVCache", "UndCache"]

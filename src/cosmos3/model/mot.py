@@ -118,11 +118,49 @@ class UndCache:
         return UndCache(keys, values, mask)
 
 
+@dataclass
+class KVCache:
+    """A static, preallocated und key/value cache for autoregressive decoding (the reasoner).
+
+    keys[i], values[i]: [B, Hkv, capacity, Dh]. Each call writes its new tokens at explicit slots (`write_at`,
+    [S] shared by the batch or [B, S] per row), so rows of one batch may sit at different lengths (continuous
+    batching) and the buffers never move or grow (the loop can be compiled).
+    """
+
+    keys: list[torch.Tensor]
+    values: list[torch.Tensor]
+
+    @classmethod
+    def allocate(cls, cfg: Cosmos3Config, batch: int, capacity: int, dtype: torch.dtype,
+                 device: torch.device | str = "cpu") -> "KVCache":
+        shape = (batch, cfg.num_key_value_heads, capacity, cfg.head_dim)
+        return cls([torch.zeros(shape, dtype=dtype, device=device) for _ in range(cfg.num_hidden_layers)],
+                   [torch.zeros(shape, dtype=dtype, device=device) for _ in range(cfg.num_hidden_layers)])
+
+    @property
+    def capacity(self) -> int:
+        return self.keys[0].shape[2]
+
+    def write(self, layer: int, write_at: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
+        """Store k, v [B, Hkv, S, Dh] at slots write_at ([S] or [B, S])."""
+        B, H, S, Dh = k.shape
+        index = write_at.to(k.device).expand(B, S)[:, None, :, None].expand(B, H, S, Dh)
+        self.keys[layer].scatter_(2, index, k)
+        self.values[layer].scatter_(2, index, v)
+
+
+def cache_causal_mask(write_at: torch.Tensor, capacity: int, batch: int) -> torch.Tensor:
+    """[B, 1, S, capacity] bool: a token written at slot p sees slots 0..p (what earlier calls wrote, and itself)."""
+    slots = torch.arange(capacity, device=write_at.device)
+    at = write_at.expand(batch, -1)  # [B, S]
+    return (slots[None, None, :] <= at[:, :, None])[:, None]
+
+
 # ------------------------------------------------------------------------------------------------ attention
 
 
 class MoTAttention(nn.Module):
-    def __init__(self, cfg: Cosmos3Config):
+    def __init__(self, cfg: Cosmos3Config, with_gen: bool = True):
         super().__init__()
         D, Dh, bias = cfg.hidden_size, cfg.head_dim, cfg.attention_bias
         self.num_heads, self.num_kv_heads, self.head_dim = cfg.num_attention_heads, cfg.num_key_value_heads, Dh
@@ -135,8 +173,10 @@ class MoTAttention(nn.Module):
         self.norm_q = _head_norm(cfg) if cfg.qk_norm_for_text else nn.Identity()
         self.norm_k = _head_norm(cfg) if cfg.qk_norm_for_text else nn.Identity()
         # Edge has no und q/k norm; gen queries instead see und keys through a norm of their own.
-        self.k_norm_und_for_gen = (_head_norm(cfg) if cfg.use_und_k_norm_for_gen and not cfg.qk_norm_for_text
-                                   else None)
+        self.k_norm_und_for_gen = (_head_norm(cfg) if with_gen and cfg.use_und_k_norm_for_gen
+                                   and not cfg.qk_norm_for_text else None)
+        if not with_gen:  # understanding only (the reasoner): the gen half is never built
+            return
         # gen pathway
         self.add_q_proj = nn.Linear(D, q_width, bias=bias)
         self.add_k_proj = nn.Linear(D, kv_width, bias=bias)
@@ -148,9 +188,14 @@ class MoTAttention(nn.Module):
     def _heads(self, x: torch.Tensor, n: int) -> torch.Tensor:
         return x.view(*x.shape[:-1], n, self.head_dim)  # [B, S, n * Dh] -> [B, S, n, Dh]
 
-    def und(self, x: torch.Tensor, rope: Rope, mask: torch.Tensor | None = None,
-            backend: str = "sdpa") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Causal self-attention of the und stream. Returns (output [B, L, D], keys and values for gen queries)."""
+    def und(self, x: torch.Tensor, rope: Rope, mask: torch.Tensor | None = None, backend: str = "sdpa",
+            cache: KVCache | None = None, layer: int = 0,
+            write_at: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Causal self-attention of the und stream. Returns (output [B, L, D], keys and values for gen queries).
+
+        Without a cache, `mask` [B, L] marks real (not padding) tokens. With a cache, the new keys/values are written
+        at slots `write_at` and the queries attend over the whole buffer; `mask` [B, 1, S, capacity] then says which
+        slots each query sees (default: every slot up to its own)."""
         cos, sin = rope
         q = apply_rope(self.norm_q(self._heads(self.to_q(x), self.num_heads)), cos, sin)
         k = self.norm_k(self._heads(self.to_k(x), self.num_kv_heads))
@@ -158,8 +203,14 @@ class MoTAttention(nn.Module):
         k_for_gen = k if self.k_norm_und_for_gen is None else self.k_norm_und_for_gen(k)
         k = apply_rope(k, cos, sin).transpose(1, 2)  # [B, Hkv, L, Dh]
         k_for_gen = k if self.k_norm_und_for_gen is None else apply_rope(k_for_gen, cos, sin).transpose(1, 2)
-        key_mask = None if mask is None else mask[:, None, None, :]
-        out = attention(q.transpose(1, 2), k, v, causal=True, mask=key_mask, backend=backend)
+        if cache is None:
+            key_mask = None if mask is None else mask[:, None, None, :]
+            out = attention(q.transpose(1, 2), k, v, causal=True, mask=key_mask, backend=backend)
+        else:
+            cache.write(layer, write_at, k, v)
+            if mask is None:
+                mask = cache_causal_mask(write_at, cache.capacity, x.shape[0])
+            out = attention(q.transpose(1, 2), cache.keys[layer], cache.values[layer], mask=mask, backend=backend)
         return self.to_out(out.transpose(1, 2).flatten(2)), k_for_gen, v
 
     def gen(self, x: torch.Tensor, rope: Rope, und_k: torch.Tensor, und_v: torch.Tensor,
@@ -185,21 +236,23 @@ class MoTAttention(nn.Module):
 class MoTLayer(nn.Module):
     """Pre-norm residual block, per pathway: h = x + attn(norm1(x)); out = h + mlp(norm2(h))."""
 
-    def __init__(self, cfg: Cosmos3Config):
+    def __init__(self, cfg: Cosmos3Config, with_gen: bool = True):
         super().__init__()
         D, eps, fp32 = cfg.hidden_size, cfg.rms_norm_eps, cfg.is_edge_style
-        self.self_attn = MoTAttention(cfg)
+        self.self_attn = MoTAttention(cfg, with_gen)
         self.mlp = MLP(D, cfg.intermediate_size, cfg.hidden_act)
-        self.mlp_moe_gen = MLP(D, cfg.intermediate_size, cfg.hidden_act)
         self.input_layernorm = RMSNorm(D, eps, fp32)
-        self.input_layernorm_moe_gen = RMSNorm(D, eps, fp32)
         self.post_attention_layernorm = RMSNorm(D, eps, fp32)
-        self.post_attention_layernorm_moe_gen = RMSNorm(D, eps, fp32)
+        if with_gen:
+            self.mlp_moe_gen = MLP(D, cfg.intermediate_size, cfg.hidden_act)
+            self.input_layernorm_moe_gen = RMSNorm(D, eps, fp32)
+            self.post_attention_layernorm_moe_gen = RMSNorm(D, eps, fp32)
 
-    def und(self, x: torch.Tensor, rope: Rope, mask: torch.Tensor | None = None,
-            backend: str = "sdpa") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def und(self, x: torch.Tensor, rope: Rope, mask: torch.Tensor | None = None, backend: str = "sdpa",
+            cache: KVCache | None = None, layer: int = 0,
+            write_at: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """und stream through this layer -> (new stream, keys and values for gen queries)."""
-        attn_out, k, v = self.self_attn.und(self.input_layernorm(x), rope, mask, backend)
+        attn_out, k, v = self.self_attn.und(self.input_layernorm(x), rope, mask, backend, cache, layer, write_at)
         h = x + attn_out
         return h + self.mlp(self.post_attention_layernorm(h)), k, v
 

@@ -21,7 +21,7 @@ from torch import nn
 
 from ..config import Cosmos3Config
 from .heads import DomainAwareLinear, TimestepEmbedder, patch_grid, patchify, unpatchify
-from .mot import MoTLayer, RMSNorm, UndCache
+from .mot import KVCache, MoTLayer, RMSNorm, UndCache
 from .rope import MRoPE
 
 
@@ -65,16 +65,23 @@ class GenOutputs:
 
 
 class Cosmos3Omni(nn.Module):
-    def __init__(self, cfg: Cosmos3Config):
+    """`with_gen=False` builds the understanding pathway alone (embeddings, und layers, norm, lm_head): a reasoner
+    that needs half the weights of the whole model."""
+
+    def __init__(self, cfg: Cosmos3Config, with_gen: bool = True):
         super().__init__()
         self.config = cfg
+        self.with_gen = with_gen
         D = cfg.hidden_size
         self.embed_tokens = nn.Embedding(cfg.vocab_size, D)
-        self.layers = nn.ModuleList(MoTLayer(cfg) for _ in range(cfg.num_hidden_layers))
+        self.layers = nn.ModuleList(MoTLayer(cfg, with_gen) for _ in range(cfg.num_hidden_layers))
         self.norm = RMSNorm(D, cfg.rms_norm_eps, cfg.is_edge_style)
-        self.norm_moe_gen = RMSNorm(D, cfg.rms_norm_eps, cfg.is_edge_style)
         self.rotary = MRoPE(cfg.head_dim, cfg.rope_theta, cfg.rope_axes_dim)
         self.lm_head = nn.Linear(D, cfg.vocab_size, bias=False)
+        self.attention_backend = "sdpa"
+        if not with_gen:
+            return
+        self.norm_moe_gen = RMSNorm(D, cfg.rms_norm_eps, cfg.is_edge_style)
         self.proj_in = nn.Linear(cfg.patch_latent_dim, D)
         self.proj_out = nn.Linear(D, cfg.patch_latent_dim)
         self.time_embedder = TimestepEmbedder(D, cfg.timestep_scale)
@@ -86,7 +93,6 @@ class Cosmos3Omni(nn.Module):
             self.audio_proj_in = nn.Linear(cfg.sound_dim, D)
             self.audio_proj_out = nn.Linear(D, cfg.sound_dim)
             self.audio_modality_embed = nn.Parameter(torch.zeros(D))
-        self.attention_backend = "sdpa"
 
     @property
     def dtype(self) -> torch.dtype:
@@ -115,6 +121,25 @@ class Cosmos3Omni(nn.Module):
             keys.append(k)
             values.append(v)
         return UndCache(keys, values)
+
+    def und_forward(self, embeds: torch.Tensor, positions: torch.Tensor, cache: KVCache | None = None,
+                    write_at: torch.Tensor | None = None, mask: torch.Tensor | None = None,
+                    deepstack: tuple[torch.Tensor, list[torch.Tensor]] | None = None) -> torch.Tensor:
+        """The und stream alone (the reasoner's text decoder) -> final-normed hidden [B, S, D].
+
+        embeds [B, S, D] (text embeddings with visual features already merged in); positions [3, S] or [B, 3, S].
+        With a static `cache`, new keys/values go to slots `write_at` ([S] or [B, S]) and attention spans the buffer
+        (mask [B, 1, S, capacity], default causal by slot). `deepstack` = (visual_mask [B, S] bool, one [n_visual, D]
+        feature tensor per early layer) adds vision-tower features after those layers, as Qwen3-VL does.
+        """
+        x = embeds.to(self.device, self.dtype)
+        rope = self.rope(positions)
+        for i, layer in enumerate(self.layers):
+            x, _, _ = layer.und(x, rope, mask, self.attention_backend, cache, i, write_at)
+            if deepstack is not None and i < len(deepstack[1]):
+                visual_mask, features = deepstack
+                x = x.index_put((visual_mask,), x[visual_mask] + features[i].to(x.dtype))
+        return self.norm(x)
 
     # ------------------------------------------------------------------------------------------ gen pathway
 
