@@ -138,3 +138,67 @@ def reference_forward(model, cfg: Cosmos3Config, case: dict) -> tuple:
 
 def relative_error(ours: torch.Tensor, ref: torch.Tensor) -> float:
     return float((ours.double() - ref.double()).norm() / ref.double().norm().clamp_min(1e-12))
+
+
+# ------------------------------------------------------------------------------------------ whole pipeline
+
+QWEN_SPECIAL_TOKENS = [  # the 26 Qwen3 special tokens, in Qwen's id order
+    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>", "<|box_start|>",
+    "<|box_end|>", "<|quad_start|>", "<|quad_end|>", "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>",
+    "<|image_pad|>", "<|video_pad|>", "<tool_call>", "</tool_call>", "<|fim_prefix|>", "<|fim_middle|>",
+    "<|fim_suffix|>", "<|fim_pad|>", "<|repo_name|>", "<|file_sep|>", "<tool_response>", "</tool_response>",
+    "<think>", "</think>",
+]
+CHATML_TEMPLATE = (
+    "{%- for message in messages %}{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + "
+    "'<|im_end|>' + '\\n' }}{%- endfor %}{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
+)
+
+
+def build_tiny_tokenizer():
+    """A byte-level BPE tokenizer (one token per byte, no merges) with the Qwen special tokens and a ChatML
+    template: 282 ids, no hub needed."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    vocab = {ch: i for i, ch in enumerate(sorted(alphabet))}
+    core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    core.decoder = decoders.ByteLevel()
+    tok = PreTrainedTokenizerFast(tokenizer_object=core, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                                  additional_special_tokens=QWEN_SPECIAL_TOKENS)
+    tok.chat_template = CHATML_TEMPLATE
+    return tok
+
+
+def build_reference_pipeline(root, cfg: Cosmos3Config, gen: torch.Generator, *, flow_shift: float = 5.0,
+                             sound: bool = True, vae_dim: int = 8):
+    """A whole tiny Cosmos3OmniPipeline with random weights, saved in the official layout at `root`.
+    `cfg.latent_channel` is the VAE's z_dim; cfg.vocab_size must be at least 282 (the tiny tokenizer)."""
+    from diffusers import AutoencoderKLWan, Cosmos3AVAEAudioTokenizer, Cosmos3OmniPipeline, UniPCMultistepScheduler
+
+    transformer = build_reference(cfg, gen)
+    C = cfg.latent_channel
+    vae = AutoencoderKLWan(base_dim=vae_dim, decoder_base_dim=vae_dim, z_dim=C, dim_mult=[1, 2, 2, 2],
+                           num_res_blocks=1, temperal_downsample=[False, True, True], is_residual=True,
+                           in_channels=12, out_channels=12, patch_size=2, scale_factor_temporal=4,
+                           scale_factor_spatial=16,
+                           latents_mean=(0.3 * torch.randn(C, generator=gen)).tolist(),
+                           latents_std=(0.5 + torch.rand(C, generator=gen)).tolist()).eval()
+    with torch.no_grad():
+        for p in vae.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * (0.5 / max(1, p[0].numel()) ** 0.5) if p.ndim > 1
+                    else 1.0 + 0.1 * torch.randn(p.shape, generator=gen))
+    sound_tokenizer = None
+    if sound:
+        sound_tokenizer = Cosmos3AVAEAudioTokenizer(vocoder_input_dim=cfg.sound_dim, dec_dim=4, enc_dim=4,
+                                                     enc_latent_dim=2 * cfg.sound_dim).eval()
+    scheduler = UniPCMultistepScheduler(use_flow_sigmas=True, prediction_type="flow_prediction",
+                                        flow_shift=flow_shift, solver_order=2, solver_type="bh2", predict_x0=True,
+                                        lower_order_final=True, num_train_timesteps=1000)
+    pipe = Cosmos3OmniPipeline(transformer=transformer, text_tokenizer=build_tiny_tokenizer(), vae=vae,
+                               scheduler=scheduler, sound_tokenizer=sound_tokenizer, safety_checker=None,
+                               enable_safety_checker=False)
+    pipe.save_pretrained(root)
+    return pipe

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Create or reuse .venv at the repository root and install open-cosmos3 into it (idempotent; a second run that has
+# nothing to do takes about a second).
+#   bash scripts/setup.sh          the package
+#   bash scripts/setup.sh --test   the package and its test extra
+# Torch is pinned to the CPU build (torch==2.13.0 installs from local disk here). For a GPU, install a CUDA build of
+# torch into .venv first (e.g. .venv/bin/pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128)
+# and keep it: this script never replaces a torch that is already installed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+extra=""
+[[ "${1:-}" == "--test" ]] && extra="[test]"
+
+python=${PYTHON:-python3}
+if [[ ! -x .venv/bin/python ]]; then
+  "$python" -m venv .venv
+fi
+pip=(.venv/bin/python -m pip --disable-pip-version-check -q)
+
+if ! .venv/bin/python -c "import torch" 2>/dev/null; then
+  "${pip[@]}" install "torch==2.13.0"
+fi
+
+# Reinstall only when the project's requirements or the requested extra changed.
+stamp=".venv/.cosmos3-installed${extra:+-test}"
+want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]] || ! .venv/bin/python -c "import cosmos3" 2>/dev/null; then
+  if ! log=$("${pip[@]}" install -e ".${extra}" 2>&1); then
+    echo "$log" | grep -v "is ignored: it is neither a file nor a directory" >&2
+    exit 1
+  fi
+  echo "$want" > "$stamp"
+fi

@@ -1,0 +1,218 @@
+"""Flow-matching sampling: schedules, the denoising step with classifier-free guidance, and the loop.
+
+Flow matching (DESIGN 2.6): x_sigma = sigma * noise + (1 - sigma) * x0; the network predicts v = noise - x0.
+The samplers themselves (UniPC with flow sigmas, flow-match Euler) are diffusers' schedulers, configured from the
+checkpoint's `scheduler/` folder: they are commodity parts and the reference uses the very same code.
+
+What is ours is the step: the und keys/values of both prompts are computed once per request (`UndCache`) and every
+step runs both CFG branches as one batched gen forward (`denoise_step`), instead of two full forwards per step.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .model import Cosmos3Omni, GenInputs, UndCache
+from .sequence import GenLayout
+
+SAMPLERS = {"unipc": "UniPCMultistepScheduler", "euler": "FlowMatchEulerDiscreteScheduler"}
+
+
+class Cancelled(Exception):
+    """Raised by a step callback to stop sampling between steps."""
+
+
+# ------------------------------------------------------------------------------------------------ schedules
+
+
+def default_scheduler_config(flow_shift: float = 10.0) -> dict:
+    """The release's sampler (DESIGN 2.6): UniPC, order 2, bh2, x0 prediction, lower order at the end."""
+    return {"_class_name": SAMPLERS["unipc"], "use_flow_sigmas": True, "prediction_type": "flow_prediction",
+            "flow_shift": flow_shift, "solver_order": 2, "solver_type": "bh2", "predict_x0": True,
+            "lower_order_final": True, "num_train_timesteps": 1000}
+
+
+def load_scheduler_config(checkpoint: str | os.PathLike) -> dict:
+    path = Path(checkpoint) / "scheduler" / "scheduler_config.json"
+    if not path.is_file():
+        return default_scheduler_config()
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
+
+
+def make_scheduler(config: dict, flow_shift: float | None = None, sampler: str | None = None):
+    """A fresh scheduler from a checkpoint config; `sampler` ("unipc" | "euler") and `flow_shift` override it."""
+    import diffusers
+
+    config = dict(config)
+    name = SAMPLERS[sampler] if sampler else config.get("_class_name", SAMPLERS["unipc"])
+    if name not in SAMPLERS.values():
+        raise ValueError(f"scheduler: {name!r} is not supported; expected one of {sorted(SAMPLERS.values())}")
+    if sampler and config.get("_class_name") != name:  # switching class: keep only the shared flow settings
+        shift = config.get("flow_shift", config.get("shift", 10.0))
+        config = {"num_train_timesteps": config.get("num_train_timesteps", 1000)}
+        config.update(default_scheduler_config(shift) if name == SAMPLERS["unipc"] else {"shift": shift})
+    if flow_shift is not None:
+        config["flow_shift" if name == SAMPLERS["unipc"] else "shift"] = float(flow_shift)
+    cls = getattr(diffusers, name)
+    return cls.from_config({k: v for k, v in config.items() if not k.startswith("_")})
+
+
+def set_schedule(scheduler, steps: int, sigmas: list[float] | None = None, native: bool = False) -> torch.Tensor:
+    """Set the scheduler's steps and return its timesteps. `sigmas` gives a fixed list (distilled checkpoints);
+    `native` uses sigma = linspace(1 - 1/1000, 0, N + 1)[:-1] before the shift (the training schedule)."""
+    if sigmas is not None:
+        scheduler.set_timesteps(sigmas=list(sigmas))
+    elif native:
+        n_train = scheduler.config.num_train_timesteps
+        scheduler.set_timesteps(sigmas=np.linspace(1.0 - 1.0 / n_train, 0.0, steps + 1)[:-1])
+    else:
+        scheduler.set_timesteps(steps)
+    return scheduler.timesteps
+
+
+# ------------------------------------------------------------------------------------------------ the step
+
+
+@dataclass
+class Latents:
+    """The state being denoised. vision [C, T, H, W], sound [Cs, Ts], actions [n, A]; float32."""
+
+    vision: torch.Tensor
+    sound: torch.Tensor | None = None
+    actions: torch.Tensor | None = None
+
+    def map(self, fn: Callable[[str, torch.Tensor], torch.Tensor]) -> "Latents":
+        return Latents(*(None if x is None else fn(name, x) for name, x in
+                         (("vision", self.vision), ("sound", self.sound), ("actions", self.actions))))
+
+
+@dataclass
+class Branches:
+    """The CFG branches of one request: und cache and gen positions, positive prompt first."""
+
+    cache: UndCache  # batch 1 (positive only) or 2 (positive, negative)
+    positions: torch.Tensor  # [B, 3, N]
+
+    def positive(self) -> "Branches":
+        if self.cache.batch_size == 1:
+            return self
+        keep = lambda t: t[:1]  # noqa: E731
+        mask = None if self.cache.mask is None else self.cache.mask[:1]
+        return Branches(UndCache([keep(k) for k in self.cache.keys], [keep(v) for v in self.cache.values], mask),
+                        self.positions[:1])
+
+
+def encode_branches(model: Cosmos3Omni, layout: GenLayout, prompts: list[tuple[torch.Tensor, torch.Tensor]]
+                    ) -> Branches:
+    """Run the und stream of each branch's prompt once; stack them for batched gen passes."""
+    cfg = model.config
+    caches = [model.encode_und(ids, pos) for ids, pos in prompts]
+    positions = torch.stack([layout.positions(cfg, ids.shape[0]) for ids, _ in prompts])
+    return Branches(UndCache.stack(caches), positions)
+
+
+def denoise_step(model: Cosmos3Omni, layout: GenLayout, latents: Latents, timestep: torch.Tensor,
+                 branches: Branches, guidance: float, raw_action_dim: int | None = None) -> Latents:
+    """Velocity for one step: one batched gen forward over the branches, then v = v_neg + g (v_pos - v_neg).
+    Clean frames / steps get zero velocity; padded action channels too."""
+    inputs = GenInputs(vision=latents.vision, vision_noisy=layout.vision_noisy, timestep=timestep,
+                       sound=latents.sound,
+                       sound_noisy=None if latents.sound is None else torch.ones(latents.sound.shape[1], dtype=bool),
+                       actions=latents.actions, action_noisy=layout.action_noisy, domain_id=layout.domain_id)
+    tokens = model.embed_gen(inputs)
+    B = branches.cache.batch_size
+    hidden = model.run_gen(tokens.expand(B, -1, -1), branches.positions, branches.cache)
+    outs = [model.decode_gen(h, inputs) for h in hidden]
+
+    def combine(name: str, _: torch.Tensor) -> torch.Tensor:
+        pos = getattr(outs[0], name).float()
+        if B == 1:
+            return pos
+        neg = getattr(outs[1], name).float()
+        return neg + guidance * (pos - neg)
+
+    velocity = latents.map(combine)
+    if velocity.actions is not None and raw_action_dim is not None:
+        velocity.actions[:, raw_action_dim:] = 0
+    return velocity
+
+
+# ------------------------------------------------------------------------------------------------ the loop
+
+
+def sample(model: Cosmos3Omni, layout: GenLayout, latents: Latents, clean: Latents, branches: Branches,
+           scheduler, timesteps: torch.Tensor, guidance: float, *,
+           guidance_interval: tuple[float, float] | None = None, raw_action_dim: int | None = None,
+           callback: Callable[[int, int], None] | None = None, progress: bool = True) -> Latents:
+    """Denoise `latents` over `timesteps`. Each modality keeps its own copy of the (stateful) scheduler.
+
+    `clean` holds the conditioning values; they are written back after every step so conditioning frames stay
+    exactly as given. `guidance_interval=(lo, hi)` applies CFG only while sigma is in [lo, hi] and runs the positive
+    branch alone elsewhere. `callback(step, total)` runs after each step and may raise `Cancelled`.
+    """
+    from tqdm.auto import tqdm
+
+    schedulers = {"vision": scheduler}
+    if latents.sound is not None:
+        schedulers["sound"] = copy.deepcopy(scheduler)
+    has_noisy_actions = latents.actions is not None and layout.action_noisy is not None and bool(
+        layout.action_noisy.any())
+    if has_noisy_actions:
+        schedulers["actions"] = copy.deepcopy(scheduler)
+    positive = branches.positive()
+    sigmas = scheduler.sigmas
+    vision_clean = ~layout.vision_noisy
+    action_clean = None if layout.action_noisy is None else ~layout.action_noisy
+
+    for i, t in enumerate(tqdm(timesteps, desc="denoising", unit="step", disable=not progress, leave=False)):
+        sigma = float(sigmas[i])
+        use_cfg = guidance != 1.0 and (guidance_interval is None
+                                       or guidance_interval[0] <= sigma <= guidance_interval[1])
+        step_branches = branches if use_cfg else positive
+        with torch.inference_mode():
+            velocity = denoise_step(model, layout, latents, torch.tensor(t.item()), step_branches, guidance,
+                                    raw_action_dim)
+
+        def advance(name: str, x: torch.Tensor) -> torch.Tensor:
+            if name not in schedulers:
+                return x
+            v = getattr(velocity, name)
+            return schedulers[name].step(v[None], t, x[None], return_dict=False)[0][0]
+
+        latents = latents.map(advance)
+        # Conditioning stays exactly what the caller gave (the solver would only move it by rounding error).
+        latents.vision[:, vision_clean] = clean.vision[:, vision_clean]
+        if latents.actions is not None:
+            if action_clean is not None:
+                latents.actions[action_clean] = clean.actions[action_clean]
+            if raw_action_dim is not None:
+                latents.actions[:, raw_action_dim:] = 0
+        if callback is not None:
+            callback(i + 1, len(timesteps))
+    return latents
+
+
+def with_noise(clean: Latents, noise: Latents, layout: GenLayout) -> Latents:
+    """Initial state: clean values where conditioning, noise elsewhere (mask * x0 + (1 - mask) * noise)."""
+    def mix(name: str, x0: torch.Tensor) -> torch.Tensor:
+        n = getattr(noise, name)
+        if name == "vision":
+            mask = (~layout.vision_noisy).to(x0.dtype)[None, :, None, None]
+        elif name == "actions" and layout.action_noisy is not None:
+            mask = (~layout.action_noisy).to(x0.dtype)[:, None]
+        else:
+            mask = torch.zeros((), dtype=x0.dtype)
+        return mask * x0 + (1.0 - mask) * n
+
+    return clean.map(mix)

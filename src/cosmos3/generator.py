@@ -1,0 +1,299 @@
+"""The Generator surface: text / image / video (+ sound) in, image / video / sound out.
+
+    gen = Generator.from_pretrained("path/to/checkpoint")        # official diffusers layout
+    res = gen.generate("a red block slides to the left", num_frames=33, resolution="256p", seed=0)
+    res.save("out.mp4")
+
+Modes follow from the inputs: one frame is text-to-image; an `image` makes image-to-video; a `video` makes
+video-to-video; otherwise text-to-video. Every argument is validated before any model work starts.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import resource
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from . import spec
+from .checkpoint import CheckpointError, default_dtype, load_transformer
+from .diffusion import Latents, encode_branches, load_scheduler_config, make_scheduler, sample, set_schedule, with_noise
+from .media import read_image, read_video, write_image, write_video
+from .model import Cosmos3Omni
+from .sequence import GenLayout, branch_inputs, prompt_text
+from .vae import SoundCodec, VideoVAE
+
+# DESIGN 2.6 defaults per mode: (steps, guidance, flow shift)
+VIDEO_DEFAULTS = (35, 6.0, 10.0)
+IMAGE_DEFAULTS = (50, 4.0, 3.0)
+MAX_GUIDANCE = 20.0
+WARN_GUIDANCE = 7.0
+
+
+@dataclass
+class GenerationResult:
+    frames: torch.Tensor  # uint8 [T, H, W, 3]
+    latents: torch.Tensor  # float32 [C, T', H', W'], normalized, before VAE decode
+    fps: float
+    mode: str
+    seed: int | None
+    sound: torch.Tensor | None = None  # float32 [2, N] at 48 kHz
+    actions: torch.Tensor | None = None  # float32 [steps, raw_dim]
+    sample_rate: int = 48000
+    timings: dict = field(default_factory=dict)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """.mp4 (with sound if any), .jpg / .jpeg / .png (the first frame), .json (actions)."""
+        path = Path(path)
+        suffix = path.suffix.lower()
+        if suffix == ".mp4":
+            sound = self.sound
+            if sound is not None:  # the decoder pads to whole latents: keep exactly the video's duration
+                sound = sound[:, : int(round(self.frames.shape[0] / self.fps * self.sample_rate))]
+            write_video(path, self.frames, self.fps, sound=sound, sample_rate=self.sample_rate)
+        elif suffix in (".jpg", ".jpeg", ".png"):
+            write_image(path, self.frames[0])
+        elif suffix == ".json":
+            if self.actions is None:
+                raise ValueError(f"{path}: this result has no actions to save (use .mp4 or an image suffix)")
+            from .actions import save_actions
+
+            save_actions(path, self.actions.numpy())
+        else:
+            raise ValueError(f"{path}: unsupported output type {suffix!r}; expected .mp4, .jpg, .png or .json")
+        return path
+
+
+def _peak_memory_bytes(device: torch.device) -> int:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+# ------------------------------------------------------------------------------------------------ conditioning
+
+
+def image_to_pixels(image, height: int, width: int) -> torch.Tensor:
+    """One conditioning image -> [1, 3, H, W] in [-1, 1]: scaled to cover H x W (bilinear, antialiased), centre
+    cropped, rounded to 8-bit levels (the preprocessing the release was trained with)."""
+    rgb = torch.from_numpy(np.array(read_image(image), dtype=np.uint8)).permute(2, 0, 1)[None].float()
+    src_h, src_w = rgb.shape[-2:]
+    scale = max(width / src_w, height / src_h)
+    new_h, new_w = math.ceil(scale * src_h), math.ceil(scale * src_w)
+    rgb = torch.nn.functional.interpolate(rgb, size=(new_h, new_w), mode="bilinear", align_corners=False,
+                                          antialias=True)
+    top, left = round((new_h - height) / 2), round((new_w - width) / 2)
+    rgb = rgb[:, :, top:top + height, left:left + width]
+    return rgb.round().clamp(0, 255) / 127.5 - 1.0
+
+
+def video_to_pixels(video, height: int, width: int, keep: int, which: str) -> torch.Tensor:
+    """A conditioning clip -> [1, 3, keep, H, W] in [-1, 1]: its first (or last) `keep` frames, each resized to
+    H x W (bilinear, no crop), padded by repeating the last frame when the clip is shorter."""
+    if isinstance(video, (str, os.PathLike)):
+        video, _ = read_video(video)
+    if isinstance(video, (torch.Tensor, np.ndarray)):
+        array = np.asarray(video)
+        if array.ndim != 4 or array.shape[-1] != 3 or array.dtype != np.uint8:
+            raise ValueError(f"video: expected uint8 frames [T, H, W, 3], got {array.dtype} {tuple(array.shape)}")
+        frames = [Image.fromarray(f) for f in array]
+    elif isinstance(video, (list, tuple)) and video:
+        frames = [read_image(f) if not isinstance(f, np.ndarray) else Image.fromarray(f) for f in video]
+    else:
+        raise ValueError("video: expected a path, a list of frames, or uint8 frames [T, H, W, 3]")
+    frames = frames[:keep] if which == "first" else frames[-keep:]
+    resized = [np.asarray(f.convert("RGB").resize((width, height), Image.BILINEAR), dtype=np.float32) / 255.0
+               for f in frames]
+    pixels = torch.from_numpy(np.stack(resized)).permute(3, 0, 1, 2)[None] * 2.0 - 1.0  # [1, 3, t, H, W]
+    if pixels.shape[2] < keep:
+        pixels = torch.cat([pixels, pixels[:, :, -1:].expand(-1, -1, keep - pixels.shape[2], -1, -1)], dim=2)
+    return pixels
+
+
+# ------------------------------------------------------------------------------------------------ generator
+
+
+class Generator:
+    def __init__(self, model: Cosmos3Omni, vae: VideoVAE, tokenizer, scheduler_config: dict,
+                 sound: SoundCodec | None = None, *, default_use_system_prompt: bool = True,
+                 native_flow_schedule: bool = False, name: str = "cosmos3"):
+        self.model, self.vae, self.tokenizer, self.sound = model, vae, tokenizer, sound
+        self.scheduler_config = scheduler_config
+        self.default_use_system_prompt = default_use_system_prompt
+        self.native_flow_schedule = native_flow_schedule
+        self.name = name
+        if vae.channels != model.config.latent_channel:
+            raise CheckpointError(f"vae z_dim {vae.channels} does not match transformer latent_channel "
+                                  f"{model.config.latent_channel}")
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, device: str | torch.device | None = None,
+                        dtype: torch.dtype | None = None) -> "Generator":
+        """Load an official-layout checkpoint: transformer/, vae/, scheduler/, text_tokenizer/, sound_tokenizer/."""
+        from transformers import AutoTokenizer
+
+        root = Path(path)
+        if not root.is_dir():
+            raise CheckpointError(f"{root}: no such checkpoint directory")
+        device = torch.device(device) if device is not None else torch.device(
+            "cuda" if torch.cuda.is_available() else "cpu")
+        dtype = dtype or default_dtype(device)
+        index = {}
+        if (root / "model_index.json").is_file():
+            index = json.loads((root / "model_index.json").read_text())
+        model = load_transformer(root, dtype=dtype, device=device)
+        vae_dtype = torch.float32 if device.type == "cpu" else dtype
+        vae = VideoVAE.from_pretrained(root / "vae", device, vae_dtype)
+        if not (root / "text_tokenizer").is_dir():
+            raise CheckpointError(f"{root}: no text_tokenizer/ folder")
+        tokenizer = AutoTokenizer.from_pretrained(root / "text_tokenizer")
+        sound = None
+        if (root / "sound_tokenizer" / "config.json").is_file():
+            sound = SoundCodec.from_pretrained(root / "sound_tokenizer", device, vae_dtype)
+        return cls(model, vae, tokenizer, load_scheduler_config(root), sound,
+                   default_use_system_prompt=index.get("default_use_system_prompt", True),
+                   native_flow_schedule=index.get("use_native_flow_schedule", False), name=root.name)
+
+    # -------------------------------------------------------------------------------------------- checks
+
+    def _check(self, prompt, negative_prompt, image, video, steps, guidance, flow_shift, seed, generator,
+               enable_sound, condition_video_keep, settings: spec.Settings) -> None:
+        if not isinstance(prompt, str):
+            raise ValueError(f"prompt: expected a string, got {type(prompt).__name__}")
+        if negative_prompt is not None and not isinstance(negative_prompt, str):
+            raise ValueError(f"negative_prompt: expected a string or None, got {type(negative_prompt).__name__}")
+        if image is not None and video is not None:
+            raise ValueError("image, video: give one conditioning input, not both")
+        if image is not None and settings.is_image:
+            raise ValueError("image: image conditioning needs a video (num_frames > 1); text-to-image takes none")
+        if video is not None and settings.is_image:
+            raise ValueError("video: video conditioning needs num_frames > 1")
+        if not isinstance(steps, int) or isinstance(steps, bool) or not 1 <= steps <= 1000:
+            raise ValueError(f"num_inference_steps: expected an integer in [1, 1000], got {steps!r}")
+        if not isinstance(guidance, (int, float)) or isinstance(guidance, bool) or not (
+                0.0 <= guidance <= MAX_GUIDANCE):
+            raise ValueError(f"guidance_scale: expected a number in [0, {MAX_GUIDANCE:g}], got {guidance!r}")
+        if guidance > WARN_GUIDANCE:
+            warnings.warn(f"guidance_scale={guidance} is above {WARN_GUIDANCE:g}: expect over-saturated output",
+                          stacklevel=3)
+        if not isinstance(flow_shift, (int, float)) or isinstance(flow_shift, bool) or not (
+                0 < flow_shift <= 100 and math.isfinite(flow_shift)):
+            raise ValueError(f"flow_shift: expected a number in (0, 100], got {flow_shift!r}")
+        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63):
+            raise ValueError(f"seed: expected a non-negative integer, got {seed!r}")
+        if seed is not None and generator is not None:
+            raise ValueError("seed, generator: give one of them, not both")
+        if enable_sound:
+            if self.sound is None or not self.model.config.sound_gen:
+                raise ValueError("enable_sound: this checkpoint does not generate sound (no sound_tokenizer/ or no "
+                                 "sound heads)")
+            if settings.is_image:
+                raise ValueError("enable_sound: sound goes with video (num_frames > 1), not with an image")
+        if condition_video_keep not in ("first", "last"):
+            raise ValueError(f"condition_video_keep: expected 'first' or 'last', got {condition_video_keep!r}")
+
+    # -------------------------------------------------------------------------------------------- generate
+
+    def generate(self, prompt: str = "", negative_prompt: str | None = None, image=None, video=None,
+                 num_frames: int | None = None, fps: float | None = None, height: int | None = None,
+                 width: int | None = None, resolution: str | None = None, aspect_ratio: str | None = None,
+                 num_inference_steps: int | None = None, guidance_scale: float | None = None,
+                 flow_shift: float | None = None, seed: int | None = None, generator: torch.Generator | None = None,
+                 enable_sound: bool = False, action_mode: str | None = None, embodiment: str | None = None,
+                 actions=None, action_chunk_size: int | None = None,
+                 condition_frame_indexes: list[int] | tuple[int, ...] | None = None,
+                 condition_video_keep: str = "first", use_resolution_template: bool = True,
+                 use_duration_template: bool = True, use_system_prompt: bool | None = None, progress: bool = True,
+                 guidance_interval: tuple[float, float] | None = None, sampler: str | None = None,
+                 sigmas: list[float] | None = None, callback=None) -> GenerationResult:
+        if action_mode is not None or embodiment is not None or actions is not None or action_chunk_size is not None:
+            return self._generate_actions(**{k: v for k, v in locals().items() if k != "self"})
+        started = time.perf_counter()
+        if num_frames == 1 and aspect_ratio is None and height is None:
+            aspect_ratio = spec.DEFAULT_IMAGE_ASPECT_RATIO  # text-to-image is square unless told otherwise
+        settings = spec.resolve_settings(resolution=resolution, aspect_ratio=aspect_ratio, height=height,
+                                         width=width, num_frames=num_frames, fps=fps)
+        d_steps, d_guidance, d_shift = IMAGE_DEFAULTS if settings.is_image else VIDEO_DEFAULTS
+        steps = d_steps if num_inference_steps is None else num_inference_steps
+        guidance = d_guidance if guidance_scale is None else guidance_scale
+        shift = d_shift if flow_shift is None else flow_shift
+        self._check(prompt, negative_prompt, image, video, steps, guidance, shift, seed, generator, enable_sound,
+                    condition_video_keep, settings)
+        T, H, W, fps = settings.num_frames, settings.height, settings.width, float(settings.fps)
+        C, Tl, Hl, Wl = self.vae.latent_shape(T, H, W)
+
+        mode = "t2i" if settings.is_image else "v2v" if video is not None else "i2v" if image is not None else "t2v"
+        vision_noisy = torch.ones(Tl, dtype=torch.bool)
+        clean = Latents(vision=torch.zeros(C, Tl, Hl, Wl))
+        if mode == "i2v":
+            vision_noisy[0] = False
+            clean.vision[:, :1] = self.vae.encode(image_to_pixels(image, H, W)[:, :, None])
+        elif mode == "v2v":
+            indexes = sorted(set(condition_frame_indexes if condition_frame_indexes is not None else (0, 1)))
+            if not indexes or any(not isinstance(i, int) or not 0 <= i < Tl for i in indexes):
+                raise ValueError(f"condition_frame_indexes: expected latent frame indexes in [0, {Tl}), "
+                                 f"got {condition_frame_indexes!r}")
+            keep = max(indexes) * self.vae.temporal + 1
+            encoded = self.vae.encode(video_to_pixels(video, H, W, keep, condition_video_keep))
+            vision_noisy[indexes] = False
+            clean.vision[:, indexes] = encoded[:, indexes]
+
+        sound_latents = self.sound.latent_count(T, fps) if enable_sound else 0
+        layout = GenLayout(latent_shape=(C, Tl, Hl, Wl), vision_noisy=vision_noisy, fps=fps,
+                           sound_latents=sound_latents,
+                           sound_fps=self.model.config.sound_latent_fps)
+        if sound_latents:
+            clean.sound = torch.zeros(self.model.config.sound_dim, sound_latents)
+
+        # Noise in the reference's order: vision, then sound (then actions), from one CPU generator.
+        if generator is None:
+            seed = int(torch.seed() % 2**63) if seed is None else seed
+            generator = torch.Generator("cpu").manual_seed(seed)
+        noise = Latents(vision=torch.randn((1, *clean.vision.shape), generator=generator)[0])
+        if clean.sound is not None:
+            noise.sound = torch.randn(clean.sound.shape, generator=generator)
+        latents = with_noise(clean, noise, layout)
+
+        use_sys = self.default_use_system_prompt if use_system_prompt is None else use_system_prompt
+        texts = [prompt_text(prompt, num_frames=T, fps=fps, height=H, width=W, negative=False,
+                             use_resolution_template=use_resolution_template,
+                             use_duration_template=use_duration_template)]
+        if guidance != 1.0:
+            texts.append(prompt_text(negative_prompt or "", num_frames=T, fps=fps, height=H, width=W, negative=True,
+                                     use_resolution_template=use_resolution_template,
+                                     use_duration_template=use_duration_template))
+        prompts = [branch_inputs(self.tokenizer, self.model.config, t, is_image=settings.is_image,
+                                 use_system_prompt=use_sys) for t in texts]
+        prepared = time.perf_counter()
+        with torch.inference_mode():
+            branches = encode_branches(self.model, layout, prompts)
+        scheduler = make_scheduler(self.scheduler_config, flow_shift=shift, sampler=sampler)
+        timesteps = set_schedule(scheduler, steps, sigmas=sigmas, native=self.native_flow_schedule)
+        latents = sample(self.model, layout, latents, clean, branches, scheduler, timesteps, guidance,
+                         guidance_interval=guidance_interval, callback=callback, progress=progress)
+        denoised = time.perf_counter()
+        frames = self.vae.decode(latents.vision)
+        sound = self.sound.decode(latents.sound) if latents.sound is not None else None
+        done = time.perf_counter()
+        return GenerationResult(
+            frames=frames, latents=latents.vision.float().cpu(), fps=fps, mode=mode, seed=seed, sound=sound,
+            sample_rate=self.sound.sample_rate if self.sound else 48000,
+            timings=dict(prepare_s=prepared - started, denoise_s=denoised - prepared, decode_s=done - denoised,
+                         total_s=done - started, steps=len(timesteps),
+                         peak_memory_bytes=_peak_memory_bytes(self.device)))
+
+    def _generate_actions(self, **kwargs) -> GenerationResult:
+        raise ValueError("action_mode: action modes (forward_dynamics, inverse_dynamics, policy) are not available "
+                         "in this version")
