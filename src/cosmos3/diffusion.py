@@ -69,10 +69,11 @@ def make_scheduler(config: dict, flow_shift: float | None = None, sampler: str |
 
 
 def set_schedule(scheduler, steps: int, sigmas: list[float] | None = None, native: bool = False) -> torch.Tensor:
-    """Set the scheduler's steps and return its timesteps. `sigmas` gives a fixed list (distilled checkpoints);
+    """Set the scheduler's steps and return its timesteps. `sigmas` gives a fixed list (distilled checkpoints; make
+    the scheduler with flow_shift 1 so they are used as given);
     `native` uses sigma = linspace(1 - 1/1000, 0, N + 1)[:-1] before the shift (the training schedule)."""
     if sigmas is not None:
-        scheduler.set_timesteps(sigmas=list(sigmas))
+        scheduler.set_timesteps(sigmas=np.asarray(sigmas, dtype=np.float64))
     elif native:
         n_train = scheduler.config.num_train_timesteps
         scheduler.set_timesteps(sigmas=np.linspace(1.0 - 1.0 / n_train, 0.0, steps + 1)[:-1])

@@ -229,6 +229,13 @@ class Generator:
         steps = d_steps if num_inference_steps is None else num_inference_steps
         guidance = d_guidance if guidance_scale is None else guidance_scale
         shift = d_shift if flow_shift is None else flow_shift
+        if sigmas is not None:
+            if flow_shift is not None:
+                raise ValueError("sigmas, flow_shift: a fixed sigma list is used as given; do not also shift it")
+            shift = 1.0
+            values = [float(x) for x in sigmas] if isinstance(sigmas, (list, tuple)) else []
+            if not values or any(not 0 < x <= 1 for x in values) or any(a <= b for a, b in zip(values, values[1:])):
+                raise ValueError(f"sigmas: expected a decreasing list of numbers in (0, 1], got {sigmas!r}")
         self._check(prompt, negative_prompt, image, video, steps, guidance, shift, seed, generator, enable_sound,
                     condition_video_keep, settings)
         T, H, W, fps = settings.num_frames, settings.height, settings.width, float(settings.fps)
