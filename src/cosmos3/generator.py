@@ -219,6 +219,9 @@ class Generator:
                  guidance_interval: tuple[float, float] | None = None, sampler: str | None = None,
                  sigmas: list[float] | None = None, callback=None) -> GenerationResult:
         if action_mode is not None or embodiment is not None or actions is not None or action_chunk_size is not None:
+            if action_mode is None:
+                raise ValueError("action_mode: embodiment / actions / action_chunk_size need an action_mode "
+                                 "('forward_dynamics', 'inverse_dynamics' or 'policy')")
             return self._generate_actions(**{k: v for k, v in locals().items() if k != "self"})
         started = time.perf_counter()
         if num_frames == 1 and aspect_ratio is None and height is None:
@@ -301,6 +304,105 @@ class Generator:
                          total_s=done - started, steps=len(timesteps),
                          peak_memory_bytes=_peak_memory_bytes(self.device)))
 
-    def _generate_actions(self, **kwargs) -> GenerationResult:
-        raise ValueError("action_mode: action modes (forward_dynamics, inverse_dynamics, policy) are not available "
-                         "in this version")
+    def _generate_actions(self, *, prompt, negative_prompt, image, video, fps, resolution, height, width,
+                          num_frames, aspect_ratio, num_inference_steps, guidance_scale, flow_shift, seed, generator,
+                          enable_sound, action_mode, embodiment, actions, action_chunk_size, condition_frame_indexes,
+                          use_system_prompt, progress, guidance_interval, sampler, sigmas, callback,
+                          **_) -> GenerationResult:
+        """forward_dynamics / inverse_dynamics / policy (DESIGN 2.8). Long action files roll out chunk by chunk."""
+        from tqdm.auto import tqdm
+
+        from .action_modes import ACTION_DEFAULTS, chunk_actions, resolve_action_request, tier_of
+
+        started = time.perf_counter()
+        for name, value in (("height", height), ("width", width), ("num_frames", num_frames),
+                            ("aspect_ratio", aspect_ratio), ("condition_frame_indexes", condition_frame_indexes)):
+            if value is not None:
+                raise ValueError(f"{name}: action modes size the output from the input and the resolution tier "
+                                 f"(and the length from action_chunk_size); do not pass {name}")
+        if enable_sound:
+            raise ValueError("enable_sound: action modes do not generate sound")
+        if not self.model.config.action_gen:
+            raise ValueError("action_mode: this checkpoint has no action heads (action_gen is false)")
+        request = resolve_action_request(action_mode, embodiment, actions, action_chunk_size, fps, image, video)
+        if request.embodiment.domain_id >= self.model.config.num_embodiment_domains:
+            raise ValueError(f"embodiment: {request.embodiment.name} has domain id {request.embodiment.domain_id}, "
+                             f"but this checkpoint has action heads for {self.model.config.num_embodiment_domains} "
+                             "domains only")
+        if request.embodiment.raw_dim > self.model.config.action_dim:
+            raise ValueError(f"embodiment: {request.embodiment.name} actions are {request.embodiment.raw_dim} wide, "
+                             f"wider than this checkpoint's action_dim {self.model.config.action_dim}")
+        tier = tier_of(resolution)
+        steps = ACTION_DEFAULTS[0] if num_inference_steps is None else num_inference_steps
+        guidance = ACTION_DEFAULTS[1] if guidance_scale is None else guidance_scale
+        shift = ACTION_DEFAULTS[2] if flow_shift is None else flow_shift
+        self._check(prompt, negative_prompt, None, None, steps, guidance, shift, seed, generator, False, "first",
+                    spec.Settings(width=64, height=64, num_frames=request.chunk + 1, fps=request.fps,
+                                  latent_frames=1))
+        if generator is None:
+            seed = int(torch.seed() % 2**63) if seed is None else seed
+            generator = torch.Generator("cpu").manual_seed(seed)
+        common = dict(prompt=prompt, negative_prompt=negative_prompt, tier=tier, steps=steps, guidance=guidance,
+                      shift=shift, generator=generator, use_system_prompt=use_system_prompt, progress=progress,
+                      guidance_interval=guidance_interval, sampler=sampler, sigmas=sigmas, callback=callback)
+
+        if request.mode != "forward_dynamics" or request.all_actions.shape[0] <= request.chunk:
+            frames, latents, predicted = self._action_chunk(request, image, video, request.actions, **common)
+        else:  # a long rollout: each chunk starts from the last frame the previous one generated
+            pieces, condition = [], (image, video)
+            starts = range(0, request.all_actions.shape[0], request.chunk)
+            for k in tqdm(starts, desc="action chunks", unit="chunk", disable=not progress):
+                clean = chunk_actions(request.all_actions[k:k + request.chunk], request.chunk)
+                frames, latents, predicted = self._action_chunk(request, *condition, clean, **common)
+                pieces.append(frames if not pieces else frames[1:])
+                condition = (Image.fromarray(frames[-1].numpy()), None)
+            frames = torch.cat(pieces)
+        done = time.perf_counter()
+        return GenerationResult(frames=frames, latents=latents, fps=request.fps, mode=request.mode, seed=seed,
+                                actions=predicted,
+                                timings=dict(total_s=done - started, steps=steps,
+                                             peak_memory_bytes=_peak_memory_bytes(self.device)))
+
+    def _action_chunk(self, request, image, video, clean_actions, *, prompt, negative_prompt, tier, steps,
+                      guidance, shift, generator, use_system_prompt, progress, guidance_interval, sampler, sigmas,
+                      callback):
+        """One chunk: (uint8 frames [chunk + 1, h, w, 3], latents, predicted actions [chunk, raw_dim] or None)."""
+        from .action_modes import action_caption, build_canvas
+
+        emb, chunk, mode = request.embodiment, request.chunk, request.mode
+        canvas = build_canvas(image, video, chunk + 1, tier)
+        # Causal VAE: the first latent frame needs only the first pixel frame.
+        pixels = canvas.pixels if mode == "inverse_dynamics" else canvas.pixels[:, :, :1]
+        encoded = canvas.crop_latents(self.vae.encode(pixels))
+        C, Tl = self.vae.channels, 1 + chunk // self.vae.temporal
+        h, w = encoded.shape[2:]
+        vision_noisy = torch.ones(Tl, dtype=torch.bool)
+        vision_noisy[: encoded.shape[1]] = False
+        clean = Latents(vision=torch.zeros(C, Tl, h, w), actions=torch.zeros(chunk, self.model.config.action_dim))
+        clean.vision[:, : encoded.shape[1]] = encoded
+        action_noisy = torch.ones(chunk, dtype=torch.bool)
+        if mode == "forward_dynamics":
+            clean.actions = clean_actions[:, : self.model.config.action_dim].clone()
+            action_noisy[:] = False
+        layout = GenLayout(latent_shape=(C, Tl, h, w), vision_noisy=vision_noisy, fps=request.fps,
+                           action_steps=chunk, action_noisy=action_noisy, domain_id=emb.domain_id)
+        noise = Latents(vision=torch.randn((1, C, Tl, h, w), generator=generator)[0],
+                        actions=torch.randn((chunk, self.model.config.action_dim), generator=generator))
+        latents = with_noise(clean, noise, layout)
+        latents.actions[:, emb.raw_dim:] = 0
+
+        texts = [action_caption(prompt, emb, chunk + 1, request.fps, canvas.height, canvas.width)]
+        if guidance != 1.0:
+            texts.append(negative_prompt or "")  # the action models take the negative prompt as it is
+        use_sys = self.default_use_system_prompt if use_system_prompt is None else use_system_prompt
+        prompts = [branch_inputs(self.tokenizer, self.model.config, t, is_image=False, use_system_prompt=use_sys)
+                   for t in texts]
+        with torch.inference_mode():
+            branches = encode_branches(self.model, layout, prompts)
+        scheduler = make_scheduler(self.scheduler_config, flow_shift=shift, sampler=sampler)
+        timesteps = set_schedule(scheduler, steps, sigmas=sigmas, native=self.native_flow_schedule)
+        latents = sample(self.model, layout, latents, clean, branches, scheduler, timesteps, guidance,
+                         guidance_interval=guidance_interval, raw_action_dim=emb.raw_dim, callback=callback,
+                         progress=progress)
+        predicted = None if mode == "forward_dynamics" else latents.actions[:, : emb.raw_dim].float().cpu()
+        return self.vae.decode(latents.vision), latents.vision.float().cpu(), predicted

@@ -1,0 +1,190 @@
+"""Requests of the three action modes (DESIGN 2.8, 2.12): the conditioning canvas, the action caption, the masks.
+
+    forward_dynamics   first frame + actions (clean)        -> video of chunk + 1 frames
+    inverse_dynamics   whole video (clean)                   -> actions
+    policy             first frame + instruction             -> actions and video
+
+The conditioning clip is fitted into a canvas picked from the resolution tier by aspect ratio: scaled down (never
+up) to fit, then padded on the right and bottom by reflection. The model sees the canvas; the generated latents are
+cropped back to the content, so the output video has the input's aspect.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .actions import ACTION_DIM, Embodiment, VIEWPOINT_SENTENCES, get_embodiment, load_actions, pad_actions
+from .media import read_image, read_video
+
+MODES = ("forward_dynamics", "inverse_dynamics", "policy")
+ACTION_DEFAULTS = (30, 1.0, 10.0)  # steps, guidance, flow shift (DESIGN 2.6)
+VAE_MULTIPLE = 16
+
+# Canvas (height, width) per tier, keyed by the height / width ratio it serves (the release's bins).
+CANVASES: dict[int, dict[float, tuple[int, int]]] = {
+    256: {1.0: (256, 256), 0.8: (256, 320), 1.25: (320, 256), 0.6: (192, 320), 320 / 192: (320, 192)},
+    480: {1.0: (640, 640), 544 / 736: (544, 736), 736 / 544: (736, 544), 480 / 832: (480, 832),
+          832 / 480: (832, 480)},
+    704: {1.0: (960, 960), 832 / 1088: (832, 1088), 1088 / 832: (1088, 832), 0.55: (704, 1280),
+          1280 / 704: (1280, 704)},
+    720: {1.0: (960, 960), 832 / 1104: (832, 1104), 1104 / 832: (1104, 832), 0.5625: (720, 1280),
+          1280 / 720: (1280, 720)},
+}
+
+
+def tier_of(resolution: str | int | None) -> int:
+    """"256p" / "480" / 720 -> 256 / 480 / 720 (default 480, the release's)."""
+    if resolution is None:
+        return 480
+    text = str(resolution).lower().removesuffix("p")
+    if not text.isdigit() or int(text) not in CANVASES:
+        raise ValueError(f"resolution: action modes take a tier in {sorted(f'{t}p' for t in CANVASES)}, "
+                         f"got {resolution!r}")
+    return int(text)
+
+
+def canvas_for(height: int, width: int, tier: int) -> tuple[int, int]:
+    ratio = height / width
+    key = min(CANVASES[tier], key=lambda r: abs(r - ratio))
+    return CANVASES[tier][key]
+
+
+@dataclass
+class Canvas:
+    pixels: torch.Tensor  # [1, 3, frames, H, W] in [-1, 1]
+    height: int  # canvas size (what the caption states)
+    width: int
+    content_height: int  # the input's size inside the canvas
+    content_width: int
+
+    def crop_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        """[C, T, H/16, W/16] -> the part covering the content."""
+        h = max(self.content_height // VAE_MULTIPLE, 1)
+        w = max(self.content_width // VAE_MULTIPLE, 1)
+        return latents[:, :, :h, :w].contiguous()
+
+
+def _frames(image, video) -> list[Image.Image]:
+    if image is not None:
+        return [read_image(image)]
+    if isinstance(video, (str, os.PathLike)):
+        video, _ = read_video(video)
+    if isinstance(video, (torch.Tensor, np.ndarray)):
+        array = np.asarray(video)
+        if array.ndim != 4 or array.shape[-1] != 3 or array.dtype != np.uint8:
+            raise ValueError(f"video: expected uint8 frames [T, H, W, 3], got {array.dtype} {tuple(array.shape)}")
+        return [Image.fromarray(f) for f in array]
+    if isinstance(video, (list, tuple)) and video:
+        return [Image.fromarray(f) if isinstance(f, np.ndarray) else read_image(f) for f in video]
+    raise ValueError("video: expected a path, a list of frames, or uint8 frames [T, H, W, 3]")
+
+
+def build_canvas(image, video, num_frames: int, tier: int) -> Canvas:
+    """Fit the clip (an image, or a video's first `num_frames` frames, repeating its last) into the tier's canvas."""
+    frames = [f.convert("RGB") for f in _frames(image, video)]
+    # Sources are first brought to whole VAE cells (sizes rounded down to multiples of 16), as the release does.
+    w16 = frames[0].width - frames[0].width % VAE_MULTIPLE
+    h16 = frames[0].height - frames[0].height % VAE_MULTIPLE
+    if w16 == 0 or h16 == 0:
+        raise ValueError(f"image: {frames[0].width}x{frames[0].height} is too small (at least 16x16)")
+    arrays = [np.asarray(f.resize((w16, h16), Image.BILINEAR), dtype=np.float32) / 255.0 for f in frames]
+    pixels = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2) * 2.0 - 1.0  # [T, 3, h, w]
+    if pixels.shape[0] < num_frames:
+        pixels = torch.cat([pixels, pixels[-1:].expand(num_frames - pixels.shape[0], -1, -1, -1)])
+    pixels = pixels[:num_frames]
+
+    target_h, target_w = canvas_for(h16, w16, tier)
+    scale = min(target_w / w16, target_h / h16, 1.0)  # downscale only
+    content_h, content_w = max(1, int(scale * h16 + 0.5)), max(1, int(scale * w16 + 0.5))
+    if (content_h, content_w) != (h16, w16):
+        pixels = torch.nn.functional.interpolate(pixels, size=(content_h, content_w), mode="bicubic",
+                                                 align_corners=False, antialias=True)
+    pad_right, pad_bottom = target_w - content_w, target_h - content_h
+    if pad_right or pad_bottom:
+        # Reflection needs the pad to be smaller than the content; very thin content falls back to replication.
+        mode = "replicate" if pad_right >= content_w or pad_bottom >= content_h else "reflect"
+        pixels = torch.nn.functional.pad(pixels, (0, pad_right, 0, pad_bottom), mode=mode)
+    return Canvas(pixels.permute(1, 0, 2, 3)[None], target_h, target_w, content_h, content_w)
+
+
+def action_caption(instruction: str, embodiment: Embodiment, num_frames: int, fps: float, height: int,
+                   width: int) -> str:
+    """The structured JSON caption the action models were trained on."""
+    seconds = num_frames / fps
+    minutes, rest = divmod(round(seconds), 60)
+    text = instruction.strip()
+    if text and not text.endswith((".", "!", "?")):
+        text += "."
+    caption: dict = {}
+    framing = VIEWPOINT_SENTENCES.get(embodiment.viewpoint)
+    if framing:
+        caption["cinematography"] = {"framing": framing}
+    ratio = width / height
+    caption["actions"] = [{"time": f"0:00-{minutes}:{rest:02d}", "description": text}]
+    caption["duration"] = f"{int(seconds)}s"
+    caption["fps"] = float(fps)
+    caption["resolution"] = {"H": int(height), "W": int(width)}
+    caption["aspect_ratio"] = min(("1,1", "4,3", "3,4", "16,9", "9,16"),
+                                  key=lambda r: abs(int(r.split(",")[0]) / int(r.split(",")[1]) - ratio))
+    return json.dumps(caption)
+
+
+@dataclass
+class ActionRequest:
+    mode: str
+    embodiment: Embodiment
+    chunk: int
+    fps: float
+    actions: torch.Tensor | None  # [chunk, ACTION_DIM] clean actions (forward dynamics), zero-padded
+    all_actions: np.ndarray | None  # the whole [T, raw_dim] file, for rollouts longer than one chunk
+
+
+def resolve_action_request(action_mode, embodiment, actions, action_chunk_size, fps, image, video) -> ActionRequest:
+    """Check the action arguments together and resolve their defaults (before any model work)."""
+    if action_mode not in MODES:
+        raise ValueError(f"action_mode: expected one of {list(MODES)}, got {action_mode!r}")
+    if embodiment is None:
+        raise ValueError("embodiment: required with action_mode (e.g. 'droid_lerobot', 'umi', 'av')")
+    emb = get_embodiment(embodiment)
+    chunk = emb.chunk_size if action_chunk_size is None else action_chunk_size
+    if not isinstance(chunk, int) or isinstance(chunk, bool) or not 1 <= chunk <= 256:
+        raise ValueError(f"action_chunk_size: expected an integer in [1, 256], got {action_chunk_size!r}")
+    fps = emb.fps if fps is None else fps
+    if not isinstance(fps, (int, float)) or isinstance(fps, bool) or not 1 <= fps <= 120:
+        raise ValueError(f"fps: expected a number in [1, 120] for action modes, got {fps!r}")
+    if image is not None and video is not None:
+        raise ValueError("image, video: give one conditioning input, not both")
+    if action_mode == "inverse_dynamics" and video is None:
+        raise ValueError("video: inverse_dynamics needs the video whose actions it infers")
+    if image is None and video is None:
+        raise ValueError(f"image: {action_mode} needs a conditioning image or video")
+    clean, whole = None, None
+    if action_mode == "forward_dynamics":
+        if actions is None:
+            raise ValueError("actions: forward_dynamics needs the actions to roll out ([T, raw_dim] or a JSON file)")
+        whole = load_actions(actions, emb)
+        if whole.shape[0] == 0:
+            raise ValueError("actions: the action array is empty")
+        clean = chunk_actions(whole[:chunk], chunk)
+    elif actions is not None:
+        raise ValueError(f"actions: {action_mode} predicts actions; do not pass them")
+    return ActionRequest(action_mode, emb, chunk, float(fps), clean, whole)
+
+
+def chunk_actions(raw: np.ndarray, chunk: int) -> torch.Tensor:
+    """[t <= chunk, raw_dim] -> [chunk, ACTION_DIM]: short chunks repeat their last action; zero-padded width."""
+    a = torch.from_numpy(np.asarray(raw, dtype=np.float32))
+    if a.shape[0] < chunk:
+        a = torch.cat([a, a[-1:].expand(chunk - a.shape[0], -1)])
+    return pad_actions(a[:chunk], ACTION_DIM)
+
+
+def rollout_chunks(total_steps: int, chunk: int) -> int:
+    return math.ceil(total_steps / chunk)

@@ -1,0 +1,129 @@
+"""Action modes of the Generator against diffusers' Cosmos3OmniPipeline (CosmosActionCondition), on the release's
+action files and images, plus long rollouts and the action-specific validation."""
+
+import json
+import random
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cosmos3.generator import Generator
+from cosmos3.media import read_video
+from oracle import build_reference_pipeline, random_config, relative_error
+
+FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
+UMI_ACTIONS = np.array(json.loads((FIXTURES / "actions" / "umi.json").read_text()), dtype=np.float32)
+CHUNK = 4
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    seed = random.SystemRandom().randrange(2**31)
+    print(f"checkpoint seed {seed}")
+    rng, gen = random.Random(seed), torch.Generator().manual_seed(seed)
+    cfg = random_config(rng.choice(["qwen", "edge"]), rng, sound=False).replace(vocab_size=300, action_dim=64,
+                                                                                 num_embodiment_domains=32)
+    root = tmp_path_factory.mktemp("ckpt")
+    pipe = build_reference_pipeline(root, cfg, gen, flow_shift=5.0, sound=False, vae_dim=4)
+    return pipe, Generator.from_pretrained(root)
+
+
+def _conditioning(mode):
+    if mode == "inverse_dynamics":
+        frames, _ = read_video(FIXTURES / "videos" / "umi.mp4", max_frames=CHUNK + 1)
+        return {"video": [Image.fromarray(f.numpy()) for f in frames]}
+    return {"image": Image.open(FIXTURES / "images" / "umi.png").convert("RGB")}
+
+
+@pytest.mark.parametrize("mode", ["policy", "forward_dynamics", "inverse_dynamics"])
+def test_action_modes_match_reference(mode, checkpoint, seed):
+    from diffusers.pipelines.cosmos.pipeline_cosmos3_omni import CosmosActionCondition
+
+    pipe, generator = checkpoint
+    cond = _conditioning(mode)
+    fd = mode == "forward_dynamics"
+    ref_cond = CosmosActionCondition(mode=mode, chunk_size=CHUNK, domain_name="umi", resolution_tier=256,
+                                     raw_actions=torch.from_numpy(UMI_ACTIONS[:CHUNK]) if fd else None,
+                                     view_point="ego_view", **cond)
+    common = dict(num_inference_steps=3, guidance_scale=2.0)
+    ref = pipe("pick up the cup", negative_prompt="static", action=ref_cond, fps=20.0, output_type="latent",
+               generator=torch.Generator().manual_seed(seed), enable_safety_check=False, **common)
+    res = generator.generate("pick up the cup", negative_prompt="static", action_mode=mode, embodiment="umi",
+                             actions=UMI_ACTIONS[:CHUNK] if fd else None, action_chunk_size=CHUNK,
+                             resolution="256p", flow_shift=5.0, seed=seed, progress=False, **common, **cond)
+    assert relative_error(res.latents, ref.video[0]) < 1e-4
+    assert res.frames.shape == (CHUNK + 1, 256, 256, 3)
+    if fd:
+        assert res.actions is None and ref.action is None
+    else:
+        assert res.actions.shape == (CHUNK, 10)  # UMI's raw width, padding removed
+        assert relative_error(res.actions, ref.action[0]) < 1e-4
+    assert res.mode == mode
+
+
+def test_forward_dynamics_rolls_out_long_action_files(checkpoint, seed):
+    _, generator = checkpoint
+    steps = 2 * CHUNK + 2  # three chunks, the last one short
+    res = generator.generate("push", action_mode="forward_dynamics", embodiment="umi", actions=UMI_ACTIONS[:steps],
+                             action_chunk_size=CHUNK, resolution="256p", num_inference_steps=2, seed=seed,
+                             progress=False, image=FIXTURES / "images" / "umi.png")
+    assert res.frames.shape[0] == 3 * CHUNK + 1
+    first = generator.generate("push", action_mode="forward_dynamics", embodiment="umi",
+                               actions=UMI_ACTIONS[:CHUNK], action_chunk_size=CHUNK, resolution="256p",
+                               num_inference_steps=2, seed=seed, progress=False,
+                               image=FIXTURES / "images" / "umi.png")
+    assert torch.equal(res.frames[: CHUNK + 1], first.frames)  # the first chunk is the same request
+
+
+def test_policy_actions_save_as_json(checkpoint, tmp_path, seed):
+    from cosmos3.actions import load_actions
+
+    _, generator = checkpoint
+    res = generator.generate("grasp", action_mode="policy", embodiment="droid_lerobot", action_chunk_size=CHUNK,
+                             resolution="256p", num_inference_steps=1, seed=seed, progress=False,
+                             image=FIXTURES / "images" / "robot_153.jpg")
+    back = load_actions(res.save(tmp_path / "a.json"), "droid_lerobot")
+    np.testing.assert_array_equal(back, res.actions.numpy())
+    assert res.fps == 15.0  # DROID's rate by default
+
+
+BAD = [
+    (dict(action_mode="fly"), "action_mode: expected one of"),
+    (dict(embodiment="umi"), "action_mode: embodiment / actions"),
+    (dict(action_mode="policy"), "embodiment: required"),
+    (dict(action_mode="policy", embodiment="robot9000"), "robot9000"),
+    (dict(action_mode="forward_dynamics", embodiment="umi"), "actions: forward_dynamics needs"),
+    (dict(action_mode="forward_dynamics", embodiment="umi", actions=np.zeros((4, 9))), "10"),
+    (dict(action_mode="forward_dynamics", embodiment="umi", actions=FIXTURES / "actions" / "av_traj_left.json"),
+     "av_traj_left.json"),
+    (dict(action_mode="inverse_dynamics", embodiment="umi"), "video: inverse_dynamics needs"),
+    (dict(action_mode="policy", embodiment="umi", actions=np.zeros((4, 10))), "actions: policy predicts"),
+    (dict(action_mode="policy", embodiment="umi", num_frames=9), "num_frames: action modes"),
+    (dict(action_mode="policy", embodiment="umi", action_chunk_size=0), "action_chunk_size"),
+    (dict(action_mode="policy", embodiment="umi", resolution="1080p"), "resolution: action modes take"),
+    (dict(action_mode="policy", embodiment="umi", enable_sound=True), "enable_sound"),
+]
+
+
+def test_domain_outside_the_checkpoint_is_refused(tmp_path, rng, gen):
+    cfg = random_config("qwen", rng, sound=False).replace(vocab_size=300, action_dim=64, num_embodiment_domains=8)
+    build_reference_pipeline(tmp_path, cfg, gen, sound=False, vae_dim=4)
+    with pytest.raises(ValueError, match="droid_lerobot has domain id 8, but this checkpoint has action heads for 8"):
+        Generator.from_pretrained(tmp_path).generate("x", action_mode="policy", embodiment="droid_lerobot",
+                                                     image=FIXTURES / "images" / "umi.png")
+
+
+@pytest.mark.parametrize("change, message", BAD, ids=[m[:28] for _, m in BAD])
+def test_bad_action_arguments(checkpoint, change, message):
+    _, generator = checkpoint
+    kwargs = dict(image=FIXTURES / "images" / "umi.png", progress=False)
+    if change.get("action_mode") == "inverse_dynamics":
+        kwargs.pop("image")
+        kwargs["image"] = None
+    with pytest.raises(ValueError, match=message), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        generator.generate("x", **{**kwargs, **change})
