@@ -1,6 +1,7 @@
 """The `cosmos3` command.
 
     cosmos3 info [--step]        versions, device, preset sizes; --step times one CFG denoising step (random weights)
+    cosmos3 generate ...         text / image / video (+ sound, actions) -> image, video, actions
 
 Every subcommand validates its arguments first: a bad value exits with status 2 and one line on stderr.
 """
@@ -101,6 +102,125 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------------------------------- generate
+
+
+def _number_list(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _float_pair(text: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LOW,HIGH, got {text!r}") from None
+    return lo, hi
+
+
+def add_generate_parser(sub) -> None:
+    p = sub.add_parser("generate", help="generate an image, a video (with sound) or actions",
+                       description="Generate an image, a video (optionally with sound) or actions. The mode follows "
+                                   "from the inputs: --num-frames 1 is text-to-image; --image makes image-to-video; "
+                                   "--video makes video-to-video; --action-mode selects an action mode.")
+    p.add_argument("prompt", nargs="?", default=None, help="the prompt (or use --prompt / --prompt-file)")
+    p.add_argument("--prompt", dest="prompt_opt", help="the prompt")
+    p.add_argument("--prompt-file", help="read the prompt from a file (plain text or a JSON prompt)")
+    p.add_argument("--negative-prompt", help="what to steer away from (text, or a JSON file path)")
+    p.add_argument("--checkpoint", required=True, help="checkpoint directory in the official diffusers layout")
+    p.add_argument("-o", "--output", default="output.mp4", help=".mp4, .jpg/.png (image) or .json (actions)")
+    p.add_argument("--image", help="conditioning image (JPG/PNG/WEBP)")
+    p.add_argument("--video", help="conditioning video (MP4)")
+    p.add_argument("--num-frames", type=int, help="frames (1 = image; 5..300, rounded up to 4k+1; default 189)")
+    p.add_argument("--fps", type=float, help="frames per second (10, 16, 24, 30; default 24)")
+    p.add_argument("--height", type=int, help="exact height (with --width)")
+    p.add_argument("--width", type=int, help="exact width (with --height)")
+    p.add_argument("--resolution", help="tier: 256p, 480p (default), 720p")
+    p.add_argument("--aspect-ratio", help="16:9 (default for video), 4:3, 1:1 (default for images), 3:4, 9:16")
+    p.add_argument("--num-inference-steps", type=int, help="denoising steps (default 35; images 50; actions 30)")
+    p.add_argument("--guidance-scale", type=float, help="classifier-free guidance (default 6; images 4; actions 1)")
+    p.add_argument("--flow-shift", type=float, help="sigma shift (default 10; images 3)")
+    p.add_argument("--seed", type=int, help="random seed (printed when not given)")
+    p.add_argument("--sound", action="store_true", help="also generate synchronized sound (video modes)")
+    p.add_argument("--action-mode", choices=["forward_dynamics", "inverse_dynamics", "policy"])
+    p.add_argument("--embodiment", help="embodiment for action modes (e.g. droid_lerobot, umi, av)")
+    p.add_argument("--actions", help="action file for forward_dynamics (JSON [T, D] or .npy)")
+    p.add_argument("--action-chunk-size", type=int, help="actions per chunk (default: the embodiment's)")
+    p.add_argument("--condition-frame-indexes", type=_number_list,
+                   help="latent frames of --video kept clean (default 0,1)")
+    p.add_argument("--condition-video-keep", choices=["first", "last"], default="first")
+    p.add_argument("--no-resolution-template", action="store_true", help="do not state the size in the prompt")
+    p.add_argument("--no-duration-template", action="store_true", help="do not state duration/fps in the prompt")
+    p.add_argument("--system-prompt", choices=["on", "off"], help="override the checkpoint's system-prompt rule")
+    p.add_argument("--guidance-interval", type=_float_pair, help="apply CFG only for sigma in LOW,HIGH")
+    p.add_argument("--sampler", choices=["unipc", "euler"], help="override the checkpoint's sampler")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help="default: float32 on CPU, bf16 on GPU")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_generate)
+
+
+def _read_prompt(args) -> str:
+    given = [x for x in (args.prompt, args.prompt_opt, args.prompt_file) if x is not None]
+    if len(given) > 1:
+        raise UsageError("give the prompt once: positional, --prompt or --prompt-file")
+    if args.prompt_file:
+        try:
+            return open(args.prompt_file, encoding="utf-8").read().strip()
+        except OSError as e:
+            raise UsageError(f"--prompt-file: cannot read {args.prompt_file} ({e.strerror})") from None
+    return (args.prompt if args.prompt is not None else args.prompt_opt) or ""
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    import os
+    from pathlib import Path
+
+    prompt = _read_prompt(args)
+    output = Path(args.output)
+    if output.suffix.lower() not in (".mp4", ".jpg", ".jpeg", ".png", ".json"):
+        raise UsageError(f"--output: {output.name} must end in .mp4, .jpg, .png or .json")
+    if not output.parent.exists():
+        raise UsageError(f"--output: folder {output.parent} does not exist")
+    for flag, path in (("--image", args.image), ("--video", args.video), ("--actions", args.actions)):
+        if path is not None and not os.path.isfile(path):
+            raise UsageError(f"{flag}: no such file {path}")
+    negative = args.negative_prompt
+    if negative and negative.endswith(".json") and os.path.isfile(negative):
+        negative = open(negative, encoding="utf-8").read().strip()
+    dtype = getattr(torch, args.dtype) if args.dtype else None
+    from .generator import Generator
+
+    start = time.perf_counter()
+    gen = Generator.from_pretrained(args.checkpoint, device=args.device, dtype=dtype)
+    res = gen.generate(
+        prompt, negative_prompt=negative, image=args.image, video=args.video, num_frames=args.num_frames,
+        fps=args.fps, height=args.height, width=args.width, resolution=args.resolution,
+        aspect_ratio=args.aspect_ratio, num_inference_steps=args.num_inference_steps,
+        guidance_scale=args.guidance_scale, flow_shift=args.flow_shift, seed=args.seed, enable_sound=args.sound,
+        action_mode=args.action_mode, embodiment=args.embodiment, actions=args.actions,
+        action_chunk_size=args.action_chunk_size, condition_frame_indexes=args.condition_frame_indexes,
+        condition_video_keep=args.condition_video_keep, use_resolution_template=not args.no_resolution_template,
+        use_duration_template=not args.no_duration_template,
+        use_system_prompt=None if args.system_prompt is None else args.system_prompt == "on",
+        progress=not args.quiet, guidance_interval=args.guidance_interval, sampler=args.sampler)
+    if output.suffix.lower() == ".json" and res.actions is None:
+        raise UsageError(f"--output: {res.mode} produced no actions to write as JSON; use .mp4")
+    res.save(output)
+    if res.actions is not None and output.suffix.lower() == ".mp4":
+        res.save(output.with_suffix(".json"))
+    T, H, W = res.frames.shape[:3]
+    peak = res.timings.get("peak_memory_bytes", 0)
+    print(f"{res.mode}: {W}x{H}, {T} frame{'s' if T != 1 else ''} at {res.fps:g} fps, "
+          f"{res.timings.get('steps')} steps, seed {res.seed}, {time.perf_counter() - start:.1f} s "
+          f"(denoise {res.timings.get('denoise_s', res.timings.get('total_s', 0)):.1f} s), peak memory "
+          f"{_gib(peak)}{', sound' if res.sound is not None else ''}"
+          f"{', actions ' + str(tuple(res.actions.shape)) if res.actions is not None else ''} -> {output}")
+    return 0
+
+
 # --------------------------------------------------------------------------------------------------------- main
 
 
@@ -116,10 +236,18 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--preset", default="tiny", choices=sorted(PRESETS),
                       help="network for --step (default: tiny; nano/super need tens of GB)")
     info.set_defaults(func=cmd_info)
+    add_generate_parser(sub)
     return parser
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> str:
+    return f"warning: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
+    import warnings
+
+    warnings.formatwarning = _one_line_warning  # a user needs the message, not our source line
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -127,8 +255,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return args.func(args)
-    except UsageError as e:
-        print(f"cosmos3 {args.command}: error: {e}", file=sys.stderr)
+    except (UsageError, ValueError, FileNotFoundError) as e:
+        # Bad input of any kind (flags, settings, media, checkpoints): one line, status 2, no traceback.
+        message = str(e).splitlines()[0] if str(e) else type(e).__name__
+        print(f"cosmos3 {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -100,9 +100,13 @@ class SoundCodec:
 
     @classmethod
     def from_pretrained(cls, folder: Path, device: torch.device, dtype: torch.dtype) -> "SoundCodec":
+        import warnings
+
         from diffusers import Cosmos3AVAEAudioTokenizer
 
-        return cls(Cosmos3AVAEAudioTokenizer.from_pretrained(folder), device, dtype)
+        with warnings.catch_warnings():  # its weight-norm layers use a torch API that is deprecated, not broken
+            warnings.filterwarnings("ignore", category=FutureWarning, message=".*weight_norm.*")
+            return cls(Cosmos3AVAEAudioTokenizer.from_pretrained(folder), device, dtype)
 
     def latent_count(self, num_frames: int, fps: float) -> int:
         return math.ceil(int(num_frames / fps * self.sample_rate) / self.hop)
