@@ -11,11 +11,15 @@ It trains and tests `pico`, and scores any generated video against ground truth.
     frames = render_tabletop(ep)                                     # uint8 [33, 192, 320, 3]
     score_tabletop(frames, Truth.from_episode(ep))                   # tracking errors, directions, contacts
 
-Modules (one concept each): geometry (frames, palette, rot6d), physics (rigid bodies, contacts, gripper),
-policies (scripted and random), episode (one simulated episode), render, camera (second embodiment), sound, text
-(captions, Q/A), violations (implausible clips), video (MP4 I/O), export (datasets), lerobot (reader), track
-(trackers and scoring). To make your own toy world, write a simulate/render pair that returns an episode with
-`actions()`, `state()`, `instruction`, `num_frames`, `fps` and `domain`, and reuse video/export/lerobot.
+Modules (one concept each): geometry (frames, palette, rot6d), collision (contact geometry), physics (the
+simulator: impulses, friction, the gripper), policies (scripted and random), episode (one simulated episode),
+render, camera (second embodiment), sound, text (captions, Q/A), violations (implausible clips), video (MP4 I/O),
+export (datasets), lerobot (reader), track (trackers and scoring).
+
+Your own toy world: write a simulate function returning an episode object with `actions()`, `state()`,
+`instruction`, `num_frames`, `fps`, `kind` and `domain` (see TabletopEpisode / CameraEpisode) plus a renderer, and
+add its kind to export._make_file / export._describe; video.Mp4Writer, the LeRobot writer and reader, and the chat
+format then work unchanged.
 """
 
 from .camera import CameraConfig, CameraEpisode, render_camera, simulate_camera

@@ -197,7 +197,7 @@ class World:
         """Attach a block that touches both fingers while they close."""
         touching = {}
         for A, B, _nx, _ny, pts in contacts:
-            if A is not None and A.kind == "finger" and B.kind == "block" and min(p[2] for p in pts) <= self.cfg.touch_tolerance:
+            if A is not None and A.kind == "finger" and min(p[2] for p in pts) <= self.cfg.touch_tolerance:
                 touching.setdefault(B, set()).add(id(A))
         for bi, b in enumerate(self.blocks):
             if len(touching.get(b, ())) == 2:
@@ -468,7 +468,8 @@ def _overlap(A: Body, B: Body, clearance: float) -> bool:
 
 def gripper_overlaps(world: World, gs: GripperState, clearance: float = 0.0) -> bool:
     """Would a gripper at state gs come closer than clearance to a block? Used to sample start poses."""
-    probes = [Body("probe", "part", p.local, 0.0, x, y, gs.yaw) for p, (x, y) in zip(world.parts, world._part_poses(gs))]
+    probes = [Body("probe", "part", p.local, 0.0, x, y, gs.yaw)
+              for p, (x, y) in zip(world.parts, world._part_poses(gs))]
     return any(_overlap(p, b, clearance) for p in probes for b in world.blocks)
 
 

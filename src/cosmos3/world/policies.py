@@ -21,7 +21,8 @@ from typing import Callable
 import numpy as np
 
 from .geometry import direction_word, toward, wrap_angle
-from .physics import Body, GripperState, World
+from .collision import Body
+from .physics import GripperState, World, gripper_overlaps
 
 Pose = tuple[float, float, float]
 
@@ -132,7 +133,8 @@ def make_push(world: World, rng: np.random.Generator, bi: int, into: int | None 
         else:
             o = world.blocks[into]
             heading = math.atan2(o.y - b.y, o.x - b.x)
-            reach = support(b, math.cos(heading), math.sin(heading)) + support(o, -math.cos(heading), -math.sin(heading))
+            hx, hy = math.cos(heading), math.sin(heading)
+            reach = support(b, hx, hy) + support(o, -hx, -hy)
             dist = math.hypot(o.x - b.x, o.y - b.y) - reach + 0.015  # bump it and nudge it a little
         dx, dy = math.cos(heading), math.sin(heading)
         target = (b.x + dx * dist, b.y + dy * dist)
@@ -256,8 +258,6 @@ def make_random(world: World, rng: np.random.Generator, frames: int) -> Policy:
 
 
 def _overlaps(world: World, gs: GripperState) -> bool:
-    from .physics import gripper_overlaps
-
     return gripper_overlaps(world, gs, clearance=0.005)
 
 

@@ -234,10 +234,10 @@ def camera_captions(ep) -> list[str]:
         clauses.append(f"zooms {zoom}")
     what = " and ".join(clauses) if clauses else "holds still"
     short = f"The camera {what} over a colorful textured surface."
-    long = (f"A top-down view of a large textured surface with colored patches, stripes and spots. The camera {what}"
-            f"{', so the scene slides the other way across the frame' if pan != 'none' else ''}"
-            f"{', and the patterns grow larger' if zoom == 'in' else ', and the patterns shrink' if zoom == 'out' else ''}"
-            ". Nothing in the scene moves by itself.")
+    slide = ", so the scene slides the other way across the frame" if pan != "none" else ""
+    scale = {"in": ", and the patterns grow larger", "out": ", and the patterns shrink", "none": ""}[zoom]
+    long = (f"A top-down view of a large textured surface with colored patches, stripes and spots. The camera "
+            f"{what}{slide}{scale}. Nothing in the scene moves by itself.")
     return [short, long]
 
 
