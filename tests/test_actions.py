@@ -651,3 +651,18 @@ def test_bad_stats_files(tmp_path, content, needle):
     assert needle in str(info.value) and "bad_stats.json" in str(info.value)
     with pytest.raises(ValueError, match="not found"):
         ActionStats.load(tmp_path / "absent.json")
+
+
+def test_lerobot_reader_is_reachable_from_actions():
+    from cosmos3 import actions
+    from cosmos3.world.lerobot import LeRobotDataset
+
+    assert actions.LeRobotDataset is LeRobotDataset
+    root = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "droid_lerobot_example"
+    ds = actions.LeRobotDataset(root, chunk_size=16)
+    item = ds[0]
+    assert item["frames"].shape == (17, 360, 640, 3) and item["actions"].shape == (16, 10)
+    with pytest.raises(ValueError, match="observation.image.wrist_image_left"):
+        actions.LeRobotDataset(root, camera="observation.image.wrist_image_left")
+    with pytest.raises(AttributeError):
+        actions.NoSuchThing

@@ -693,3 +693,13 @@ def denormalize(a: Any, stats: ActionStats) -> np.ndarray:
     y = (x + 1.0) * 0.5 * span + stats.q01
     y = np.where(flat, 0.5 * (stats.q01 + stats.q99), y)
     return y.astype(dtype)
+
+
+def __getattr__(name: str):
+    # The LeRobot v3 reader lives with the synthetic world that writes such datasets; it is loaded lazily so this
+    # module stays light (and free of the world's imports) for code that only reads action files.
+    if name == "LeRobotDataset":
+        from .world.lerobot import LeRobotDataset
+
+        return LeRobotDataset
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

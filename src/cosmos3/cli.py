@@ -237,7 +237,26 @@ def build_parser() -> argparse.ArgumentParser:
                       help="network for --step (default: tiny; nano/super need tens of GB)")
     info.set_defaults(func=cmd_info)
     add_generate_parser(sub)
+    for name, help_text in DELEGATED.items():
+        d = sub.add_parser(name, help=help_text, add_help=False)
+        d.add_argument("rest", nargs=argparse.REMAINDER)
+        d.set_defaults(func=_delegate(name))
     return parser
+
+
+# Subcommands whose parsers live with their code (each module exposes main(argv) -> exit status).
+DELEGATED = {"world": "the synthetic physical world: `cosmos3 world generate --episodes N --seed S --out DIR`"}
+
+
+def _delegate(name: str):
+    def run(args: argparse.Namespace) -> int:
+        if name == "world":
+            from .world.__main__ import main as world_main
+
+            return world_main(args.rest)
+        raise UsageError(f"unknown command {name}")
+
+    return run
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> str:
