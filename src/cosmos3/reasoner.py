@@ -511,7 +511,7 @@ class Reasoner:
         cache = KVCache.allocate(model.config, 1, L + params.max_tokens, model.dtype, model.device)
         sampler = Sampler(params, model.config.vocab_size, prompt.input_ids, model.device)
         decoder = IncrementalDecoder(self.tokenizer)
-        eos = set(self.tokenizer.eos_ids)
+        eos = set() if params.ignore_eos else set(self.tokenizer.eos_ids)
         text, emitted, tokens, finish, cut = "", 0, [], "length", None
         logits = self.prefill(prompt, cache)
         while True:

@@ -23,6 +23,7 @@ class SamplingParams:
     seed: int | None = None
     max_tokens: int = 256
     stop: tuple[str, ...] = ()
+    ignore_eos: bool = False  # keep going past end-of-turn (benchmarks)
 
     def replace(self, **changes) -> "SamplingParams":
         """A copy with the given fields changed; None leaves a field as it is."""

@@ -20,7 +20,6 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -183,6 +182,7 @@ class VisionProcessor:
 def _vision_config(data: dict):
     from transformers import Qwen3VLVisionConfig
 
+    data = data.get("vision_config", data)  # a whole Qwen3-VL config.json carries the tower's config nested
     data = {k: v for k, v in data.items() if k not in ("architectures", "transformers_version", "dtype")}
     cfg = Qwen3VLVisionConfig(**data)
     cfg._attn_implementation = "sdpa"
@@ -220,6 +220,9 @@ class VisionTower(nn.Module):
         state: dict[str, torch.Tensor] = {}
         for f in files:
             state.update(load_file(str(f)))
+        for prefix in ("model.visual.", "visual."):  # towers saved from inside a Qwen3-VL model keep its prefix
+            if state and all(k.startswith(prefix) for k in state):
+                state = {k[len(prefix):]: v for k, v in state.items()}
         return cls.from_state_dict(config, state, dtype, device, source=str(path))
 
     @classmethod
