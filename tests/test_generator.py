@@ -1,6 +1,7 @@
 """End-to-end parity of the Generator with diffusers' Cosmos3OmniPipeline on a tiny random official-layout
 checkpoint (fresh config and weights each run), plus determinism, validation and output files."""
 
+import json
 import random
 from pathlib import Path
 
@@ -206,3 +207,37 @@ def test_sound_refused_without_sound_heads(tmp_path, rng, gen):
     g = Generator.from_pretrained(tmp_path)
     with pytest.raises(ValueError, match="does not generate sound"):
         _quiet(g, PROMPT, enable_sound=True, **SMALL)
+
+
+def test_prompt_upsampling_uses_the_reasoner_of_the_same_weights(generator, seed, monkeypatch):
+    structured = {"subjects": [{"description": "a robot arm", "action": "pushes the red block left"}]}
+    seen = {}
+
+    with pytest.warns(UserWarning, match="no JSON object"):  # random weights: the real answer is noise
+        plain = _quiet_upsample(generator, seed)
+    assert plain.prompt == PROMPT
+    assert generator._reasoner.model is generator.model  # the und pathway is shared, not loaded twice
+
+    def scripted_chat(messages, **kwargs):
+        seen["question"] = messages[-1]["content"]
+
+        class Out:
+            text = "Here it is: ```json\n" + json.dumps(structured) + "\n```"
+        return Out()
+
+    monkeypatch.setattr(generator._reasoner, "chat", scripted_chat)
+    res = _quiet_upsample(generator, seed)
+    assert PROMPT in seen["question"]
+    assert json.loads(res.prompt) == structured
+    direct = _quiet(generator, json.dumps(structured), seed=seed, **SMALL)
+    assert torch.equal(res.latents, direct.latents)  # generated from the expanded prompt
+    with pytest.raises(ValueError, match="upsample_prompt: needs a non-empty prompt"):
+        generator.generate("  ", upsample_prompt=True, **SMALL)
+
+
+def _quiet_upsample(model, seed):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*published resolutions.*")
+        return model.generate(PROMPT, upsample_prompt=True, seed=seed, progress=False, **SMALL)

@@ -2,6 +2,8 @@
 
     cosmos3 info [--step]        versions, device, preset sizes; --step times one CFG denoising step (random weights)
     cosmos3 generate ...         text / image / video (+ sound, actions) -> image, video, actions
+    cosmos3 reason ...           text + images / video -> text
+    cosmos3 world generate ...   the synthetic world as LeRobot datasets + chat JSONL
 
 Every subcommand validates its arguments first: a bad value exits with status 2 and one line on stderr.
 """
@@ -245,7 +247,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Subcommands whose parsers live with their code (each module exposes main(argv) -> exit status).
-DELEGATED = {"world": "the synthetic physical world: `cosmos3 world generate --episodes N --seed S --out DIR`"}
+DELEGATED = {
+    "reason": "ask the reasoner: `cosmos3 reason --checkpoint DIR [--image P] [--video P] [--think] [--stream] Q`",
+    "world": "the synthetic physical world: `cosmos3 world generate --episodes N --seed S --out DIR`",
+}
 
 
 def _delegate(name: str):
@@ -254,6 +259,10 @@ def _delegate(name: str):
             from .world.__main__ import main as world_main
 
             return world_main(args.rest)
+        if name == "reason":
+            from .reasoner import reason_main
+
+            return reason_main(args.rest)
         raise UsageError(f"unknown command {name}")
 
     return run

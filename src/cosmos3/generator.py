@@ -36,6 +36,27 @@ VIDEO_DEFAULTS = (35, 6.0, 10.0)
 IMAGE_DEFAULTS = (50, 4.0, 3.0)
 MAX_GUIDANCE = 20.0
 WARN_GUIDANCE = 7.0
+UPSAMPLE_INSTRUCTION = (
+    "Expand the short description below into a detailed structured JSON prompt for a video generator, in this "
+    "form: {{\"subjects\": [{{\"description\": ..., \"action\": ..., \"location\": ...}}], "
+    "\"background_setting\": ..., \"lighting\": ..., \"cinematography\": {{\"framing\": ...}}, "
+    "\"actions\": [{{\"time\": ..., \"description\": ...}}], \"temporal_caption\": ...}}. Keep every fact of "
+    "the description and invent nothing that contradicts it. Answer with the JSON object only.\n\n"
+    "Description: {prompt}"
+)
+
+
+def first_json_object(text: str) -> dict | None:
+    """The first complete JSON object in a model's answer (which may wrap it in prose or a code fence)."""
+    decoder = json.JSONDecoder()
+    for start in [i for i, ch in enumerate(text) if ch == "{"]:
+        try:
+            value, _ = decoder.raw_decode(text[start:])
+        except json.JSONDecodeError:
+            continue
+        if isinstance(value, dict):
+            return value
+    return None
 
 
 @dataclass
@@ -46,6 +67,7 @@ class GenerationResult:
     mode: str
     seed: int | None
     sound: torch.Tensor | None = None  # float32 [2, N] at 48 kHz
+    prompt: str | None = None  # the prompt generated from (after upsampling, before templates)
     actions: torch.Tensor | None = None  # float32 [steps, raw_dim]
     sample_rate: int = 48000
     timings: dict = field(default_factory=dict)
@@ -130,6 +152,8 @@ class Generator:
         self.default_use_system_prompt = default_use_system_prompt
         self.native_flow_schedule = native_flow_schedule
         self.name = name
+        self.path: Path | None = None  # set by from_pretrained; the reasoner for prompt upsampling reads from it
+        self._reasoner = None
         if vae.channels != model.config.latent_channel:
             raise CheckpointError(f"vae z_dim {vae.channels} does not match transformer latent_channel "
                                   f"{model.config.latent_channel}")
@@ -162,9 +186,32 @@ class Generator:
         sound = None
         if (root / "sound_tokenizer" / "config.json").is_file():
             sound = SoundCodec.from_pretrained(root / "sound_tokenizer", device, vae_dtype)
-        return cls(model, vae, tokenizer, load_scheduler_config(root), sound,
-                   default_use_system_prompt=index.get("default_use_system_prompt", True),
-                   native_flow_schedule=index.get("use_native_flow_schedule", False), name=root.name)
+        gen = cls(model, vae, tokenizer, load_scheduler_config(root), sound,
+                  default_use_system_prompt=index.get("default_use_system_prompt", True),
+                  native_flow_schedule=index.get("use_native_flow_schedule", False), name=root.name)
+        gen.path = root
+        return gen
+
+    def upsample_prompt(self, prompt: str, seed: int | None = None) -> str:
+        """Ask the reasoner of this checkpoint (its und pathway, shared with the generator, no second copy of the
+        weights) to expand a short prompt into the release's structured JSON prompt."""
+        if self._reasoner is None:
+            from .model.vision import VisionProcessor
+            from .reasoner import Reasoner
+            from .tokenizers import TextTokenizer
+
+            if self.path is None:
+                raise ValueError("upsample_prompt: needs a Generator loaded with from_pretrained (for its tokenizer)")
+            self._reasoner = Reasoner(self.model, TextTokenizer.from_pretrained(self.path / "text_tokenizer"), None,
+                                      VisionProcessor.from_dirs(self.path))
+        answer = self._reasoner.chat([{"role": "user", "content": UPSAMPLE_INSTRUCTION.format(prompt=prompt)}],
+                                     max_tokens=1024, temperature=0.0, seed=seed).text
+        structured = first_json_object(answer)
+        if structured is None:
+            warnings.warn("upsample_prompt: the reasoner's answer holds no JSON object; generating from the "
+                          "original prompt", stacklevel=3)
+            return prompt
+        return json.dumps(structured)
 
     # -------------------------------------------------------------------------------------------- checks
 
@@ -217,7 +264,11 @@ class Generator:
                  condition_video_keep: str = "first", use_resolution_template: bool = True,
                  use_duration_template: bool = True, use_system_prompt: bool | None = None, progress: bool = True,
                  guidance_interval: tuple[float, float] | None = None, sampler: str | None = None,
-                 sigmas: list[float] | None = None, callback=None) -> GenerationResult:
+                 sigmas: list[float] | None = None, callback=None, upsample_prompt: bool = False) -> GenerationResult:
+        if upsample_prompt:
+            if not isinstance(prompt, str) or not prompt.strip():
+                raise ValueError("upsample_prompt: needs a non-empty prompt to expand")
+            prompt = self.upsample_prompt(prompt, seed=seed)
         if action_mode is not None or embodiment is not None or actions is not None or action_chunk_size is not None:
             if action_mode is None:
                 raise ValueError("action_mode: embodiment / actions / action_chunk_size need an action_mode "
@@ -299,6 +350,7 @@ class Generator:
         done = time.perf_counter()
         return GenerationResult(
             frames=frames, latents=latents.vision.float().cpu(), fps=fps, mode=mode, seed=seed, sound=sound,
+            prompt=prompt,
             sample_rate=self.sound.sample_rate if self.sound else 48000,
             timings=dict(prepare_s=prepared - started, denoise_s=denoised - prepared, decode_s=done - denoised,
                          total_s=done - started, steps=len(timesteps),

@@ -208,9 +208,19 @@ class MoTAttention(nn.Module):
             out = attention(q.transpose(1, 2), k, v, causal=True, mask=key_mask, backend=backend)
         else:
             cache.write(layer, write_at, k, v)
-            if mask is None:
-                mask = cache_causal_mask(write_at, cache.capacity, x.shape[0])
-            out = attention(q.transpose(1, 2), cache.keys[layer], cache.values[layer], mask=mask, backend=backend)
+            if mask is not None:
+                out = attention(q.transpose(1, 2), cache.keys[layer], cache.values[layer], mask=mask,
+                                backend=backend)
+            else:
+                # Attend only over the slots written so far, not the whole preallocated buffer. A prefill that
+                # fills slots 0..S-1 is plain causal attention over its own keys (the fused causal kernel).
+                span = int(write_at.max()) + 1
+                if span == x.shape[1] and write_at.ndim == 1:
+                    out = attention(q.transpose(1, 2), k, v, causal=True, backend=backend)
+                else:
+                    out = attention(q.transpose(1, 2), cache.keys[layer][:, :, :span],
+                                    cache.values[layer][:, :, :span],
+                                    mask=cache_causal_mask(write_at, span, x.shape[0]), backend=backend)
         return self.to_out(out.transpose(1, 2).flatten(2)), k_for_gen, v
 
     def gen(self, x: torch.Tensor, rope: Rope, und_k: torch.Tensor, und_v: torch.Tensor,

@@ -10,7 +10,7 @@ network and the decode loop, not preprocessing (timed separately for ours).
     decode tokens/s       ours: the `generate` loop over 128 tokens (static KV cache, sampler, detokenizer) minus
                           the time to first token; theirs: generate(128) - generate(1)
 
-    python benchmarks/bench_reasoner.py [--repeat 3] [--tokens 128] [--threads 1]
+    python benchmarks/bench_reason.py [--repeat 3] [--tokens 128] [--threads 1]
 
 Prints a table, then one JSON line with every figure.
 """
