@@ -32,35 +32,51 @@ def checkpoint(tmp_path_factory):
     return pipe, Generator.from_pretrained(root)
 
 
-def _conditioning(mode):
+def _conditioning(mode, chunk):
     if mode == "inverse_dynamics":
-        frames, _ = read_video(FIXTURES / "videos" / "umi.mp4", max_frames=CHUNK + 1)
+        frames, _ = read_video(FIXTURES / "videos" / "umi.mp4", max_frames=chunk + 1)
         return {"video": [Image.fromarray(f.numpy()) for f in frames]}
     return {"image": Image.open(FIXTURES / "images" / "umi.png").convert("RGB")}
 
 
+def _reference_embodiments():
+    """Embodiments the reference pipeline can run (a known width and one of its viewpoint labels)."""
+    from diffusers.pipelines.cosmos import pipeline_cosmos3_omni as ref
+
+    from cosmos3.actions import REFERENCE_VIEWPOINTS, get_embodiment
+
+    names = sorted(set(ref._EMBODIMENT_TO_RAW_ACTION_DIM) & set(ref._EMBODIMENT_TO_DOMAIN_ID))
+    return [n for n in names if get_embodiment(n).viewpoint in REFERENCE_VIEWPOINTS]
+
+
 @pytest.mark.parametrize("mode", ["policy", "forward_dynamics", "inverse_dynamics"])
-def test_action_modes_match_reference(mode, checkpoint, seed):
+def test_action_modes_match_reference(mode, checkpoint, seed, rng):
     from diffusers.pipelines.cosmos.pipeline_cosmos3_omni import CosmosActionCondition
 
+    from cosmos3.actions import get_embodiment
+
     pipe, generator = checkpoint
-    cond = _conditioning(mode)
+    name = rng.choice(_reference_embodiments())
+    emb, chunk, fps = get_embodiment(name), rng.choice([4, 8]), rng.choice([10.0, 15.0, 20.0])
+    print(f"embodiment {name}, chunk {chunk}, fps {fps}")
+    cond = _conditioning(mode, chunk)
     fd = mode == "forward_dynamics"
-    ref_cond = CosmosActionCondition(mode=mode, chunk_size=CHUNK, domain_name="umi", resolution_tier=256,
-                                     raw_actions=torch.from_numpy(UMI_ACTIONS[:CHUNK]) if fd else None,
-                                     view_point="ego_view", **cond)
+    actions = torch.randn(chunk + 1, emb.raw_dim, generator=torch.Generator().manual_seed(seed)).numpy()
+    ref_cond = CosmosActionCondition(mode=mode, chunk_size=chunk, domain_name=name, resolution_tier=256,
+                                     raw_actions=torch.from_numpy(actions[:chunk]) if fd else None,
+                                     view_point=emb.viewpoint, **cond)
     common = dict(num_inference_steps=3, guidance_scale=2.0)
-    ref = pipe("pick up the cup", negative_prompt="static", action=ref_cond, fps=20.0, output_type="latent",
+    ref = pipe("pick up the cup", negative_prompt="static", action=ref_cond, fps=fps, output_type="latent",
                generator=torch.Generator().manual_seed(seed), enable_safety_check=False, **common)
-    res = generator.generate("pick up the cup", negative_prompt="static", action_mode=mode, embodiment="umi",
-                             actions=UMI_ACTIONS[:CHUNK] if fd else None, action_chunk_size=CHUNK,
+    res = generator.generate("pick up the cup", negative_prompt="static", action_mode=mode, embodiment=name,
+                             actions=actions[:chunk] if fd else None, action_chunk_size=chunk, fps=fps,
                              resolution="256p", flow_shift=5.0, seed=seed, progress=False, **common, **cond)
     assert relative_error(res.latents, ref.video[0]) < 1e-4
-    assert res.frames.shape == (CHUNK + 1, 256, 256, 3)
+    assert res.frames.shape == (chunk + 1, 256, 256, 3)
     if fd:
         assert res.actions is None and ref.action is None
     else:
-        assert res.actions.shape == (CHUNK, 10)  # UMI's raw width, padding removed
+        assert res.actions.shape == (chunk, emb.raw_dim)  # the embodiment's raw width, padding removed
         assert relative_error(res.actions, ref.action[0]) < 1e-4
     assert res.mode == mode
 
@@ -104,6 +120,7 @@ BAD = [
     (dict(action_mode="policy", embodiment="umi", actions=np.zeros((4, 10))), "actions: policy predicts"),
     (dict(action_mode="policy", embodiment="umi", num_frames=9), "num_frames: action modes"),
     (dict(action_mode="policy", embodiment="umi", action_chunk_size=0), "action_chunk_size"),
+    (dict(action_mode="policy", embodiment="umi", action_chunk_size=6), "action_chunk_size: expected a multiple"),
     (dict(action_mode="policy", embodiment="umi", resolution="1080p"), "resolution: action modes take"),
     (dict(action_mode="policy", embodiment="umi", enable_sound=True), "enable_sound"),
 ]

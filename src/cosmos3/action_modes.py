@@ -154,8 +154,10 @@ def resolve_action_request(action_mode, embodiment, actions, action_chunk_size, 
         raise ValueError("embodiment: required with action_mode (e.g. 'droid_lerobot', 'umi', 'av')")
     emb = get_embodiment(embodiment)
     chunk = emb.chunk_size if action_chunk_size is None else action_chunk_size
-    if not isinstance(chunk, int) or isinstance(chunk, bool) or not 1 <= chunk <= 256:
-        raise ValueError(f"action_chunk_size: expected an integer in [1, 256], got {action_chunk_size!r}")
+    if not isinstance(chunk, int) or isinstance(chunk, bool) or not 4 <= chunk <= 256 or chunk % 4:
+        # chunk + 1 video frames must be a whole number of VAE latent frames (4k + 1): the release uses 16 and 60.
+        raise ValueError(f"action_chunk_size: expected a multiple of 4 in [4, 256] (the video has chunk + 1 = 4k + 1 "
+                         f"frames), got {action_chunk_size!r}")
     fps = emb.fps if fps is None else fps
     if not isinstance(fps, (int, float)) or isinstance(fps, bool) or not 1 <= fps <= 120:
         raise ValueError(f"fps: expected a number in [1, 120] for action modes, got {fps!r}")
