@@ -175,7 +175,6 @@ BAD = [
     (dict(video=FIXTURES / "videos" / "umi.mp4", condition_video_keep="middle"), "condition_video_keep"),
     (dict(video=FIXTURES / "videos" / "umi.mp4", condition_frame_indexes=[5]), "condition_frame_indexes"),
     (dict(image=FIXTURES / "README.md"), "README.md"),
-    (dict(action_mode="policy"), "action_mode"),
     (dict(sigmas=[0.5, 0.9]), "sigmas: expected a decreasing list"),
     (dict(sigmas=[0.9, 0.5], flow_shift=3.0), "sigmas, flow_shift"),
 ]

@@ -336,7 +336,6 @@ def test_bad_media_raise_value_error(case, reasoner, tmp_path):
     assert str(info.value) and "Traceback" not in str(info.value)
 
 
-@pytest.mark.skipif(not FIXTURES.is_dir(), reason="shared fixtures not present")
 def test_fixture_video_and_image_through_the_processor(reasoner):
     prompt = reasoner.build_prompt([{"role": "user", "content": [
         {"type": "video", "video": str(FIXTURES / "videos" / "physical_plausibility.mp4")},

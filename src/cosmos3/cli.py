@@ -248,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Subcommands whose parsers live with their code (each module exposes main(argv) -> exit status).
 DELEGATED = {
+    "serve": "the OpenAI-compatible HTTP server: `cosmos3 serve --checkpoint DIR [--port 8000] ...`",
     "reason": "ask the reasoner: `cosmos3 reason --checkpoint DIR [--image P] [--video P] [--think] [--stream] Q`",
     "world": "the synthetic physical world: `cosmos3 world generate --episodes N --seed S --out DIR`",
 }
@@ -259,6 +260,10 @@ def _delegate(name: str):
             from .world.__main__ import main as world_main
 
             return world_main(args.rest)
+        if name == "serve":
+            from .serve import serve_main
+
+            return serve_main(args.rest)
         if name == "reason":
             from .reasoner import reason_main
 

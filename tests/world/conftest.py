@@ -29,6 +29,5 @@ def world_dir(tmp_path_factory, world_args) -> Path:
 
 @pytest.fixture(scope="session")
 def droid_fixture() -> Path:
-    if not (FIXTURE / "meta" / "info.json").is_file():
-        pytest.skip(f"fixture not found: {FIXTURE}")
+    assert (FIXTURE / "meta" / "info.json").is_file(), f"fixture not found: {FIXTURE}"
     return FIXTURE

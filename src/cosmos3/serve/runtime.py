@@ -1,0 +1,36 @@
+"""Loading the models a server needs from one checkpoint, sharing one copy of the weights.
+
+An official-layout checkpoint (transformer/ + vae/) gives a Generator; its network also serves the Reasoner (the
+und pathway is the reasoner's text decoder), with the vision tower from vision_encoder/ when present. A transformers
+Qwen3-VL folder gives a Reasoner alone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+
+def load_models(checkpoint: str | Path, device: str | None = None):
+    """-> (generator or None, reasoner or None)."""
+    from ..checkpoint import CheckpointError
+    from ..generator import Generator
+    from ..model.vision import VisionProcessor, VisionTower
+    from ..reasoner import Reasoner
+    from ..tokenizers import TextTokenizer
+
+    root = Path(checkpoint)
+    if not root.is_dir():
+        raise CheckpointError(f"{root}: no such checkpoint directory")
+    if (root / "transformer" / "config.json").is_file() and (root / "vae").is_dir():
+        gen = Generator.from_pretrained(root, device=device)
+        vision_dir = root / "vision_encoder"
+        vision = None
+        if (vision_dir / "config.json").is_file():
+            vision = VisionTower.from_pretrained(vision_dir, gen.model.dtype, gen.device)
+        tokenizer = TextTokenizer.from_pretrained(root / "text_tokenizer")
+        processor = VisionProcessor.from_dirs(vision_dir, root, root / "text_tokenizer")
+        return gen, Reasoner(gen.model, tokenizer, vision, processor)
+    dev = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return None, Reasoner.from_pretrained(root, device=dev)

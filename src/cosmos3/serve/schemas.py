@@ -1,0 +1,213 @@
+"""Request schemas (DESIGN 2.10). Every model forbids unknown fields: a field we do not implement is a 400, never
+silently dropped. Numbers are range-checked here so that a bad request fails before it is queued."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import APIError
+
+STRICT = ConfigDict(extra="forbid")
+
+
+# ------------------------------------------------------------------------------------------------ chat
+
+
+class TextPart(BaseModel):
+    model_config = STRICT
+    type: Literal["text"]
+    text: str
+
+
+class MediaURL(BaseModel):
+    model_config = STRICT
+    url: str = Field(min_length=1)
+    detail: Literal["auto"] | None = None  # OpenAI's field; only the default behaviour exists here
+
+
+class ImagePart(BaseModel):
+    model_config = STRICT
+    type: Literal["image_url"]
+    image_url: MediaURL
+
+
+class VideoPart(BaseModel):
+    model_config = STRICT
+    type: Literal["video_url"]
+    video_url: MediaURL
+
+
+ContentPart = Annotated[Union[TextPart, ImagePart, VideoPart], Field(discriminator="type")]
+
+
+class ChatMessage(BaseModel):
+    model_config = STRICT
+    role: Literal["system", "user", "assistant"]
+    content: str | list[ContentPart]
+
+
+class StreamOptions(BaseModel):
+    model_config = STRICT
+    include_usage: bool = False
+
+
+class VideoIOKwargs(BaseModel):
+    model_config = STRICT
+    fps: float | None = Field(default=None, gt=0, le=60)
+    num_frames: int | None = Field(default=None, ge=1, le=768)
+
+
+class MediaIOKwargs(BaseModel):
+    model_config = STRICT
+    video: VideoIOKwargs | None = None
+
+
+class ChatTemplateKwargs(BaseModel):
+    model_config = STRICT
+    enable_thinking: bool = False
+
+
+class ChatCompletionRequest(BaseModel):
+    model_config = STRICT
+    model: str | None = None
+    messages: list[ChatMessage] = Field(min_length=1)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    presence_penalty: float | None = None
+    repetition_penalty: float | None = None
+    frequency_penalty: float | None = None  # accepted only as 0 (no such penalty in the sampler)
+    seed: int | None = Field(default=None, ge=0, lt=2**63)
+    stop: str | list[str] | None = None
+    n: int = 1
+    ignore_eos: bool = False  # vLLM's extension: decode max_tokens tokens whatever the model says (benchmarks)
+    logprobs: bool | None = None
+    media_io_kwargs: MediaIOKwargs | None = None
+    chat_template_kwargs: ChatTemplateKwargs | None = None
+
+    def unsupported(self) -> APIError | None:
+        if self.n != 1:
+            return APIError(400, "n: only one choice per request is supported", param="n", code="unsupported")
+        if self.frequency_penalty not in (None, 0, 0.0):
+            return APIError(400, "frequency_penalty is not supported; use presence_penalty or repetition_penalty",
+                            param="frequency_penalty", code="unsupported")
+        if self.logprobs:
+            return APIError(400, "logprobs are not supported", param="logprobs", code="unsupported")
+        if self.max_tokens is not None and self.max_completion_tokens is not None:
+            return APIError(400, "give max_tokens or max_completion_tokens, not both", param="max_tokens")
+        if self.stream_options is not None and not self.stream:
+            return APIError(400, "stream_options needs stream=true", param="stream_options")
+        return None
+
+
+# ------------------------------------------------------------------------------------------------ generation
+
+_STEPS = dict(ge=1, le=1000)
+_GUIDANCE = dict(ge=0.0, le=20.0)
+_SHIFT = dict(gt=0.0, le=100.0)
+_SEED = dict(ge=0, lt=2**63)
+
+
+class ImageExtraArgs(BaseModel):
+    model_config = STRICT
+    use_resolution_template: bool | None = None
+    use_system_prompt: bool | None = None
+    guardrails: bool | None = None
+
+
+class ImageGenerationRequest(BaseModel):
+    model_config = STRICT
+    model: str | None = None
+    prompt: str
+    negative_prompt: str | None = None
+    size: str | None = None
+    n: int = Field(default=1, ge=1)
+    num_inference_steps: int | None = Field(default=None, **_STEPS)
+    guidance_scale: float | None = Field(default=None, **_GUIDANCE)
+    flow_shift: float | None = Field(default=None, **_SHIFT)
+    seed: int | None = Field(default=None, **_SEED)
+    response_format: Literal["b64_json"] = "b64_json"
+    output_format: Literal["png", "jpeg"] = "png"
+    extra_args: ImageExtraArgs | None = None
+
+
+class ExtraParams(BaseModel):
+    """The `extra_params` JSON of the video endpoints (vLLM-Omni's names)."""
+
+    model_config = STRICT
+    action_mode: Literal["policy", "forward_dynamics", "inverse_dynamics"] | None = None
+    domain_name: str | None = None
+    raw_action_dim: int | None = Field(default=None, ge=1, le=64)
+    action_chunk_size: int | None = Field(default=None, ge=1, le=300)
+    action: list[list[float]] | None = None
+    action_path: str | None = None
+    condition_frame_indexes_vision: list[int] | None = None
+    condition_video_keep: Literal["first", "last"] | None = None
+    use_resolution_template: bool | None = None
+    use_duration_template: bool | None = None
+    use_system_prompt: bool | None = None
+    guardrails: bool | None = None
+
+
+class VideoRequest(BaseModel):
+    """The form fields of POST /v1/videos and /v1/videos/sync (input_reference is handled as a file)."""
+
+    model_config = STRICT
+    model: str | None = None
+    prompt: str = ""
+    negative_prompt: str | None = None
+    size: str | None = None
+    seconds: float | None = Field(default=None, gt=0, le=60)
+    num_frames: int | None = Field(default=None, ge=1)
+    fps: float | None = Field(default=None, gt=0)
+    num_inference_steps: int | None = Field(default=None, **_STEPS)
+    guidance_scale: float | None = Field(default=None, **_GUIDANCE)
+    flow_shift: float | None = Field(default=None, **_SHIFT)
+    seed: int | None = Field(default=None, **_SEED)
+    max_sequence_length: int | None = Field(default=None, ge=1)
+    generate_sound: bool = False
+    extra_params: ExtraParams | None = None
+
+    @field_validator("extra_params", mode="before")
+    @classmethod
+    def _parse_extra(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            if not value.strip():
+                return None
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"not valid JSON ({e.msg} at position {e.pos})") from None
+            if not isinstance(value, dict):
+                raise ValueError("expected a JSON object")
+        return value
+
+
+def parse_model(model: type[BaseModel], data: dict) -> BaseModel:
+    """Validate `data` (e.g. form fields) against `model`, answering a 400 in the OpenAI shape on failure."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        param = ".".join(str(p) for p in first.get("loc", ())) or None
+        if first.get("type") == "extra_forbidden":
+            raise APIError(400, f"unknown or unsupported field {param!r}", param=param, code="unknown_field")
+        message = first.get("msg", "invalid value")
+        raise APIError(400, f"{param}: {message}" if param else message, param=param, code="invalid_value")
+
+
+def parse_size(size: str | None, param: str = "size") -> tuple[int | None, int | None]:
+    """'WxH' -> (width, height); None -> (None, None)."""
+    if size is None:
+        return None, None
+    parts = size.lower().replace("*", "x").split("x")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        raise APIError(400, f"size={size!r}: expected 'WIDTHxHEIGHT', e.g. '832x480'", param=param)
+    return int(parts[0]), int(parts[1])
