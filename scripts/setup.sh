@@ -18,17 +18,22 @@ if [[ ! -x .venv/bin/python ]]; then
 fi
 pip=(.venv/bin/python -m pip --disable-pip-version-check -q)
 
+quiet_pip() {  # pip's notes about this machine's missing local index folders are noise; real errors still show
+  local log
+  if ! log=$("${pip[@]}" "$@" 2>&1); then
+    echo "$log" | grep -v "is ignored: it is neither a file nor a directory" >&2
+    exit 1
+  fi
+}
+
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
-  "${pip[@]}" install "torch==2.13.0"
+  quiet_pip install "torch==2.13.0"
 fi
 
 # Reinstall only when the project's requirements or the requested extra changed.
 stamp=".venv/.cosmos3-installed${extra:+-test}"
 want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
 if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]] || ! .venv/bin/python -c "import cosmos3" 2>/dev/null; then
-  if ! log=$("${pip[@]}" install -e ".${extra}" 2>&1); then
-    echo "$log" | grep -v "is ignored: it is neither a file nor a directory" >&2
-    exit 1
-  fi
+  quiet_pip install -e ".${extra}"
   echo "$want" > "$stamp"
 fi
