@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,7 +20,7 @@ import torch
 from PIL import Image
 
 from .actions import ACTION_DIM, Embodiment, VIEWPOINT_SENTENCES, get_embodiment, load_actions, pad_actions
-from .media import read_image, read_video
+from .media import read_image, video_frames
 
 MODES = ("forward_dynamics", "inverse_dynamics", "policy")
 ACTION_DEFAULTS = (30, 1.0, 10.0)  # steps, guidance, flow shift (DESIGN 2.6)
@@ -72,18 +71,7 @@ class Canvas:
 
 
 def _frames(image, video) -> list[Image.Image]:
-    if image is not None:
-        return [read_image(image)]
-    if isinstance(video, (str, os.PathLike)):
-        video, _ = read_video(video)
-    if isinstance(video, (torch.Tensor, np.ndarray)):
-        array = np.asarray(video)
-        if array.ndim != 4 or array.shape[-1] != 3 or array.dtype != np.uint8:
-            raise ValueError(f"video: expected uint8 frames [T, H, W, 3], got {array.dtype} {tuple(array.shape)}")
-        return [Image.fromarray(f) for f in array]
-    if isinstance(video, (list, tuple)) and video:
-        return [Image.fromarray(f) if isinstance(f, np.ndarray) else read_image(f) for f in video]
-    raise ValueError("video: expected a path, a list of frames, or uint8 frames [T, H, W, 3]")
+    return [read_image(image)] if image is not None else video_frames(video)
 
 
 def build_canvas(image, video, num_frames: int, tier: int) -> Canvas:

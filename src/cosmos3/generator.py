@@ -26,7 +26,7 @@ from PIL import Image
 from . import spec
 from .checkpoint import CheckpointError, default_dtype, load_transformer
 from .diffusion import Latents, encode_branches, load_scheduler_config, make_scheduler, sample, set_schedule, with_noise
-from .media import read_image, read_video, write_image, write_video
+from .media import read_image, video_frames, write_image, write_video
 from .model import Cosmos3Omni
 from .sequence import GenLayout, branch_inputs, prompt_text
 from .vae import SoundCodec, VideoVAE
@@ -120,17 +120,7 @@ def image_to_pixels(image, height: int, width: int) -> torch.Tensor:
 def video_to_pixels(video, height: int, width: int, keep: int, which: str) -> torch.Tensor:
     """A conditioning clip -> [1, 3, keep, H, W] in [-1, 1]: its first (or last) `keep` frames, each resized to
     H x W (bilinear, no crop), padded by repeating the last frame when the clip is shorter."""
-    if isinstance(video, (str, os.PathLike)):
-        video, _ = read_video(video)
-    if isinstance(video, (torch.Tensor, np.ndarray)):
-        array = np.asarray(video)
-        if array.ndim != 4 or array.shape[-1] != 3 or array.dtype != np.uint8:
-            raise ValueError(f"video: expected uint8 frames [T, H, W, 3], got {array.dtype} {tuple(array.shape)}")
-        frames = [Image.fromarray(f) for f in array]
-    elif isinstance(video, (list, tuple)) and video:
-        frames = [read_image(f) if not isinstance(f, np.ndarray) else Image.fromarray(f) for f in video]
-    else:
-        raise ValueError("video: expected a path, a list of frames, or uint8 frames [T, H, W, 3]")
+    frames = video_frames(video)
     frames = frames[:keep] if which == "first" else frames[-keep:]
     resized = [np.asarray(f.convert("RGB").resize((width, height), Image.BILINEAR), dtype=np.float32) / 255.0
                for f in frames]

@@ -315,6 +315,22 @@ def read_video(path: PathLike, max_frames: int | None = None) -> tuple[torch.Ten
     return torch.from_numpy(np.stack(frames)), fps
 
 
+
+def video_frames(video: Any) -> list[Image.Image]:
+    """A conditioning clip as RGB PIL frames: a file path, a list of frames (PIL images, uint8 arrays, paths), or
+    uint8 frames [T, H, W, 3] (array or tensor)."""
+    if isinstance(video, (str, os.PathLike)):
+        video, _ = read_video(video)
+    if isinstance(video, (torch.Tensor, np.ndarray)):
+        array = np.asarray(video)
+        if array.ndim != 4 or array.shape[-1] != 3 or array.dtype != np.uint8:
+            raise ValueError(f"video: expected uint8 frames [T, H, W, 3], got {array.dtype} {tuple(array.shape)}")
+        return [Image.fromarray(f) for f in array]
+    if isinstance(video, (list, tuple)) and video:
+        return [Image.fromarray(np.asarray(f)) if isinstance(f, (np.ndarray, torch.Tensor)) else read_image(f)
+                for f in video]
+    raise ValueError("video: expected a path, a list of frames, or uint8 frames [T, H, W, 3]")
+
 def read_audio(path: PathLike) -> tuple[torch.Tensor, int]:
     """Decode the first audio stream of a media file to float32 ``[channels, samples]`` and its sample rate."""
     chunks: list[np.ndarray] = []
