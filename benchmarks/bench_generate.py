@@ -33,7 +33,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 warnings.simplefilter("ignore")
-FIXTURES = ROOT.parent / "shared" / "fixtures" / "prompts"
+from fixture_paths import FIXTURES as _FIXTURES  # noqa: E402
+
+FIXTURES = _FIXTURES / "prompts"
 
 
 def rss_bytes() -> int:

@@ -20,7 +20,9 @@ import torch
 from cosmos3 import actions as A
 from cosmos3.actions import ActionError, ActionStats
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "actions"
+from fixture_paths import FIXTURES as _ROOT
+
+FIXTURES = _ROOT / "actions"
 
 # DESIGN 2.8: domain_name -> (id, dim).
 DESIGN_TABLE = {
@@ -658,7 +660,7 @@ def test_lerobot_reader_is_reachable_from_actions():
     from cosmos3.world.lerobot import LeRobotDataset
 
     assert actions.LeRobotDataset is LeRobotDataset
-    root = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "droid_lerobot_example"
+    root = _ROOT / "droid_lerobot_example"
     ds = actions.LeRobotDataset(root, chunk_size=16)
     item = ds[0]
     assert item["frames"].shape == (17, 360, 640, 3) and item["actions"].shape == (16, 10)

@@ -51,7 +51,7 @@ def test_generate_policy_writes_actions(checkpoint, tmp_path):
 
     from cosmos3.actions import load_actions
 
-    fixtures = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
+    from fixture_paths import FIXTURES as fixtures
     out = tmp_path / "p.mp4"
     code = main(["generate", "--checkpoint", str(checkpoint), "grasp the cup", "--action-mode", "policy",
                  "--embodiment", "umi", "--action-chunk-size", "4", "--resolution", "256p",

@@ -15,7 +15,7 @@ from cosmos3.media import probe_video
 from cosmos3.spec import SettingsError
 from oracle import build_reference_pipeline, random_config, relative_error
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
+from fixture_paths import FIXTURES
 PROMPT = "A robot arm pushes the red block to the left."
 
 

@@ -15,7 +15,7 @@ from cosmos3.generator import Generator
 from cosmos3.media import read_video
 from oracle import build_reference_pipeline, random_config, relative_error
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
+from fixture_paths import FIXTURES
 UMI_ACTIONS = np.array(json.loads((FIXTURES / "actions" / "umi.json").read_text()), dtype=np.float32)
 CHUNK = 4
 

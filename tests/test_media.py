@@ -17,7 +17,7 @@ from PIL import Image
 from cosmos3 import media
 from cosmos3.media import MediaError
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
+from fixture_paths import FIXTURES
 VIDEOS = FIXTURES / "videos"
 IMAGES = FIXTURES / "images"
 

@@ -23,7 +23,7 @@ from cosmos3.reasoner import REASONING_INSTRUCTION, Reasoner, reason_main, split
 from cosmos3.sampling import PLAIN, REASONING, Sampler, SamplingParams
 from cosmos3.tokenizers import byte_level_tokenizer
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
+from fixture_paths import FIXTURES
 IMAGE_CONFIG = {"patch_size": 16, "temporal_patch_size": 2, "merge_size": 2, "image_mean": [0.5] * 3,
                 "image_std": [0.5] * 3, "size": {"shortest_edge": 4096, "longest_edge": 16384}}
 VIDEO_CONFIG = {"size": {"shortest_edge": 4096, "longest_edge": 65536}, "fps": 2, "max_frames": 16}

@@ -4,7 +4,9 @@ import pytest
 
 from cosmos3.world import WorldConfig, generate_dataset
 
-FIXTURE = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "droid_lerobot_example"
+from fixture_paths import FIXTURES
+
+FIXTURE = FIXTURES / "droid_lerobot_example"
 SEED = 11
 
 
