@@ -248,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Subcommands whose parsers live with their code (each module exposes main(argv) -> exit status).
 DELEGATED = {
+    "train": "post-train: `cosmos3 train --recipe recipes/action_lerobot.toml` (or flags; see docs/TRAINING.md)",
     "serve": "the OpenAI-compatible HTTP server: `cosmos3 serve --checkpoint DIR [--port 8000] ...`",
     "reason": "ask the reasoner: `cosmos3 reason --checkpoint DIR [--image P] [--video P] [--think] [--stream] Q`",
     "world": "the synthetic physical world: `cosmos3 world generate --episodes N --seed S --out DIR`",
@@ -260,6 +261,10 @@ def _delegate(name: str):
             from .world.__main__ import main as world_main
 
             return world_main(args.rest)
+        if name == "train":
+            from .train.__main__ import train_main
+
+            return train_main(args.rest)
         if name == "serve":
             from .serve import serve_main
 

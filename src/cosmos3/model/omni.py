@@ -239,18 +239,18 @@ class Cosmos3Omni(nn.Module):
         out_vision = hidden.new_zeros(C, T, H, W)
         if vision.shape[0]:
             pred = self.proj_out(vision.reshape(-1, vision.shape[-1]))
-            out_vision[:, vision_noisy] = unpatchify(pred, vision.shape[0], H, W, p)
+            out_vision[:, vision_noisy] = unpatchify(pred, vision.shape[0], H, W, p).to(out_vision.dtype)
         out = GenOutputs(out_vision)
         if inputs.sound is not None:
             noisy = inputs.sound_noisy.to(hidden.device)
             sound = hidden[n_vision:n_vision + n_sound]
             out.sound = hidden.new_zeros(inputs.sound.shape)
-            out.sound[:, noisy] = self.audio_proj_out(sound[noisy]).transpose(0, 1)
+            out.sound[:, noisy] = self.audio_proj_out(sound[noisy]).transpose(0, 1).to(out.sound.dtype)
         if inputs.actions is not None:
             noisy = inputs.action_noisy.to(hidden.device)
             actions = hidden[n_vision + n_sound:]
             out.actions = hidden.new_zeros(inputs.actions.shape)
-            out.actions[noisy] = self.action_proj_out(actions[noisy], inputs.domain_id)
+            out.actions[noisy] = self.action_proj_out(actions[noisy], inputs.domain_id).to(out.actions.dtype)
         return out
 
     # ------------------------------------------------------------------------------------------ joint pass

@@ -1,0 +1,409 @@
+"""Training data: sources of samples, the VAE encoder, precomputed latents, and deterministic sharded sampling.
+
+Sources (all indexable, `len(source)` items):
+    LeRobotSource     LeRobot v3 windows (cosmos3.world.LeRobotDataset): chunk + 1 frames -> vision latents,
+                      chunk actions (raw dims, padded later), the task as the release's JSON action caption
+    VideoFolderSource MP4 files + captions (captions.jsonl lines {"video": "a.mp4", "caption": "..."}, or
+                      captions.json {"a.mp4": "..."}, or a sidecar a.txt per video)
+    LatentSource      a folder written by `precompute_latents` (index.jsonl + one safetensors file per sample)
+    ChatSource        chat JSONL for the reasoner: one {"messages": [...]} per line (media URLs relative to the file)
+
+A generation sample is a `GenItem` (normalized latents [C, T', H', W'], optional actions [n, raw] and sound
+[Cs, Ts], the caption and the pixel-space metadata the prompt templates need).
+
+`ShardedSampler` turns a dataset of n items into one endless, seeded stream of indices (a fresh permutation per
+epoch); step s uses stream entries [s B, (s + 1) B) and process r of W takes every W-th of them. The stream does
+not depend on W, so 1 or N processes see the same global batches, and its position (one integer) is all a resume
+needs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from ..actions import ACTION_DIM, VIEWPOINT_SENTENCES, ActionStats, get_embodiment, normalize
+
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi")
+
+
+@dataclass
+class GenItem:
+    """One generation sample before noising."""
+
+    vision: torch.Tensor  # [C, T', H', W'] normalized latents (float32)
+    prompt: str  # the caption (plain text, or a JSON object as a string)
+    fps: float
+    num_frames: int  # pixel frames (for the duration template)
+    height: int  # pixel size (for the resolution template)
+    width: int
+    actions: torch.Tensor | None = None  # [n, raw_dim] float32, not padded
+    domain_id: int | None = None
+    sound: torch.Tensor | None = None  # [Cs, Ts]
+
+    @property
+    def raw_action_dim(self) -> int | None:
+        return None if self.actions is None else int(self.actions.shape[1])
+
+    def padded_actions(self, width: int = ACTION_DIM) -> torch.Tensor | None:
+        """[n, width]: raw actions zero-padded to the network's action width."""
+        if self.actions is None:
+            return None
+        out = torch.zeros(self.actions.shape[0], width)
+        out[:, :self.actions.shape[1]] = self.actions
+        return out
+
+
+def action_caption(task: str, viewpoint: str | None, num_frames: int, fps: float) -> str:
+    """The structured caption the release trains action models with (a JSON object): the camera framing sentence,
+    the instruction as one action spanning the clip; duration / fps / resolution keys are added by the prompt
+    templates (cosmos3.sequence.prompt_text)."""
+    desc = task.strip()
+    if desc and not desc.endswith((".", "!", "?")):
+        desc += "."
+    seconds = round(num_frames / fps)
+    caption: dict = {}
+    if viewpoint in VIEWPOINT_SENTENCES:
+        caption["cinematography"] = {"framing": VIEWPOINT_SENTENCES[viewpoint]}
+    caption["actions"] = [{"time": f"0:00-{seconds // 60}:{seconds % 60:02d}", "description": desc}]
+    return json.dumps(caption)
+
+
+# ------------------------------------------------------------------------------------------------ encoding
+
+
+def frames_to_pixels(frames: torch.Tensor, height: int | None, width: int | None) -> torch.Tensor:
+    """uint8 [T, H, W, 3] -> [1, 3, T, h, w] in [-1, 1], resized (bilinear, antialiased) when a size is given."""
+    x = frames.permute(0, 3, 1, 2).float()  # [T, 3, H, W]
+    if height is not None and width is not None and tuple(x.shape[-2:]) != (height, width):
+        x = torch.nn.functional.interpolate(x, size=(height, width), mode="bilinear", align_corners=False,
+                                            antialias=True)
+    return (x / 127.5 - 1.0).clamp(-1, 1).permute(1, 0, 2, 3)[None]
+
+
+class Encoder:
+    """The checkpoint's video VAE, loaded on first use, with an optional in-memory cache of latents by key (sources
+    then also keep their decoded items, so each window is read and encoded once per run)."""
+
+    def __init__(self, checkpoint: str | os.PathLike, device: torch.device, cache: bool = True):
+        self.folder = Path(checkpoint) / "vae"
+        self.device = device
+        self.cache: dict[str, torch.Tensor] | None = {} if cache else None
+        self._vae = None
+        self._sound = None
+
+    @property
+    def vae(self):
+        if self._vae is None:
+            from ..vae import VideoVAE
+
+            self._vae = VideoVAE.from_pretrained(self.folder, self.device, torch.float32)
+        return self._vae
+
+    def encode(self, key: str, frames: torch.Tensor, height: int | None, width: int | None) -> torch.Tensor:
+        """uint8 frames [T, H, W, 3] (T = 1 or 4k + 1) -> normalized latents [C, T', H', W'] on the CPU."""
+        if self.cache is not None and key in self.cache:
+            return self.cache[key]
+        T = frames.shape[0]
+        if T != 1 and (T - 1) % 4:
+            raise ValueError(f"{key}: {T} frames; the video VAE takes 1 or 4k + 1 frames")
+        pixels = frames_to_pixels(frames, height, width)
+        spatial = self.vae.spatial
+        if pixels.shape[-1] % spatial or pixels.shape[-2] % spatial:
+            raise ValueError(f"{key}: frame size {tuple(pixels.shape[-2:])} is not a multiple of {spatial}; set "
+                             f"data.height / data.width")
+        latents = self.vae.encode(pixels).cpu()
+        if self.cache is not None:
+            self.cache[key] = latents
+        return latents
+
+    def encode_sound(self, key: str, waveform: torch.Tensor, rate: int, num_frames: int, fps: float) -> torch.Tensor:
+        """The sound of a clip [channels, N] at `rate` -> latents [Cs, Ts] covering its num_frames / fps seconds
+        (cut or zero-padded to that length; mono is duplicated to stereo)."""
+        key = "sound:" + key
+        if self.cache is not None and key in self.cache:
+            return self.cache[key]
+        if self._sound is None:
+            from ..vae import SoundCodec
+
+            folder = self.folder.parent / "sound_tokenizer"
+            if not (folder / "config.json").is_file():
+                raise ValueError(f"{folder}: data.sound needs the checkpoint's audio tokenizer")
+            self._sound = SoundCodec.from_pretrained(folder, self.device, torch.float32)
+        codec = self._sound
+        if rate != codec.sample_rate:
+            raise ValueError(f"{key}: sound at {rate} Hz; the audio tokenizer takes {codec.sample_rate} Hz")
+        samples = int(num_frames / fps * rate)
+        wave = waveform.float()[:2]
+        if wave.shape[0] == 1:
+            wave = wave.expand(2, -1)
+        wave = torch.nn.functional.pad(wave[:, :samples], (0, max(0, samples - wave.shape[1])))
+        latents = codec.encode(wave)[:, :codec.latent_count(num_frames, fps)]
+        if self.cache is not None:
+            self.cache[key] = latents
+        return latents
+
+
+# ------------------------------------------------------------------------------------------------ sources
+
+
+class LeRobotSource:
+    """Windows of a LeRobot v3 dataset -> GenItem with actions (see cosmos3.world.lerobot)."""
+
+    def __init__(self, path: str | os.PathLike, encoder: Encoder, *, camera: str | None = None, chunk_size: int = 16,
+                 stride: int = 16, height: int | None = None, width: int | None = None,
+                 embodiment: str | None = None, normalize_actions: bool = False, sound: bool = False):
+        from ..world.lerobot import LeRobotDataset
+
+        self.dataset = LeRobotDataset(path, camera=camera, chunk_size=chunk_size, stride=stride, sound=sound)
+        self.sound = sound
+        self.encoder, self.height, self.width = encoder, height, width
+        name = embodiment if embodiment is not None else (self.dataset.domain_name or self.dataset.domain_id)
+        if name is None:
+            raise ValueError(f"{path}: the dataset does not name its embodiment; set data.embodiment")
+        self.embodiment = get_embodiment(name)
+        if self.dataset.action_dim != self.embodiment.raw_dim:
+            raise ValueError(f"{path}: {self.dataset.action_dim}D actions, but embodiment {self.embodiment.name!r} "
+                             f"has {self.embodiment.raw_dim}D actions; set data.embodiment")
+        self._items: dict[int, GenItem] = {}
+        self.stats = None
+        if normalize_actions:
+            stats_file = Path(path) / "meta" / "stats.json"
+            if not stats_file.is_file():
+                raise ValueError(f"{stats_file}: missing; needed by data.normalize_actions")
+            self.stats = ActionStats.from_dict(json.loads(stats_file.read_text())["action"], str(stats_file))
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int) -> GenItem:
+        if self.encoder.cache is not None and i in self._items:  # decoded and encoded once
+            return self._items[i]
+        w = self.dataset[i]
+        frames = w["frames"]  # uint8 [chunk + 1, H, W, 3]
+        T, H, W = frames.shape[:3]
+        height, width = (self.height or H), (self.width or W)
+        key = f"lerobot:{w['episode_index']}:{w['frame_index']}"
+        latents = self.encoder.encode(key, frames, self.height, self.width)
+        actions = w["actions"].float()
+        if self.stats is not None:
+            actions = torch.from_numpy(normalize(actions.numpy(), self.stats)).float()
+        caption = action_caption(w["task"], self.embodiment.viewpoint, T, w["fps"])
+        item = GenItem(latents, caption, float(w["fps"]), T, height, width, actions, self.embodiment.domain_id)
+        if self.sound:
+            if w.get("sound") is None:
+                raise ValueError(f"{self.dataset.root}: data.sound is set but episode {w['episode_index']} has no "
+                                 f"sound track")
+            item.sound = self.encoder.encode_sound(key, w["sound"], 48000, T, float(w["fps"]))
+        if self.encoder.cache is not None:
+            self._items[i] = item
+        return item
+
+
+def read_captions(folder: Path) -> dict[str, str]:
+    """{video file name: caption} from captions.jsonl, captions.json, or sidecar .txt files."""
+    captions: dict[str, str] = {}
+    jsonl, js = folder / "captions.jsonl", folder / "captions.json"
+    if jsonl.is_file():
+        for n, line in enumerate(jsonl.read_text().splitlines(), 1):
+            if not line.strip():
+                continue
+            rec = json.loads(line)
+            name = rec.get("video") or rec.get("file") or rec.get("path")
+            text = rec.get("caption") or rec.get("prompt") or rec.get("text")
+            if not isinstance(name, str) or not isinstance(text, str):
+                raise ValueError(f"{jsonl}:{n}: expected {{\"video\": file, \"caption\": text}}")
+            captions[name] = text
+    elif js.is_file():
+        data = json.loads(js.read_text())
+        if isinstance(data, dict):
+            captions = {str(k): str(v) for k, v in data.items()}
+        else:
+            captions = {str(r.get("video") or r.get("file")): str(r.get("caption") or r.get("prompt")) for r in data}
+    for video in folder.iterdir():
+        sidecar = video.with_suffix(".txt")
+        if video.suffix.lower() in VIDEO_SUFFIXES and video.name not in captions and sidecar.is_file():
+            captions[video.name] = sidecar.read_text().strip()
+    return captions
+
+
+class VideoFolderSource:
+    """A folder of videos with captions -> GenItem (the first `num_frames` frames of each video)."""
+
+    def __init__(self, path: str | os.PathLike, encoder: Encoder, *, num_frames: int = 17, height: int | None = None,
+                 width: int | None = None, sound: bool = False):
+        self.folder = Path(path)
+        if not self.folder.is_dir():
+            raise ValueError(f"{self.folder}: no such video folder")
+        captions = read_captions(self.folder)
+        self.videos = sorted(v for v in captions if (self.folder / v).is_file())
+        missing = sorted(set(captions) - set(self.videos))
+        if missing:
+            raise ValueError(f"{self.folder}: captioned videos not found: {missing[:5]}")
+        if not self.videos:
+            raise ValueError(f"{self.folder}: no captioned videos (captions.jsonl, captions.json or .txt sidecars)")
+        self.captions = captions
+        self.encoder, self.num_frames, self.height, self.width = encoder, num_frames, height, width
+        self._items: dict[int, GenItem] = {}
+        self.sound = sound
+
+    def __len__(self) -> int:
+        return len(self.videos)
+
+    def __getitem__(self, i: int) -> GenItem:
+        from ..media import read_video
+
+        if self.encoder.cache is not None and i in self._items:
+            return self._items[i]
+        name = self.videos[i]
+        frames, fps = read_video(self.folder / name, max_frames=self.num_frames)
+        if frames.shape[0] < self.num_frames:
+            raise ValueError(f"{self.folder / name}: {frames.shape[0]} frames, data.num_frames is {self.num_frames}")
+        H, W = frames.shape[1:3]
+        latents = self.encoder.encode(f"video:{name}", frames, self.height, self.width)
+        item = GenItem(latents, self.captions[name], float(fps), self.num_frames, self.height or H, self.width or W)
+        if self.sound:
+            from ..media import read_audio
+
+            wave, rate = read_audio(self.folder / name)
+            item.sound = self.encoder.encode_sound(f"video:{name}", wave, rate, self.num_frames, float(fps))
+        if self.encoder.cache is not None:
+            self._items[i] = item
+        return item
+
+
+INDEX_NAME = "index.jsonl"
+
+
+class LatentSource:
+    """Precomputed samples: <folder>/index.jsonl (one JSON line of metadata per sample) + <file>.safetensors with
+    "vision" [C, T', H', W'] and optionally "actions" [n, raw] and "sound" [Cs, Ts]."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.folder = Path(path)
+        index = self.folder / INDEX_NAME
+        if not index.is_file():
+            raise ValueError(f"{index}: missing; write it with `python -m cosmos3.train precompute`")
+        self.records = [json.loads(line) for line in index.read_text().splitlines() if line.strip()]
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, i: int) -> GenItem:
+        rec = self.records[i]
+        tensors = load_file(str(self.folder / rec["file"]))
+        return GenItem(tensors["vision"], rec["prompt"], float(rec["fps"]), int(rec["num_frames"]),
+                       int(rec["height"]), int(rec["width"]), tensors.get("actions"), rec.get("domain_id"),
+                       tensors.get("sound"))
+
+
+def precompute_latents(source, out_dir: str | os.PathLike, progress: bool = True) -> Path:
+    """Encode every item of a source once and write a LatentSource folder (index.jsonl written last, atomically)."""
+    from tqdm.auto import tqdm
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for i in tqdm(range(len(source)), desc="encoding", unit="sample", disable=not progress):
+        item: GenItem = source[i]
+        tensors = {"vision": item.vision.contiguous()}
+        if item.actions is not None:
+            tensors["actions"] = item.actions.contiguous()
+        if item.sound is not None:
+            tensors["sound"] = item.sound.contiguous()
+        name = f"{i:08d}.safetensors"
+        save_file(tensors, str(out / name))
+        lines.append(json.dumps({"file": name, "prompt": item.prompt, "fps": item.fps, "num_frames": item.num_frames,
+                                 "height": item.height, "width": item.width, "domain_id": item.domain_id}))
+    tmp = out / (INDEX_NAME + ".tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    os.replace(tmp, out / INDEX_NAME)
+    return out
+
+
+class ChatSource:
+    """Chat JSONL: each line {"messages": [...]} in the OpenAI / Qwen3-VL shape; media URLs that are relative paths
+    are resolved against the JSONL's folder."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ValueError(f"{self.path}: no such chat JSONL file")
+        self.records = []
+        for n, line in enumerate(self.path.read_text().splitlines(), 1):
+            if not line.strip():
+                continue
+            rec = json.loads(line)
+            messages = rec.get("messages") if isinstance(rec, dict) else None
+            if not isinstance(messages, list) or not any(m.get("role") == "assistant" for m in messages):
+                raise ValueError(f"{self.path}:{n}: expected {{\"messages\": [...]}} with an assistant turn")
+            self.records.append(self._resolve(messages))
+
+    def _resolve(self, messages: list[dict]) -> list[dict]:
+        for msg in messages:
+            if isinstance(msg.get("content"), list):
+                for part in msg["content"]:
+                    kind = part.get("type")
+                    if kind in ("image_url", "video_url") and isinstance(part.get(kind), dict):
+                        url = part[kind].get("url", "")
+                        if "://" not in url and not url.startswith("data:") and not Path(url).is_absolute():
+                            part[kind]["url"] = str((self.path.parent / url).resolve())
+        return messages
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, i: int) -> list[dict]:
+        return self.records[i]
+
+
+# ------------------------------------------------------------------------------------------------ sampling
+
+
+class ShardedSampler:
+    """A seeded, endless stream of dataset indices shared by all processes; see the module docstring."""
+
+    def __init__(self, size: int, seed: int, shuffle: bool = True):
+        if size < 1:
+            raise ValueError("the dataset is empty")
+        self.size, self.seed, self.shuffle = size, seed, shuffle
+        self.position = 0  # stream entries consumed so far (by all processes together)
+        self._epoch, self._order = -1, np.arange(size)
+
+    def _at(self, k: int) -> int:
+        epoch, offset = divmod(k, self.size)
+        if epoch != self._epoch:
+            rng = np.random.default_rng([self.seed, epoch])
+            self._order = rng.permutation(self.size) if self.shuffle else np.arange(self.size)
+            self._epoch = epoch
+        return int(self._order[offset])
+
+    def next_batch(self, batch_size: int, rank: int = 0, world: int = 1) -> list[tuple[int, int]]:
+        """This process's share of the next global batch: [(stream position, dataset index)], then advance.
+        The stream position identifies a sample's draw (noise, sigma, mode) independently of the process count."""
+        if batch_size % world:
+            raise ValueError(f"run.batch_size {batch_size} is not a multiple of the process count {world}")
+        start = self.position
+        self.position += batch_size
+        return [(k, self._at(k)) for k in range(start + rank, start + batch_size, world)]
+
+    def state_dict(self) -> dict:
+        return {"position": self.position, "seed": self.seed, "size": self.size, "shuffle": self.shuffle}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("size") != self.size or state.get("seed") != self.seed:
+            raise ValueError(f"data position was saved for a dataset of {state.get('size')} items with seed "
+                             f"{state.get('seed')}; this one has {self.size} items and seed {self.seed}")
+        self.position = int(state["position"])
+
+
+def sample_generator(seed: int, position: int) -> torch.Generator:
+    """The generator of one sample's random draws, from the run seed and its stream position."""
+    mixed = np.random.SeedSequence([seed, position]).generate_state(2, dtype=np.uint64)
+    return torch.Generator().manual_seed(int(mixed[0] % (2**63)))
