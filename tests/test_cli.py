@@ -87,3 +87,11 @@ def test_bad_options_exit_2_with_one_line(checkpoint, tmp_path, capsys, argv, me
 def test_missing_checkpoint(tmp_path, capsys):
     assert main(["generate", "--checkpoint", str(tmp_path / "none"), "x", "-o", str(tmp_path / "a.mp4")]) == 2
     assert "no such checkpoint directory" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["train", "serve", "reason", "world"])
+def test_every_subcommand_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    assert "usage:" in capsys.readouterr().out
