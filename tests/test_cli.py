@@ -91,7 +91,9 @@ def test_missing_checkpoint(tmp_path, capsys):
 
 @pytest.mark.parametrize("command", ["train", "serve", "reason", "world"])
 def test_every_subcommand_has_help(command, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main([command, "--help"])
-    assert exit_info.value.code == 0
+    try:
+        code = main([command, "--help"])
+    except SystemExit as e:  # argparse's help exits; some entry points turn that into a return value
+        code = e.code
+    assert code == 0
     assert "usage:" in capsys.readouterr().out
