@@ -5,7 +5,8 @@ The checkpoint is built here with random weights: hidden 512, 8 layers, 8/2 head
 longer), a small Wan-layout VAE with 48 latent channels. Cases: text-to-image at 256p (256x256) and text-to-video at
 256p (320x192, 17 frames), 8 steps, guidance 6, the release's structured JSON prompts from the fixtures; and the
 policy mode (DROID, chunk 16, 256p canvas, guidance 1) from a fixture image.
-Each case runs ours and theirs alternately; the speedup is the median of per-pair ratios. Peak memory is the
+Both sides run end to end (prompt to decoded frames); each case runs ours and theirs alternately; the speedup is
+the median of per-pair ratios. The latents are compared once (relative error). Peak memory is the
 largest resident-set growth seen during a call (sampled every 2 ms).
 
     python benchmarks/bench_generate.py [--repeat 3]
@@ -83,7 +84,7 @@ def build_checkpoint(root: Path, seed: int):
     vocab = 151936 if len(tokenizer) > 300 else 512
     cfg = Cosmos3Config(hidden_size=512, num_hidden_layers=8, num_attention_heads=8, num_key_value_heads=2,
                         head_dim=64, intermediate_size=1536, vocab_size=vocab, latent_channel=48,
-                        patch_latent_dim=192)
+                        patch_latent_dim=192, action_gen=True, action_dim=64)
     gen = torch.Generator().manual_seed(seed)
     transformer = build_reference(cfg, gen)
     vae = AutoencoderKLWan(base_dim=16, decoder_base_dim=16, z_dim=48, dim_mult=[1, 2, 2, 2], num_res_blocks=1,
@@ -99,13 +100,14 @@ def build_checkpoint(root: Path, seed: int):
 
 
 def compare(name: str, prompt_tokens, theirs, mine, repeat: int) -> dict:
+    """Both sides run end to end (the reference decodes to frames too); the latents are compared once."""
     from oracle import relative_error
 
-    mine(), theirs()  # warm-up
+    out_ours, out_ref = mine(), theirs(latent=True)
     t_ref, t_ours, m_ref, m_ours, ratios = [], [], [], [], []
     for _ in range(repeat):
-        s_ref, mem_ref, out_ref = measured(theirs)
-        s_ours, mem_ours, out_ours = measured(mine)
+        s_ref, mem_ref, _ = measured(theirs)
+        s_ours, mem_ours, _ = measured(mine)
         t_ref.append(s_ref), t_ours.append(s_ours), m_ref.append(mem_ref), m_ours.append(mem_ours)
         ratios.append(s_ref / s_ours)
     return dict(case=name, prompt_tokens=prompt_tokens, ref_s=statistics.median(t_ref),
@@ -119,7 +121,10 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (default 1: on a shared machine extra threads spin-wait and swamp timing)")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
 
     from diffusers import Cosmos3OmniPipeline
 
@@ -138,9 +143,10 @@ def main() -> None:
         for name, c in cases.items():
             common = dict(num_inference_steps=args.steps, guidance_scale=6.0)
 
-            def theirs():
+            def theirs(latent=False):
                 return ref(c["prompt"], negative_prompt=negative, num_frames=c["frames"], height=c["h"], width=c["w"],
-                           fps=24.0, generator=torch.Generator().manual_seed(args.seed), output_type="latent",
+                           fps=24.0, generator=torch.Generator().manual_seed(args.seed),
+                           output_type="latent" if latent else "np",
                            add_resolution_template=False, add_duration_template=False, enable_safety_check=False,
                            **common).video[0]
 
@@ -158,11 +164,12 @@ def main() -> None:
 
         image = Image.open(FIXTURES.parent / "images" / "robot_153.jpg").convert("RGB")
 
-        def theirs_policy():
+        def theirs_policy(latent=False):
             cond = CosmosActionCondition(mode="policy", chunk_size=16, domain_name="droid_lerobot",
                                          resolution_tier=256, image=image, view_point="concat_view")
             return ref("pick up the red cup", action=cond, fps=15.0, num_inference_steps=args.steps,
-                       guidance_scale=1.0, generator=torch.Generator().manual_seed(args.seed), output_type="latent",
+                       guidance_scale=1.0, generator=torch.Generator().manual_seed(args.seed),
+                       output_type="latent" if latent else "np",
                        enable_safety_check=False).video[0]
 
         def mine_policy():
