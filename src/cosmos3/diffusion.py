@@ -120,7 +120,7 @@ def encode_branches(model: Cosmos3Omni, layout: GenLayout, prompts: list[tuple[t
     cfg = model.config
     caches = [model.encode_und(ids, pos) for ids, pos in prompts]
     positions = torch.stack([layout.positions(cfg, ids.shape[0]) for ids, _ in prompts])
-    return Branches(UndCache.stack(caches), positions)
+    return Branches(UndCache.stack(caches, consume=True), positions)
 
 
 def denoise_step(model: Cosmos3Omni, layout: GenLayout, latents: Latents, timestep: torch.Tensor,

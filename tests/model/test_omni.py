@@ -113,3 +113,17 @@ def test_bad_generation_inputs_are_named(rng, gen):
     for change, message in bad:
         with pytest.raises(ValueError, match=message):
             model.embed_gen(GenInputs(**{**inputs.__dict__, **change}))
+
+
+def test_consuming_stack_equals_copying_stack(rng, gen):
+    cfg = random_config("qwen", rng)
+    model = Cosmos3Omni(cfg).eval()
+    prompts = [torch.randint(0, cfg.vocab_size, (n,), generator=gen) for n in (7, 4)]
+    with torch.no_grad():
+        copied = UndCache.stack([model.encode_und(p, text_positions(len(p))) for p in prompts])
+        inputs = [model.encode_und(p, text_positions(len(p))) for p in prompts]
+        consumed = UndCache.stack(inputs, consume=True)
+    assert all(k is None for c in inputs for k in c.keys)  # the per-prompt copies were released
+    assert torch.equal(copied.mask, consumed.mask)
+    for a, b in zip(copied.keys + copied.values, consumed.keys + consumed.values):
+        assert torch.equal(a, b)

@@ -96,8 +96,10 @@ class UndCache:
         return self.keys[0].shape[2]
 
     @staticmethod
-    def stack(caches: list["UndCache"]) -> "UndCache":
-        """Batch several single-prompt caches (e.g. the CFG branches), right-padding shorter prompts."""
+    def stack(caches: list["UndCache"], consume: bool = False) -> "UndCache":
+        """Batch several single-prompt caches (e.g. the CFG branches), right-padding shorter prompts. With `consume`,
+        each input layer is released as soon as it is copied, so the peak holds one extra layer, not a second
+        copy of every layer."""
         if len(caches) == 1:
             return caches[0]
         lengths = [c.length for c in caches]
@@ -106,14 +108,20 @@ class UndCache:
         def pad(t: torch.Tensor) -> torch.Tensor:
             return nn.functional.pad(t, (0, 0, 0, longest - t.shape[2]))
 
-        keys = [torch.cat([pad(c.keys[i]) for c in caches]) for i in range(len(caches[0].keys))]
-        values = [torch.cat([pad(c.values[i]) for c in caches]) for i in range(len(caches[0].values))]
+        masks, batches = [c.mask for c in caches], [c.batch_size for c in caches]
+        keys, values = [], []
+        for i in range(len(caches[0].keys)):
+            keys.append(torch.cat([pad(c.keys[i]) for c in caches]))
+            values.append(torch.cat([pad(c.values[i]) for c in caches]))
+            if consume:
+                for c in caches:
+                    c.keys[i] = c.values[i] = None
         mask = None
-        if len(set(lengths)) > 1 or any(c.mask is not None for c in caches):
+        if len(set(lengths)) > 1 or any(m is not None for m in masks):
             rows = []
-            for c in caches:
-                m = c.mask if c.mask is not None else torch.ones(c.batch_size, c.length, dtype=torch.bool)
-                rows.append(nn.functional.pad(m.to(keys[0].device), (0, longest - c.length), value=False))
+            for m, b, n in zip(masks, batches, lengths):
+                m = m if m is not None else torch.ones(b, n, dtype=torch.bool)
+                rows.append(nn.functional.pad(m.to(keys[0].device), (0, longest - n), value=False))
             mask = torch.cat(rows)
         return UndCache(keys, values, mask)
 
