@@ -102,7 +102,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5, help="timed repetitions, alternating ours and theirs")
     parser.add_argument("--neg-ratio", type=float, default=0.75,
                         help="negative-prompt length as a fraction of the positive prompt's")
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (default 1: on a shared machine extra threads spin-wait and swamp timing)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
