@@ -123,10 +123,13 @@ def test_odd_sizes_are_padded_by_edge_replication(tmp_path: Path, h: int, w: int
         assert np.abs(got[:, -1, :w] - got[:, -2, :w]).mean() < 4
 
 
-def _write_with_pyav(path: Path, frames: np.ndarray, codec: str, pix_fmt: str, fmt: str, fps: int = 24) -> None:
+def _write_with_pyav(path: Path, frames: np.ndarray, codec: str, pix_fmt: str, fmt: str, fps: int = 24,
+                     display_rotation: int | None = None) -> None:
     with av.open(str(path), "w", format=fmt) as c:
         s = c.add_stream(codec, rate=fps)
         s.width, s.height, s.pix_fmt = frames.shape[2], frames.shape[1], pix_fmt
+        if display_rotation is not None:
+            s.set_display_rotation(display_rotation)
         for i, pixels in enumerate(frames):
             frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
             frame.pts = i
@@ -278,17 +281,7 @@ def test_display_rotation_is_applied(tmp_path: Path) -> None:
     path = tmp_path / "rot.mp4"
     pixels = np.zeros((32, 48, 3), np.uint8)
     pixels[:8, :8] = 255  # bright block in the stored top-left corner
-    with av.open(str(path), "w", format="mp4") as c:
-        s = c.add_stream("libx264", rate=24)
-        s.width, s.height, s.pix_fmt = 48, 32, "yuv420p"
-        s.set_display_rotation(90)
-        for i in range(3):
-            frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
-            frame.pts = i
-            for p in s.encode(frame):
-                c.mux(p)
-        for p in s.encode(None):
-            c.mux(p)
+    _write_with_pyav(path, np.stack([pixels] * 3), "libx264", "yuv420p", "mp4", display_rotation=90)
     video, _ = media.read_video(path)
     assert tuple(video.shape) == (3, 48, 32, 3)
     first = video[0].float().mean(-1)
