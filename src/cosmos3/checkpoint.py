@@ -35,6 +35,24 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be loaded as it is; the message names the file and, where known, the key."""
 
 
+# The embedded model: `pico`, trained by this project on its synthetic world (cosmos3.train.pico), shipped inside the
+# package in the official layout.
+EMBEDDED = {"pico": Path(__file__).parent / "weights" / "pico"}
+
+
+def resolve_checkpoint(path: str | os.PathLike) -> Path:
+    """A checkpoint argument -> its directory: an embedded model's name ("pico") unless a local folder of that name
+    exists, else the path as given."""
+    name = str(path)
+    if name in EMBEDDED and not Path(name).is_dir():
+        folder = EMBEDDED[name]
+        if not (folder / "transformer" / "config.json").is_file():
+            raise CheckpointError(f"the embedded {name!r} weights are missing from this installation ({folder}); "
+                                  f"train them with `cosmos3 train --recipe {name}` or pass --checkpoint DIR")
+        return folder
+    return Path(path)
+
+
 def default_dtype(device: torch.device) -> torch.dtype:
     """float32 on CPU (bf16 matmuls are several times slower on CPUs without AMX), bfloat16 on accelerators."""
     return torch.float32 if device.type == "cpu" else torch.bfloat16

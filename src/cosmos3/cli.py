@@ -4,6 +4,7 @@
     cosmos3 generate ...         text / image / video (+ sound, actions) -> image, video, actions
     cosmos3 reason ...           text + images / video -> text
     cosmos3 world generate ...   the synthetic world as LeRobot datasets + chat JSONL
+    cosmos3 demo                 every surface of the embedded pico model (files in ./out)
 
 Every subcommand validates its arguments first: a bad value exits with status 2 and one line on stderr.
 """
@@ -131,7 +132,7 @@ def add_generate_parser(sub) -> None:
     p.add_argument("--prompt", dest="prompt_opt", help="the prompt")
     p.add_argument("--prompt-file", help="read the prompt from a file (plain text or a JSON prompt)")
     p.add_argument("--negative-prompt", help="what to steer away from (text, or a JSON file path)")
-    p.add_argument("--checkpoint", required=True, help="checkpoint directory in the official diffusers layout")
+    p.add_argument("--checkpoint", default="pico", help="embedded model name (default pico) or checkpoint directory in the official diffusers layout")
     p.add_argument("-o", "--output", default="output.mp4", help=".mp4, .jpg/.png (image) or .json (actions)")
     p.add_argument("--image", help="conditioning image (JPG/PNG/WEBP)")
     p.add_argument("--video", help="conditioning video (MP4)")
@@ -252,6 +253,7 @@ DELEGATED = {
     "serve": "the OpenAI-compatible HTTP server: `cosmos3 serve --checkpoint DIR [--port 8000] ...`",
     "reason": "ask the reasoner: `cosmos3 reason --checkpoint DIR [--image P] [--video P] [--think] [--stream] Q`",
     "world": "the synthetic physical world: `cosmos3 world generate --episodes N --seed S --out DIR`",
+    "demo": "every surface of the embedded pico model, files in ./out: `cosmos3 demo [--out DIR]`",
 }
 
 
@@ -273,6 +275,10 @@ def _delegate(name: str):
             from .reasoner import reason_main
 
             return reason_main(args.rest)
+        if name == "demo":
+            from .demo import demo_main
+
+            return demo_main(args.rest)
         raise UsageError(f"unknown command {name}")
 
     return run

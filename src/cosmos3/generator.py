@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 
 from . import spec
-from .checkpoint import CheckpointError, default_dtype, load_transformer
+from .checkpoint import CheckpointError, default_dtype, load_transformer, resolve_checkpoint
 from .diffusion import Latents, encode_branches, load_scheduler_config, make_scheduler, sample, set_schedule, with_noise
 from .media import read_image, video_frames, write_image, write_video
 from .model import Cosmos3Omni
@@ -136,8 +136,11 @@ def video_to_pixels(video, height: int, width: int, keep: int, which: str) -> to
 class Generator:
     def __init__(self, model: Cosmos3Omni, vae: VideoVAE, tokenizer, scheduler_config: dict,
                  sound: SoundCodec | None = None, *, default_use_system_prompt: bool = True,
-                 native_flow_schedule: bool = False, name: str = "cosmos3"):
+                 native_flow_schedule: bool = False, name: str = "cosmos3", defaults: dict | None = None):
         self.model, self.vae, self.tokenizer, self.sound = model, vae, tokenizer, sound
+        # A checkpoint's native settings (model_index.json "cosmos3_defaults"; pico has them): used in place of the
+        # release's defaults for whatever a call leaves out.
+        self.defaults = dict(defaults or {})
         self.scheduler_config = scheduler_config
         self.default_use_system_prompt = default_use_system_prompt
         self.native_flow_schedule = native_flow_schedule
@@ -158,7 +161,7 @@ class Generator:
         """Load an official-layout checkpoint: transformer/, vae/, scheduler/, text_tokenizer/, sound_tokenizer/."""
         from transformers import AutoTokenizer
 
-        root = Path(path)
+        root = resolve_checkpoint(path)
         if not root.is_dir():
             raise CheckpointError(f"{root}: no such checkpoint directory")
         device = torch.device(device) if device is not None else torch.device(
@@ -178,7 +181,8 @@ class Generator:
             sound = SoundCodec.from_pretrained(root / "sound_tokenizer", device, vae_dtype)
         gen = cls(model, vae, tokenizer, load_scheduler_config(root), sound,
                   default_use_system_prompt=index.get("default_use_system_prompt", True),
-                  native_flow_schedule=index.get("use_native_flow_schedule", False), name=root.name)
+                  native_flow_schedule=index.get("use_native_flow_schedule", False), name=root.name,
+                  defaults=index.get("cosmos3_defaults"))
         gen.path = root
         return gen
 
@@ -259,6 +263,23 @@ class Generator:
             if not isinstance(prompt, str) or not prompt.strip():
                 raise ValueError("upsample_prompt: needs a non-empty prompt to expand")
             prompt = self.upsample_prompt(prompt, seed=seed)
+        if self.defaults:
+            d = self.defaults
+            pick = lambda value, key: d.get(key) if value is None else value  # noqa: E731
+            if action_mode is not None:
+                resolution, fps = pick(resolution, "resolution"), pick(fps, "fps")
+                action_chunk_size = pick(action_chunk_size, "action_chunk_size")
+                num_inference_steps = pick(num_inference_steps, "action_num_inference_steps")
+                guidance_scale = pick(guidance_scale, "action_guidance_scale")
+            else:
+                if height is None and width is None:
+                    resolution = pick(resolution, "resolution")
+                    if num_frames != 1:
+                        aspect_ratio = pick(aspect_ratio, "aspect_ratio")
+                num_frames, fps = pick(num_frames, "num_frames"), pick(fps, "fps")
+                num_inference_steps = pick(num_inference_steps, "num_inference_steps")
+                guidance_scale = pick(guidance_scale, "guidance_scale")
+            flow_shift = pick(flow_shift, "flow_shift") if sigmas is None else flow_shift
         if action_mode is not None or embodiment is not None or actions is not None or action_chunk_size is not None:
             if action_mode is None:
                 raise ValueError("action_mode: embodiment / actions / action_chunk_size need an action_mode "

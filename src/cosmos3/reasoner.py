@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .checkpoint import CheckpointError, default_dtype, load_transformer
+from .checkpoint import CheckpointError, default_dtype, load_transformer, resolve_checkpoint
 from .config import Cosmos3Config
 from .media import MediaError, probe_video, read_image
 from .model import Cosmos3Omni, KVCache
@@ -364,7 +364,7 @@ class Reasoner:
                         dtype: torch.dtype | None = None) -> "Reasoner":
         """An official-layout checkpoint (transformer/, vision_encoder/, text_tokenizer/) or a transformers
         Qwen3-VL directory (config.json of model_type qwen3_vl). Only the understanding weights are read."""
-        root = Path(path)
+        root = resolve_checkpoint(path)
         device = torch.device(device) if device is not None else torch.device("cpu")
         dtype = dtype or default_dtype(device)
         if not root.is_dir():
@@ -568,7 +568,7 @@ def reason_main(argv: list[str]) -> int:
     """`cosmos3 reason --checkpoint DIR [--image P] [--video P] [--think] [--stream] "question"`; 2 on bad input."""
     parser = argparse.ArgumentParser(prog="cosmos3 reason", description="Ask the reasoner about text, images, video.")
     parser.add_argument("question")
-    parser.add_argument("--checkpoint", required=True, help="official-layout or Qwen3-VL checkpoint directory")
+    parser.add_argument("--checkpoint", default="pico", help="embedded model name (default pico) or official-layout or Qwen3-VL checkpoint directory")
     parser.add_argument("--image", action="append", default=[], help="image file (repeatable)")
     parser.add_argument("--video", action="append", default=[], help="video file (repeatable)")
     parser.add_argument("--fps", type=float, default=None, help="video sampling rate (default 2)")

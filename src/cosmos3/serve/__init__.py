@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = ServerConfig()
     p = argparse.ArgumentParser(prog="cosmos3 serve", description="OpenAI-compatible server for chat, images and "
                                                                  "videos (sync and async jobs).")
-    p.add_argument("--checkpoint", required=True, help="official-layout checkpoint (or a Qwen3-VL folder: chat only)")
+    p.add_argument("--checkpoint", default="pico", help="embedded model name (default pico) or official-layout checkpoint (or a Qwen3-VL folder: chat only)")
     p.add_argument("--host", default=d.host)
     p.add_argument("--port", type=int, default=d.port)
     p.add_argument("--storage", default=str(d.storage), help="folder for the job database and outputs")

@@ -14,13 +14,13 @@ import torch
 
 def load_models(checkpoint: str | Path, device: str | None = None):
     """-> (generator or None, reasoner or None)."""
-    from ..checkpoint import CheckpointError
+    from ..checkpoint import CheckpointError, resolve_checkpoint
     from ..generator import Generator
     from ..model.vision import VisionProcessor, VisionTower
     from ..reasoner import Reasoner
     from ..tokenizers import TextTokenizer
 
-    root = Path(checkpoint)
+    root = resolve_checkpoint(checkpoint)
     if not root.is_dir():
         raise CheckpointError(f"{root}: no such checkpoint directory")
     if (root / "transformer" / "config.json").is_file() and (root / "vae").is_dir():

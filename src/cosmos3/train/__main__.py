@@ -162,6 +162,30 @@ def _export_adapter_files(state, lora, out: Path, base: str) -> None:
     export_adapter(add_lora(model, lora), out, {k: v for k, v in state.items() if "lora_" in k})
 
 
+def pico_main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="cosmos3 train --recipe pico", description="Train the embedded pico model from "
+                                "nothing on the synthetic world (stages resume; see cosmos3.train.pico).")
+    p.add_argument("--output", default="runs/pico", help="run folder (default runs/pico); the model lands in "
+                   "OUTPUT/pico")
+    p.add_argument("--smoke", action="store_true", help="every stage at a tiny size (minutes; what CI runs)")
+    p.add_argument("--stage", action="append", choices=("world", "tokenizer", "vae", "audio", "assemble", "latents",
+                                                        "reasoner", "generator", "ship"),
+                   help="run only this stage (again); repeatable")
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+    from .pico import PicoPlan, run
+
+    plan = PicoPlan.smoke(Path(args.output)) if args.smoke else PicoPlan(output=Path(args.output))
+    plan.progress = not args.no_progress
+    try:
+        out = run(plan, args.stage)
+    except ValueError as e:
+        print(f"cosmos3 train: error: {e}", file=sys.stderr)
+        return 2
+    print(f"pico checkpoint: {out}")
+    return 0
+
+
 def train_main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -169,6 +193,9 @@ def train_main(argv: list[str] | None = None) -> int:
             return precompute_main(argv[1:])
         if argv and argv[0] == "export":
             return export_main(argv[1:])
+        if "--recipe" in argv and argv[argv.index("--recipe") + 1:argv.index("--recipe") + 2] == ["pico"]:
+            return pico_main([a for i, a in enumerate(argv) if a != "--recipe" and
+                              (i == 0 or argv[i - 1] != "--recipe")])
         args = build_parser().parse_args(argv)
         recipe = recipe_from_args(args)
     except ValueError as e:

@@ -1,0 +1,374 @@
+"""`pico`: train the whole small Cosmos 3 model of the synthetic world, from nothing, with one command.
+
+    cosmos3 train --recipe pico [--output runs/pico] [--smoke]        (also: bash recipes/pico.sh)
+
+Stages, in order; each writes <output>/<stage>.json when done, so a second run skips finished stages and the long
+ones (reasoner and generator training) resume from their last checkpoint:
+
+    world        the training world (seed 0) and the held-out evaluation world (seed 1) as LeRobot v3 + chat JSONL
+    tokenizer    byte-level BPE over the world's text, Qwen special tokens, ChatML        -> ckpt/text_tokenizer
+    vae          Wan 2.2-layout AutoencoderKLWan on world frames                          -> ckpt/vae
+    audio        Cosmos3AVAEAudioTokenizer on world sounds                                -> ckpt/sound_tokenizer
+    assemble     random MoT network + tiny Qwen3-VL vision tower, scheduler, model_index  -> ckpt/ (official layout)
+    latents      every training episode encoded once: action samples (policy / forward / inverse dynamics) and
+                 captioned text/image-to-video samples, with sound                        -> latents/
+    reasoner     SFT of the understanding pathway on the world's question/answer videos  -> reasoner/export
+    generator    flow matching of the generation pathway (understanding frozen)           -> generator/export
+    ship         the final checkpoint, weights in bfloat16                                -> <output>/pico
+
+Everything is seeded; the figures of every stage land in its JSON file and in docs/PICO.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..config import Cosmos3Config
+from .components import save_json, train_audio_tokenizer, train_text_tokenizer, train_video_vae
+
+# The network: both pathways, Qwen-style, at a size that trains on 2 CPU cores in about an hour.
+PICO_CONFIG = dict(hidden_size=256, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2, head_dim=64,
+                   intermediate_size=768, vocab_size=2048, latent_channel=48, patch_latent_dim=192,
+                   sound_gen=True, sound_dim=16, action_gen=True, action_dim=64, num_embodiment_domains=32,
+                   rope_theta=5e6, rms_norm_eps=1e-6)
+VISION_CONFIG = dict(depth=2, hidden_size=64, intermediate_size=128, num_heads=2, patch_size=16,
+                     spatial_merge_size=2, temporal_patch_size=2, deepstack_visual_indexes=[0],
+                     num_position_embeddings=256)
+# What `Generator.generate()` uses on pico when the caller leaves a setting out (model_index.json, cosmos3_defaults).
+NATIVE = {"resolution": "256p", "aspect_ratio": "16:9", "num_frames": 33, "fps": 16, "num_inference_steps": 20,
+          "guidance_scale": 3.0, "flow_shift": 3.0, "action_chunk_size": 32, "action_num_inference_steps": 20,
+          "action_guidance_scale": 1.0}
+
+
+@dataclass
+class PicoPlan:
+    output: Path = Path("runs/pico")
+    episodes: int = 1000  # training world (80% tabletop, 20% moving camera)
+    eval_episodes: int = 200
+    gen_episodes: int = 1000 # episodes encoded for the generator (the VAE encode is the slow part)
+    vae_steps: int = 1500
+    audio_steps: int = 300
+    reasoner_steps: int = 1500
+    generator_steps: int = 3000
+    batch_size: int = 8
+    seed: int = 0
+    workers: int = 2
+    progress: bool = True
+    timings: dict = field(default_factory=dict)
+
+    @classmethod
+    def smoke(cls, output: Path) -> "PicoPlan":
+        """Every stage at a size that runs in a few minutes (CI)."""
+        return cls(output=output, episodes=10, eval_episodes=4, gen_episodes=6, vae_steps=4, audio_steps=2,
+                   reasoner_steps=2, generator_steps=2, batch_size=2)
+
+
+def _done(plan: PicoPlan, stage: str) -> Path:
+    return plan.output / f"{stage}.json"
+
+
+def run(plan: PicoPlan, only: list[str] | None = None) -> Path:
+    plan.output.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    stages = [("world", _world), ("tokenizer", _tokenizer), ("vae", _vae), ("audio", _audio),
+              ("assemble", _assemble), ("latents", _latents), ("reasoner", _reasoner), ("generator", _generator),
+              ("ship", _ship)]
+    for name, fn in stages:
+        if only and name not in only:
+            continue
+        marker = _done(plan, name)
+        if marker.is_file() and not only:
+            print(f"[pico] {name}: done already ({marker})", flush=True)
+            continue
+        print(f"[pico] {name} ...", flush=True)
+        started = time.perf_counter()
+        figures = fn(plan) or {}
+        figures["seconds"] = round(time.perf_counter() - started, 1)
+        save_json(marker, figures)
+        print(f"[pico] {name}: {json.dumps(figures)}", flush=True)
+    return plan.output / "pico"
+
+
+# ------------------------------------------------------------------------------------------------ stages
+
+
+def _world(plan: PicoPlan) -> dict:
+    from ..world.export import WorldConfig, generate_dataset
+
+    for name, seed, n in (("world", plan.seed, plan.episodes), ("eval_world", plan.seed + 1, plan.eval_episodes)):
+        out = plan.output / name
+        if (out / "world.json").is_file():
+            continue
+        if out.exists():
+            shutil.rmtree(out)
+        generate_dataset(out, episodes=n, seed=seed, config=WorldConfig(), workers=plan.workers,
+                         progress=plan.progress)
+    return {"episodes": plan.episodes, "eval_episodes": plan.eval_episodes}
+
+
+def world_texts(world: Path) -> list[str]:
+    """Every piece of text the model meets: chat turns, captions, tasks, the templates' sentences."""
+    from ..actions import VIEWPOINT_SENTENCES
+    from .data import action_caption
+
+    texts = []
+    for line in (world / "chat.jsonl").read_text().splitlines():
+        for m in json.loads(line)["messages"]:
+            c = m["content"]
+            texts.extend([c] if isinstance(c, str) else [p["text"] for p in c if p.get("type") == "text"])
+    texts += ["You are a helpful assistant.", "You are a helpful assistant who will generate videos from a give "
+              "prompt.", "You are a helpful assistant who will generate images from a give prompt."]
+    for fps in (10, 16, 24, 30):
+        for frames in (1, 17, 33, 65):
+            texts.append(f"The video is {frames / fps:.1f} seconds long and is of {fps:.0f} FPS. "
+                         f"This video is of 192x320 resolution. The video is not {frames / fps:.1f} seconds long "
+                         f"and is not of {fps:.0f} FPS. This video is not of 192x320 resolution.")
+    texts += [action_caption("Push the red square to the left.", v, 33, 16) for v in VIEWPOINT_SENTENCES]
+    texts.append(json.dumps({"duration": 2.1, "fps": 16, "resolution": {"H": 192, "W": 320}, "aspect_ratio": "16:9"}))
+    return texts
+
+
+def _tokenizer(plan: PicoPlan) -> dict:
+    texts = world_texts(plan.output / "world")
+    tok = train_text_tokenizer(texts, plan.output / "ckpt" / "text_tokenizer", PICO_CONFIG["vocab_size"])
+    sample = texts[1]
+    return {"vocab": len(tok), "texts": len(texts),
+            "bytes_per_token": round(len(sample.encode()) / len(tok.encode(sample)), 2)}
+
+
+def _episode_clips(plan: PicoPlan, dataset: str, n: int, with_sound: bool = False):
+    """Whole episodes of the training world (33 frames each): (frames uint8 [n, T, H, W, 3], sound or None, ds)."""
+    from ..world.lerobot import LeRobotDataset
+
+    ds = LeRobotDataset(plan.output / "world" / dataset, chunk_size=32, stride=32, sound=with_sound)
+    items = [ds[i] for i in range(min(n, len(ds)))]
+    frames = torch.stack([it["frames"] for it in items])
+    sound = torch.stack([it["sound"] for it in items]) if with_sound else None
+    return frames, sound, ds
+
+
+def _vae(plan: PicoPlan) -> dict:
+    top, _, _ = _episode_clips(plan, "tabletop", 160)
+    cam, _, _ = _episode_clips(plan, "camera", 40)
+    clips = torch.cat([top, cam])
+    return train_video_vae(clips, plan.output / "ckpt" / "vae", steps=plan.vae_steps, base_dim=8, z_dim=48,
+                           seed=plan.seed, progress=plan.progress)
+
+
+def _audio(plan: PicoPlan) -> dict:
+    _, sound, _ = _episode_clips(plan, "tabletop", 200, with_sound=True)
+    return train_audio_tokenizer(sound.float(), plan.output / "ckpt" / "sound_tokenizer", steps=plan.audio_steps,
+                                 latent_dim=PICO_CONFIG["sound_dim"], dim=8, seed=plan.seed, progress=plan.progress)
+
+
+@torch.no_grad()
+def init_weights(model: torch.nn.Module, seed: int) -> None:
+    """GPT-style init: normal(0, 0.02) matrices and embeddings, zero biases, unit norms; output projections scaled
+    down by depth so the residual stream starts near the identity."""
+    g = torch.Generator().manual_seed(seed)
+    layers = sum(1 for n, _ in model.named_modules() if n.count(".") == 1 and n.startswith("layers."))
+    for name, p in model.named_parameters():
+        if "norm" in name and p.ndim == 1:
+            p.fill_(1.0)
+        elif name.endswith("bias") or name.endswith("modality_embed"):
+            p.zero_()
+        else:
+            std = 0.02 / (2 * max(layers, 1)) ** 0.5 if any(k in name for k in ("to_out", "to_add_out",
+                                                                                   "down_proj")) else 0.02
+            p.copy_(torch.randn(p.shape, generator=g) * std)
+
+
+def _assemble(plan: PicoPlan) -> dict:
+    """The starting checkpoint, written through diffusers' own pipeline so the reference loads it as it is."""
+    from diffusers import (AutoencoderKLWan, Cosmos3AVAEAudioTokenizer, Cosmos3OmniPipeline, Cosmos3OmniTransformer,
+                           UniPCMultistepScheduler)
+    from transformers import AutoTokenizer, Qwen3VLVisionConfig
+    from transformers.models.qwen3_vl.modeling_qwen3_vl import Qwen3VLVisionModel
+
+    ckpt = plan.output / "ckpt"
+    cfg = Cosmos3Config(**PICO_CONFIG)
+    torch.manual_seed(plan.seed)
+    transformer = Cosmos3OmniTransformer(**{k: v for k, v in cfg.to_dict().items() if not k.startswith("_")})
+    init_weights(transformer, plan.seed)
+    scheduler = UniPCMultistepScheduler(use_flow_sigmas=True, prediction_type="flow_prediction",
+                                        flow_shift=NATIVE["flow_shift"], solver_order=2, solver_type="bh2",
+                                        predict_x0=True, lower_order_final=True, num_train_timesteps=1000)
+    pipe = Cosmos3OmniPipeline(transformer=transformer,
+                               text_tokenizer=AutoTokenizer.from_pretrained(ckpt / "text_tokenizer"),
+                               vae=AutoencoderKLWan.from_pretrained(ckpt / "vae"), scheduler=scheduler,
+                               sound_tokenizer=Cosmos3AVAEAudioTokenizer.from_pretrained(ckpt / "sound_tokenizer"),
+                               safety_checker=None, enable_safety_checker=False)
+    staging = plan.output / "ckpt.tmp"
+    if staging.exists():
+        shutil.rmtree(staging)
+    pipe.save_pretrained(str(staging))
+    shutil.copytree(ckpt / "text_tokenizer", staging / "text_tokenizer", dirs_exist_ok=True)  # chat template too
+    torch.manual_seed(plan.seed)
+    vision = Qwen3VLVisionModel(Qwen3VLVisionConfig(out_hidden_size=cfg.hidden_size, **VISION_CONFIG))
+    vision.save_pretrained(str(staging / "vision_encoder"))
+    processor = {"min_pixels": 1024, "max_pixels": 320 * 192 * 2}  # a world frame stays at its size: 60 tokens
+    (staging / "vision_encoder" / "preprocessor_config.json").write_text(json.dumps(processor))
+    (staging / "vision_encoder" / "video_preprocessor_config.json").write_text(json.dumps(processor))
+    index = json.loads((staging / "model_index.json").read_text())
+    index["cosmos3_defaults"] = NATIVE
+    (staging / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
+    (staging / "config.json").write_text(json.dumps({"model_type": "cosmos3_omni", "name": "pico",
+                                                     "trained_on": "cosmos3.world (synthetic)"}, indent=2) + "\n")
+    for name in ("vae", "sound_tokenizer"):  # the trained weights, exactly as written by their trainers
+        shutil.copytree(ckpt / name, staging / name, dirs_exist_ok=True)
+    for name in ("vae", "sound_tokenizer", "text_tokenizer"):
+        shutil.rmtree(ckpt / name)
+    shutil.rmtree(ckpt)
+    os.replace(staging, ckpt)
+    return {"transformer_parameters": sum(p.numel() for p in transformer.parameters()),
+            "vision_parameters": sum(p.numel() for p in vision.parameters())}
+
+
+def _encode_part(args) -> list[dict]:
+    """One worker's share of the latents stage (a process of its own, one thread)."""
+    root, ckpt, out, dataset, indexes = args
+    torch.set_num_threads(1)
+    from ..actions import get_embodiment
+    from ..world.lerobot import LeRobotDataset
+    from .data import Encoder, action_caption
+    from safetensors.torch import save_file
+
+    sound = dataset == "tabletop"
+    ds = LeRobotDataset(Path(root) / dataset, chunk_size=32, stride=32, sound=sound)
+    embodiment = get_embodiment(ds.domain_name or ds.domain_id)
+    enc = Encoder(ckpt, torch.device("cpu"), cache=False)
+    records = []
+    for i in indexes:
+        w = ds[i]
+        T, H, W = w["frames"].shape[:3]
+        key = f"{dataset}:{w['episode_index']}"
+        vision = enc.encode(key, w["frames"], None, None)
+        tensors = {"vision": vision.contiguous()}
+        if sound and w.get("sound") is not None:
+            tensors["sound"] = enc.encode_sound(key, w["sound"], 48000, T, float(w["fps"])).contiguous()
+        meta = dict(fps=float(w["fps"]), num_frames=T, height=H, width=W)
+        base = f"{dataset}-{w['episode_index']:06d}"
+        save_file(tensors, str(Path(out) / f"{base}-video.safetensors"))
+        captions = ds.episodes[ds.windows[i][0]].get("world/captions") or []
+        if captions:
+            records.append(dict(file=f"{base}-video.safetensors", prompt=captions[0], domain_id=None, **meta))
+        save_file({**tensors, "actions": w["actions"].float().contiguous()},
+                  str(Path(out) / f"{base}-action.safetensors"))
+        records.append(dict(file=f"{base}-action.safetensors", domain_id=embodiment.domain_id,
+                            prompt=action_caption(w["task"], embodiment.viewpoint, T, w["fps"]), **meta))
+    return records
+
+
+def _latents(plan: PicoPlan) -> dict:
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    from tqdm.auto import tqdm
+
+    from ..world.lerobot import LeRobotDataset
+    from .data import INDEX_NAME
+
+    out = plan.output / "latents"
+    out.mkdir(parents=True, exist_ok=True)
+    world = plan.output / "world"
+    n_top = int(plan.gen_episodes * 0.85)
+    jobs = []
+    for dataset, n in (("tabletop", n_top), ("camera", plan.gen_episodes - n_top)):
+        total = min(n, len(LeRobotDataset(world / dataset, chunk_size=32, stride=32)))
+        for start in range(0, total, 8):
+            jobs.append((str(world), str(plan.output / "ckpt"), str(out), dataset,
+                         list(range(start, min(total, start + 8)))))
+    records = []
+    with ProcessPoolExecutor(plan.workers, mp_context=get_context("spawn")) as pool:
+        for part in tqdm(pool.map(_encode_part, jobs), total=len(jobs), desc="encoding", unit="batch",
+                         disable=not plan.progress):
+            records.extend(part)
+    tmp = out / (INDEX_NAME + ".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
+    os.replace(tmp, out / INDEX_NAME)
+    return {"samples": len(records), "action_samples": sum(r["domain_id"] is not None for r in records)}
+
+
+def _train(plan: PicoPlan, stage: str, checkpoint: Path, settings: dict) -> dict:
+    from .loop import Trainer
+    from .recipe import from_dict
+
+    recipe = from_dict(settings, f"pico {stage}")
+    recipe.model.checkpoint = str(checkpoint)
+    recipe.run.output = str(plan.output / stage)
+    recipe.run.progress = plan.progress
+    recipe.run.seed = plan.seed
+    trainer = Trainer(recipe)
+    history = trainer.fit()
+    metrics = [json.loads(line) for line in (plan.output / stage / "metrics.jsonl").read_text().splitlines()]
+    first, last = metrics[:20], metrics[-20:]
+    mean = lambda rows: sum(r["loss"] for r in rows) / len(rows)  # noqa: E731
+    del history
+    return {"steps": recipe.run.steps, "loss_first20": round(mean(first), 4), "loss_last20": round(mean(last), 4),
+            "tokens_per_s": round(sum(r["tokens_per_s"] for r in last) / len(last), 1)}
+
+
+def _reasoner(plan: PicoPlan) -> dict:
+    return _train(plan, "reasoner", plan.output / "ckpt", {
+        "model": {"train": "und"},
+        "data": {"kind": "chat", "path": str(plan.output / "world" / "chat.jsonl"), "max_text_tokens": 512},
+        "optim": {"lr": 2e-3, "warmup_steps": 50, "schedule": "cosine", "min_lr_ratio": 0.05, "weight_decay": 0.0},
+        "run": {"steps": plan.reasoner_steps, "batch_size": plan.batch_size, "batch_tokens": 4096,
+                "save_every": 100, "keep_checkpoints": 1},
+    })
+
+
+def _generator(plan: PicoPlan) -> dict:
+    return _train(plan, "generator", plan.output / "reasoner" / "export" / "checkpoint", {
+        "model": {"train": "gen"},
+        "data": {"kind": "latents", "path": str(plan.output / "latents")},
+        # v2v keeps 8 of the 9 latent frames clean: mostly a video-to-sound (foley) task, plus the last frames
+        "loss": {"sigma_sampling": "logit_normal", "shift": 3.0, "caption_dropout": 0.1, "t2v": 0.45, "i2v": 0.35,
+                 "v2v": 0.2, "v2v_frames": 8, "policy": 0.4, "forward_dynamics": 0.3, "inverse_dynamics": 0.3},
+        "optim": {"lr": 1e-3, "warmup_steps": 100, "schedule": "cosine", "min_lr_ratio": 0.05, "weight_decay": 0.0,
+                  "ema_decay": 0.995},
+        "run": {"steps": plan.generator_steps, "batch_size": plan.batch_size, "batch_tokens": 8192,
+                "save_every": 200, "keep_checkpoints": 1, "export_ema": True},
+    })
+
+
+def _ship(plan: PicoPlan) -> dict:
+    """The exported checkpoint with its transformer weights in bfloat16 (half the bytes; loading casts back)."""
+    from safetensors.torch import load_file, save_file
+
+    src = plan.output / "generator" / "export" / "checkpoint"
+    dst, tmp = plan.output / "pico", plan.output / "pico.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    shutil.copytree(src, tmp, ignore=shutil.ignore_patterns("*.tmp"))
+    for f in sorted((tmp / "transformer").glob("*.safetensors")):
+        state = {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in load_file(str(f)).items()}
+        save_file(state, str(f), metadata={"format": "pt"})
+    _demo_inputs(plan, tmp / "demo")
+    if dst.exists():
+        shutil.rmtree(dst)
+    os.replace(tmp, dst)
+    size = sum(f.stat().st_size for f in dst.rglob("*") if f.is_file())
+    return {"path": str(dst), "megabytes": round(size / 2**20, 2)}
+
+
+def _demo_inputs(plan: PicoPlan, out: Path) -> None:
+    """`cosmos3 demo`'s inputs: frame 0 of a held-out episode and 64 actions (that episode's and the next one's, as
+    deltas they apply from any state)."""
+    from PIL import Image
+
+    from ..actions import save_actions
+    from ..world.lerobot import LeRobotDataset
+
+    ds = LeRobotDataset(plan.output / "eval_world" / "tabletop", chunk_size=32, stride=32)
+    first, second = ds[0], ds[1 % len(ds)]
+    out.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(first["frames"][0].numpy()).save(out / "frame.png")
+    save_actions(out / "actions.json", torch.cat([first["actions"], second["actions"]]).numpy())

@@ -1,0 +1,124 @@
+"""The pico recipe end to end at smoke size (what CI runs of it): every stage, then the shipped folder loads in our
+Generator / Reasoner and in diffusers' Cosmos3OmniPipeline, and both give the same latents for the same seed."""
+
+import json
+import random
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from cosmos3.checkpoint import CheckpointError, resolve_checkpoint
+from cosmos3.train.pico import NATIVE, PICO_CONFIG, PicoPlan, run
+from oracle import relative_error
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    out = tmp_path_factory.mktemp("pico")
+    plan = PicoPlan.smoke(out)
+    plan.seed = random.SystemRandom().randrange(1000)
+    plan.progress = False
+    print(f"pico smoke seed {plan.seed}")
+    return run(plan), plan
+
+
+def test_every_stage_reports_and_a_second_run_skips_them(smoke, capsys):
+    folder, plan = smoke
+    stages = ["world", "tokenizer", "vae", "audio", "assemble", "latents", "reasoner", "generator", "ship"]
+    figures = {s: json.loads((plan.output / f"{s}.json").read_text()) for s in stages}
+    assert figures["generator"]["steps"] == plan.generator_steps
+    assert figures["ship"]["megabytes"] < 40
+    mtime = (folder / "transformer" / "diffusion_pytorch_model.safetensors").stat().st_mtime
+    run(plan)
+    assert capsys.readouterr().out.count("done already") == len(stages)
+    assert (folder / "transformer" / "diffusion_pytorch_model.safetensors").stat().st_mtime == mtime
+
+
+def test_components_are_the_release_classes_and_shapes(smoke):
+    from diffusers import AutoencoderKLWan, Cosmos3AVAEAudioTokenizer
+
+    folder, _ = smoke
+    vae = AutoencoderKLWan.from_pretrained(folder / "vae")
+    assert (vae.config.z_dim, vae.config.patch_size, vae.config.scale_factor_spatial,
+            vae.config.scale_factor_temporal, vae.config.is_residual) == (48, 2, 16, 4, True)
+    assert np.all(np.asarray(vae.config.latents_std) > 0)
+    audio = Cosmos3AVAEAudioTokenizer.from_pretrained(folder / "sound_tokenizer")
+    assert (audio.config.sampling_rate, audio._hop_size, audio.config.vocoder_input_dim) == (
+        48000, 1920, PICO_CONFIG["sound_dim"])
+    index = json.loads((folder / "model_index.json").read_text())
+    assert index["_class_name"] == "Cosmos3OmniPipeline" and index["cosmos3_defaults"] == NATIVE
+
+
+def test_tokenizer_keeps_qwen_specials_and_round_trips_world_text(smoke):
+    from cosmos3.tokenizers import QWEN_SPECIAL_TOKENS, TextTokenizer
+
+    folder, plan = smoke
+    tok = TextTokenizer.from_pretrained(folder / "text_tokenizer")
+    ids = [tok.token_id(t) for t, _ in QWEN_SPECIAL_TOKENS]
+    assert ids == sorted(ids) and ids == list(range(ids[0], ids[0] + len(ids)))  # Qwen order, contiguous
+    line = json.loads((plan.output / "world" / "chat.jsonl").read_text().splitlines()[0])
+    text = line["messages"][1]["content"] + " ünïcode 字"
+    assert tok.decode(tok.encode(text)) == text
+    assert len(tok.encode(line["messages"][1]["content"])) < len(line["messages"][1]["content"].encode())
+    chat = tok.apply_chat_template([{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": "hi"}]}])
+    assert "<|vision_start|><|video_pad|><|vision_end|>hi" in chat
+
+
+def test_shipped_folder_matches_the_reference_pipeline(smoke):
+    from diffusers import Cosmos3OmniPipeline
+
+    from cosmos3.generator import Generator
+
+    folder, _ = smoke
+    gen = Generator.from_pretrained(folder)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pipe = Cosmos3OmniPipeline.from_pretrained(folder, safety_checker=None, enable_safety_checker=False)
+    seed = random.SystemRandom().randrange(2**31)
+    kw = dict(num_frames=5, height=192, width=320, fps=16.0, num_inference_steps=2, guidance_scale=3.0,
+              enable_sound=True)
+    ours = gen.generate("A robot gripper pushes the red square to the left.", seed=seed, progress=False,
+                        flow_shift=NATIVE["flow_shift"], **kw)
+    ref = pipe("A robot gripper pushes the red square to the left.", generator=torch.Generator().manual_seed(seed),
+               output_type="latent", enable_safety_check=False, **kw)
+    assert relative_error(ours.latents, ref.video[0]) < 1e-4
+
+
+def test_prompt_only_uses_the_native_settings(smoke):
+    from cosmos3.generator import Generator
+
+    folder, _ = smoke
+    gen = Generator.from_pretrained(folder)
+    res = gen.generate("A robot gripper pushes the red square to the left.", num_inference_steps=1, seed=0,
+                       progress=False)
+    assert tuple(res.frames.shape) == (NATIVE["num_frames"], 192, 320, 3) and res.fps == NATIVE["fps"]
+    res = gen.generate("Push the red square to the left.", action_mode="policy", embodiment="umi",
+                       image=np.zeros((192, 320, 3), np.uint8), num_inference_steps=1, seed=0, progress=False)
+    assert tuple(res.actions.shape) == (NATIVE["action_chunk_size"], 10)
+    assert res.frames.shape[0] == NATIVE["action_chunk_size"] + 1
+
+
+def test_reasoner_loads_the_shipped_folder(smoke):
+    from cosmos3.reasoner import Reasoner
+
+    folder, plan = smoke
+    rsn = Reasoner.from_pretrained(folder)
+    video = sorted((plan.output / "world" / "tabletop" / "videos").rglob("*.mp4"))[0]
+    out = rsn.chat([{"role": "user", "content": [{"type": "video", "video": str(video)},
+                                                 {"type": "text", "text": "How many blocks are on the table?"}]}],
+                   max_tokens=4, temperature=0.0)
+    assert out.usage["completion_tokens"] >= 1 and out.finish_reason in ("stop", "length")
+
+
+def test_embedded_name_resolution(tmp_path, monkeypatch):
+    import cosmos3.checkpoint as ck
+
+    monkeypatch.setitem(ck.EMBEDDED, "pico", tmp_path / "absent")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(CheckpointError, match="embedded 'pico' weights are missing"):
+        resolve_checkpoint("pico")
+    (tmp_path / "pico").mkdir()  # a local folder of that name wins
+    assert resolve_checkpoint("pico") == ck.Path("pico")
+    assert resolve_checkpoint(tmp_path / "other") == tmp_path / "other"
