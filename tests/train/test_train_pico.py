@@ -30,6 +30,11 @@ def test_every_stage_reports_and_a_second_run_skips_them(smoke, capsys):
     figures = {s: json.loads((plan.output / f"{s}.json").read_text()) for s in stages}
     assert figures["generator"]["steps"] == plan.generator_steps
     assert figures["ship"]["megabytes"] < 40
+    from safetensors.torch import load_file
+
+    start = load_file(str(plan.output / "ckpt" / "vision_encoder" / "model.safetensors"))
+    shipped = load_file(str(folder / "vision_encoder" / "model.safetensors"))
+    assert start.keys() == shipped.keys() and any(not torch.equal(start[k], shipped[k]) for k in start)  # trained
     mtime = (folder / "transformer" / "diffusion_pytorch_model.safetensors").stat().st_mtime
     run(plan)
     assert capsys.readouterr().out.count("done already") == len(stages)

@@ -260,6 +260,10 @@ class VisionTower(nn.Module):
     def forward(self, items: list[VisualInput]) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """All items in one call -> (features [sum tokens, D], deepstack: one [sum tokens, D] per deepstack layer),
         rows in item order."""
+        return self.features(items)
+
+    def features(self, items: list[VisualInput]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """`forward` with autograd (training the tower)."""
         pixels = torch.cat([it.pixels for it in items]).to(self.device, self.dtype)
         grid = torch.tensor([it.grid for it in items], dtype=torch.long, device=self.device)
         out = self.model(pixels, grid_thw=grid, return_dict=True)

@@ -273,8 +273,9 @@ class TrainModule(nn.Module):
             vision = self.vision[0]
             if vision is None:
                 raise ValueError("chat data with images or video needs a checkpoint with a vision_encoder/")
-            with torch.no_grad():
-                features, deep = vision(media)  # [n_visual, D], per early layer [n_visual, D]
+            train_vision = any(p.requires_grad for p in vision.parameters())
+            with torch.set_grad_enabled(train_vision and torch.is_grad_enabled()):
+                features, deep = vision.features(media)  # [n_visual, D], per early layer [n_visual, D]
             visual = torch.zeros(ids.shape, dtype=torch.bool)
             for b, s in enumerate(samples):
                 visual[b, :s.visual_mask.shape[0]] = s.visual_mask

@@ -60,7 +60,8 @@ def trained_model(base: str | os.PathLike, state: dict[str, torch.Tensor], lora:
 
 
 def export_checkpoint(base: str | os.PathLike, out: str | os.PathLike, state: dict[str, torch.Tensor],
-                      lora: LoraConfig | None = None) -> Path:
+                      lora: LoraConfig | None = None, vision: dict[str, torch.Tensor] | None = None) -> Path:
+    """`vision`: trained vision-tower weights, written over vision_encoder/'s (same keys, same dtypes)."""
     base, out = Path(base), Path(out)
     tmp = out.with_name(f".{out.name}.tmp")
     if tmp.exists():
@@ -73,6 +74,8 @@ def export_checkpoint(base: str | os.PathLike, out: str | os.PathLike, state: di
             shutil.copytree(entry, tmp / entry.name)
         else:
             shutil.copy2(entry, tmp / entry.name)
+    if vision:
+        _write_vision(tmp / "vision_encoder", vision)
     model = trained_model(base, state, lora)
     dtypes = base_dtypes(base)
     with torch.no_grad():
@@ -83,6 +86,23 @@ def export_checkpoint(base: str | os.PathLike, out: str | os.PathLike, state: di
         shutil.rmtree(out)
     os.replace(tmp, out)
     return out
+
+
+def _write_vision(folder: Path, trained: dict[str, torch.Tensor]) -> None:
+    from safetensors.torch import load_file, save_file
+
+    files = sorted(folder.glob("*.safetensors"))
+    weights: dict[str, torch.Tensor] = {}
+    for f in files:
+        weights.update(load_file(str(f)))
+    unknown = sorted(set(trained) - set(weights))
+    if unknown:
+        raise ValueError(f"{folder}: trained vision weights {unknown[:3]} are not in the base vision tower")
+    for k, v in trained.items():
+        weights[k] = v.to(weights[k].dtype).contiguous()
+    for f in files:
+        f.unlink()
+    save_file(weights, str(folder / "model.safetensors"), metadata={"format": "pt"})
 
 
 def export_adapter(peft_model, out: str | os.PathLike, state: dict[str, torch.Tensor] | None = None) -> Path:

@@ -29,6 +29,8 @@ from .data import ChatSource, Encoder, LatentSource, LeRobotSource, ShardedSampl
 from .distributed import Dist, clip_grad_norm, init, shard, shard_like
 from .recipe import TrainRecipe
 
+VISION_PREFIX = "vision_encoder."  # trained vision-tower parameters in checkpoints and exported states
+
 
 def lr_factor(step: int, warmup: int, total: int, schedule: str, min_ratio: float) -> float:
     """Multiplier of the base LR at optimizer step `step` (0-based): linear warm-up, then cosine / linear decay to
@@ -100,6 +102,12 @@ class Trainer:
             shard(self.module, self.model.layers)
             self.module.to(device)
         self.named_trainable = {n: p for n, p in self.model.named_parameters() if p.requires_grad}
+        if recipe.model.train_vision:
+            if self.kind != "chat" or vision is None or self.fsdp:
+                raise ValueError("model.train_vision: needs chat data, a checkpoint with vision_encoder/, and one "
+                                 "process (the vision tower is not sharded)")
+            vision.requires_grad_(True).train()
+            self.named_trainable.update({f"{VISION_PREFIX}{n}": p for n, p in vision.model.named_parameters()})
         if not self.named_trainable:
             raise ValueError(f"model.train = {recipe.model.train!r} leaves nothing to train")
         self.param_names = {id(p): n for n, p in self.named_trainable.items()}
@@ -295,6 +303,8 @@ class Trainer:
             lora = self.recipe.lora if self.peft_model is not None else None
             if self.peft_model is not None:
                 export_adapter(self.peft_model, out / "adapter", state)
-            export_checkpoint(self.recipe.model.checkpoint, out / "checkpoint", state, lora)
+            vision = {k[len(VISION_PREFIX):]: v for k, v in state.items() if k.startswith(VISION_PREFIX)}
+            state = {k: v for k, v in state.items() if not k.startswith(VISION_PREFIX)}
+            export_checkpoint(self.recipe.model.checkpoint, out / "checkpoint", state, lora, vision or None)
         self.dist.barrier()
         return out

@@ -317,7 +317,7 @@ def _train(plan: PicoPlan, stage: str, checkpoint: Path, settings: dict) -> dict
 
 def _reasoner(plan: PicoPlan) -> dict:
     return _train(plan, "reasoner", plan.output / "ckpt", {
-        "model": {"train": "und"},
+        "model": {"train": "und", "train_vision": True},
         "data": {"kind": "chat", "path": str(plan.output / "world" / "chat.jsonl"), "max_text_tokens": 512},
         "optim": {"lr": 2e-3, "warmup_steps": 50, "schedule": "cosine", "min_lr_ratio": 0.05, "weight_decay": 0.0},
         "run": {"steps": plan.reasoner_steps, "batch_size": plan.batch_size, "batch_tokens": 4096,

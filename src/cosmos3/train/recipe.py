@@ -34,6 +34,7 @@ class ModelConfig:
     # full: every weight; gen: generation pathway only, und frozen (the release's SFT); und: understanding pathway
     # only (reasoner SFT); lora: low-rank adapters on `lora.targets`, everything else frozen
     train: str = "gen"
+    train_vision: bool = False  # chat data, one process: also train the reasoner's vision tower (vision_encoder/)
     activation_checkpointing: bool = False  # recompute each layer in backward: less memory, ~30% more compute
     fsdp: str = "auto"  # auto: shard with FSDP2 when launched on several processes; always; never
 

@@ -1,0 +1,192 @@
+"""The metric functions of benchmarks/eval_pico.py on real world data built here: a tiny generated dataset (decoded
+H.264 frames, FLAC sound, captions, chat records) and freshly simulated + rendered episodes, from a new seed per run.
+
+Each metric must agree with the simulator's truth on true data, and must reject a corrupted version of it
+(repeated frames, reversed videos, delayed sound, zero actions)."""
+
+import importlib.util
+import math
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cosmos3.world import (episode_sound, generate_dataset, load_chat, render_tabletop, simulate_tabletop,
+                           tabletop_captions, track_blocks, track_gripper)
+from cosmos3.world.geometry import direction_word, toward
+from cosmos3.world.sound import impact_amplitude
+
+_PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "eval_pico.py"
+_spec = importlib.util.spec_from_file_location("eval_pico", _PATH)
+E = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(E)
+
+
+@pytest.fixture(scope="module")
+def base_seed() -> int:
+    value = random.SystemRandom().randrange(2**31)
+    print(f"random seed: {value}")
+    return value
+
+
+@pytest.fixture(scope="module")
+def episodes(base_seed):
+    """24 simulated episodes with their rendered frames and sound."""
+    out = []
+    for k in range(24):
+        ep = simulate_tabletop(base_seed * 31 + k)
+        out.append((ep, render_tabletop(ep), episode_sound(ep)))
+    return out
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, base_seed):
+    root = generate_dataset(tmp_path_factory.mktemp("eval_world"), episodes=3, seed=base_seed, progress=False)
+    return E.EvalWorld(root)
+
+
+def test_psnr_identical_repeated_and_decoded(world):
+    assert math.isinf(E.psnr(np.zeros((2, 4, 4, 3), np.uint8), np.zeros((2, 4, 4, 3), np.uint8)))
+    assert E.psnr(np.zeros((1, 2, 2, 3), np.uint8), np.full((1, 2, 2, 3), 255, np.uint8)) == pytest.approx(0.0)
+    with pytest.raises(ValueError):
+        E.psnr(np.zeros((2, 4, 4, 3)), np.zeros((3, 4, 4, 3)))
+    for i in range(len(world)):
+        decoded, ep = world.item(i)["frames"], world.episode(i)
+        rendered = render_tabletop(ep)
+        codec = E.psnr(decoded[1:], rendered[1:])  # the H.264 round trip: close to the truth
+        repeat = E.psnr(np.repeat(rendered[:1], 32, 0), rendered[1:])  # a frozen frame: the gripper moves away
+        assert codec > 30.0, (i, codec)
+        assert repeat < codec - 3.0, (i, repeat, codec)
+
+
+def test_block_error_truth_vs_frozen(episodes):
+    moved = 0
+    for ep, frames, _ in episodes:
+        colors = [b.color for b in ep.blocks]
+        truth = ep.block_poses[:, :, :2] * ep.table.px_per_m
+        tr = track_blocks(frames, colors)
+        tracked = np.stack([tr[c] for c in colors], 1)
+        assert E.block_error_px(tracked, truth) < 1.0
+        frozen = np.repeat(tracked[:1], len(tracked), 0)
+        shift = float(np.mean(np.hypot(*(truth - truth[:1]).transpose(2, 0, 1))))  # mean distance from the start
+        if shift > 3:  # blocks moved: the frozen frame must be worse, by about how far they moved
+            moved += 1
+            assert E.block_error_px(frozen, truth) > max(0.8 * shift, E.block_error_px(tracked, truth) + 1.0)
+    assert moved >= 3, "too few episodes with a moving block to test the frozen baseline"
+    nan = np.full((5, 1, 2), np.nan)
+    assert E.block_error_px(nan, np.zeros((5, 1, 2))) == E.BLOCK_ERROR_CAP_PX
+    assert E.block_error_px(np.full((5, 1, 2), 1e4), np.zeros((5, 1, 2))) == E.BLOCK_ERROR_CAP_PX
+
+
+def test_caption_direction_vocabulary():
+    for word in E.DIRECTION_WORDS:
+        for verb in ("pushes", "knocks"):
+            assert E.caption_direction(f"A robot gripper {verb} the red triangle {toward(word)}.") == \
+                ("red", "triangle", word)
+        assert E.caption_direction(f"A robot gripper picks up the blue circle and moves it {toward(word)}.") == \
+            ("blue", "circle", word)
+    assert E.caption_direction("A robot gripper moves over the table without moving any block.") is None
+    assert E.caption_direction("A robot gripper grasps the green square but does not move it.") is None
+    assert set(E.DIRECTION_WORDS) == {direction_word(np.cos(a), np.sin(a)) for a in np.arange(8) * np.pi / 4}
+    with pytest.raises(ValueError):
+        E.direction_matches(np.zeros((3, 2)), "sideways")
+
+
+def test_direction_matches_captions_on_true_frames(episodes, world):
+    clips = [(tabletop_captions(ep)[0], frames) for ep, frames, _ in episodes]
+    clips += [(world.meta(i)["world/captions"][0], world.item(i)["frames"]) for i in range(len(world))]
+    used = 0
+    for caption, frames in clips:
+        parsed = E.caption_direction(caption)
+        if parsed is None:
+            continue
+        used += 1
+        color, _, word = parsed
+        track = track_blocks(frames, [color])[color]
+        assert E.direction_matches(track, word), (caption, E.net_direction(track))
+        assert not E.direction_matches(track[::-1], word), caption  # played backwards: the opposite direction
+        assert not E.direction_matches(np.repeat(track[:1], len(track), 0), word)  # a still block
+    assert used >= 5, f"only {used} captions name a direction"
+
+
+def test_onset_detector_finds_true_contact(episodes, world):
+    sounds = [(ep, snd) for ep, _, snd in episodes]
+    sounds += [(world.episode(i), world.item(i)["sound"]) for i in range(len(world))]
+    used = 0
+    for ep, snd in sounds:
+        audible = [e for e in ep.events if impact_amplitude(e.impulse) > 0]
+        if not audible:
+            assert E.detect_onset(snd) is None
+            continue
+        used += 1
+        contact = E.contact_latent_frame(audible[0].time)
+        assert contact == int(round(audible[0].time * 48000)) // 1920
+        onset = E.detect_onset(snd)
+        assert E.onset_matches(onset, contact, tolerance=0), (onset, contact)
+        late = np.concatenate([np.zeros((2, 5 * 1920), np.float32), snd], 1)  # 5 latent frames late
+        assert not E.onset_matches(E.detect_onset(late), contact)
+        noisy = snd + np.random.default_rng(0).normal(0, 1e-3, snd.shape).astype(np.float32)  # a noise floor
+        assert E.onset_matches(E.detect_onset(noisy), contact, tolerance=1)
+    assert used >= 5, f"only {used} episodes with an audible contact"
+    assert E.detect_onset(np.zeros((2, 99000), np.float32)) is None
+    assert not E.onset_matches(None, 3)
+
+
+def test_answers_and_chance(world):
+    assert E.normalize_answer("The red  square.") == "the red square"
+    assert E.normalize_answer("It did not move.") == E.normalize_answer("it did not move")
+    assert E.normalize_answer("Yes, the blue circle.") != E.normalize_answer("Yes.")
+    recs = E.reason_questions(world.root, 1000)
+    assert recs and {r["type"] for r in recs} <= set(E.REASON_TYPES)
+    assert len(E.reason_questions(world.root, 2)) == 2
+    by_type = {}
+    for r in recs:
+        by_type.setdefault(r["type"], []).append(r["messages"][1]["content"])
+        assert E.normalize_answer(r["messages"][1]["content"]) == E.normalize_answer(r["messages"][1]["content"] + " ")
+        video = r["messages"][0]["content"][0]["video_url"]["url"]
+        assert Path(video).is_absolute() and Path(video).is_file()
+    asked = [(r["type"], r["messages"][1]["content"]) for r in recs]
+    chance = E.majority_chance(by_type, asked)
+    assert 0.0 < chance <= 1.0
+    assert E.majority_chance({"count": ["2", "2", "3"]}, [("count", "2"), ("count", "3")]) == 0.5
+    all_chat = load_chat(world.root / "chat.jsonl")
+    assert any(r["type"] == "touch" for r in all_chat) and not any(r["type"] == "touch" for r in recs)
+
+
+def test_gripper_path_and_toward_block(episodes, world):
+    hits, used = [], 0
+    for ep, frames, _ in episodes:
+        ppm = ep.table.px_per_m
+        path = E.gripper_path_px(ep.gripper[0, :3], ep.actions()[:32], ppm)
+        np.testing.assert_allclose(path, ep.gripper[:, :2] * ppm, atol=1e-6)  # actions integrate to the true path
+        if "block" not in (ep.goal or {}):
+            continue
+        used += 1
+        block = ep.block_poses[0, ep.block_index(ep.goal["block"]), :2] * ppm
+        hits.append(E.gripper_toward_block(path, block))
+        still = E.gripper_path_px(ep.gripper[0, :3], np.tile([0, 0, 0, 1, 0, 0, 0, 1, 0, 0], (32, 1)), ppm)
+        assert not E.gripper_toward_block(still, block)
+        if hits[-1]:
+            away = 2 * path[0] - path  # the same motion mirrored through the start point
+            assert not E.gripper_toward_block(away, block)
+            # the gripper tracked in the true video tells the same
+            track = track_gripper(frames)["position"]
+            assert E.gripper_toward_block(track[np.isfinite(track).all(1)], block)
+    assert used >= 5, f"only {used} episodes with a target block"
+    assert np.mean(hits) >= 0.8, hits
+    assert not E.gripper_toward_block(np.array([[0.0, 0.0], [np.nan, 0.0]]), np.array([5.0, 0.0]))
+    assert not E.gripper_toward_block(np.array([[0.0, 0.0]]), np.array([5.0, 0.0]))
+    # garbage predictions (degenerate rot6d) must give a failing path, not an exception
+    assert not E.gripper_toward_block(E.gripper_path_px(np.zeros(3), np.zeros((32, 10)), 400.0), np.ones(2))
+
+
+def test_eval_world_truth_matches_dataset(world):
+    for i in range(len(world)):
+        it, ep, meta = world.item(i), world.episode(i), world.meta(i)
+        assert it["frames"].shape == (33, 192, 320, 3) and it["actions"].shape == (32, 10)
+        np.testing.assert_allclose(it["actions"], ep.actions()[:32], atol=1e-6)
+        assert it["task"] == ep.instruction and meta["world/captions"][0] == tabletop_captions(ep)[0]
+        assert it["sound"].shape[0] == 2
+        mean = E.train_action_mean(world.root)  # stats.json of this world
+        assert mean.shape == (10,) and abs(mean[3] - 1.0) < 0.1
