@@ -69,7 +69,8 @@ def test_block_error_truth_vs_frozen(episodes):
         tracked = np.stack([tr[c] for c in colors], 1)
         assert E.block_error_px(tracked, truth) < 1.0
         frozen = np.repeat(tracked[:1], len(tracked), 0)
-        shift = float(np.mean(np.hypot(*(truth - truth[:1]).transpose(2, 0, 1))))  # mean distance from the start
+        shift = np.hypot(*(truth - truth[:1]).transpose(2, 0, 1))  # distance from the start, per frame and block
+        shift = float(np.mean(np.minimum(shift, E.BLOCK_ERROR_CAP_PX)))
         if shift > 3:  # blocks moved: the frozen frame must be worse, by about how far they moved
             moved += 1
             assert E.block_error_px(frozen, truth) > max(0.8 * shift, E.block_error_px(tracked, truth) + 1.0)
@@ -93,20 +94,31 @@ def test_caption_direction_vocabulary():
         E.direction_matches(np.zeros((3, 2)), "sideways")
 
 
+def _near_sector_edge(ep, color: str, degrees: float = 4.0) -> bool:
+    """Is the block's true net displacement within `degrees` of a boundary between two direction words?"""
+    i = ep.block_index(color)
+    dx, dy = ep.block_poses[-1, i, :2] - ep.block_poses[0, i, :2]
+    ang = math.degrees(math.atan2(-dy, dx)) % 45.0
+    return abs(ang - 22.5) < degrees
+
+
 def test_direction_matches_captions_on_true_frames(episodes, world):
-    clips = [(tabletop_captions(ep)[0], frames) for ep, frames, _ in episodes]
-    clips += [(world.meta(i)["world/captions"][0], world.item(i)["frames"]) for i in range(len(world))]
+    clips = [(tabletop_captions(ep)[0], frames, ep) for ep, frames, _ in episodes]
+    clips += [(world.meta(i)["world/captions"][0], world.item(i)["frames"], world.episode(i))
+              for i in range(len(world))]
     used = 0
-    for caption, frames in clips:
+    for caption, frames, ep in clips:
         parsed = E.caption_direction(caption)
         if parsed is None:
             continue
-        used += 1
         color, _, word = parsed
         track = track_blocks(frames, [color])[color]
-        assert E.direction_matches(track, word), (caption, E.net_direction(track))
         assert not E.direction_matches(track[::-1], word), caption  # played backwards: the opposite direction
         assert not E.direction_matches(np.repeat(track[:1], len(track), 0), word)  # a still block
+        if _near_sector_edge(ep, color):  # sub-pixel tracking may tip it into the neighbouring word
+            continue
+        used += 1
+        assert E.direction_matches(track, word), (caption, E.net_direction(track))
     assert used >= 5, f"only {used} captions name a direction"
 
 
@@ -167,10 +179,9 @@ def test_gripper_path_and_toward_block(episodes, world):
         hits.append(E.gripper_toward_block(path, block))
         still = E.gripper_path_px(ep.gripper[0, :3], np.tile([0, 0, 0, 1, 0, 0, 0, 1, 0, 0], (32, 1)), ppm)
         assert not E.gripper_toward_block(still, block)
-        if hits[-1]:
-            away = 2 * path[0] - path  # the same motion mirrored through the start point
-            assert not E.gripper_toward_block(away, block)
-            # the gripper tracked in the true video tells the same
+        away = path[0] + np.arange(33)[:, None] * 2.0 * (path[0] - block) / np.hypot(*(path[0] - block))
+        assert not E.gripper_toward_block(away, block)  # straight away from the block, 2 px a frame
+        if hits[-1]:  # the gripper tracked in the true video tells the same
             track = track_gripper(frames)["position"]
             assert E.gripper_toward_block(track[np.isfinite(track).all(1)], block)
     assert used >= 5, f"only {used} episodes with a target block"

@@ -54,7 +54,7 @@ class PicoPlan:
     eval_episodes: int = 200
     gen_episodes: int = 1000 # episodes encoded for the generator (the VAE encode is the slow part)
     vae_steps: int = 1500
-    audio_steps: int = 300
+    audio_steps: int = 600
     reasoner_steps: int = 1500
     generator_steps: int = 3000
     batch_size: int = 8

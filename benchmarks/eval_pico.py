@@ -1,0 +1,569 @@
+"""Quality of `pico` on held-out episodes of the synthetic world: six tasks, each against a baseline.
+
+    python benchmarks/eval_pico.py --checkpoint runs/pico/pico --world runs/pico/eval_world --episodes 200
+        [--steps 20] [--tasks fd,id,policy,t2v,reason,sound] [--questions 200] [--seed 0] [--out eval.json]
+
+Every task loops over the first --episodes tabletop episodes of the evaluation world (a folder written by
+`cosmos3.world.export.generate_dataset`); the simulator's truth of each episode is re-simulated from its seed.
+
+    fd      image = true frame 0, actions = the 32 true actions -> 33 frames. PSNR over frames 1..32 against the true
+            (decoded) frames, and the tracked block-position error against the simulator (pixels, frames 1..32;
+            errors capped at 50 px, a block not found counts 50 px). Baseline: repeating frame 0.
+            Pass: PSNR >= baseline + 3 dB and block error < baseline.
+    id      video = the 33 true frames -> 32 actions; MSE against the true actions (all 10 dims; the translation
+            dims alone are reported too). Baseline: the per-dimension mean action of the training world.
+            Pass: MSE < 0.5 * baseline.
+    policy  image = true frame 0, prompt = the instruction -> actions. The gripper path is the true start pose
+            integrated with the predicted actions (translation in the gripper frame at t, rot6d, geometry.py).
+            Success: the closest approach to the instructed block (goal["block"], its position at frame 0) is at
+            most half the starting distance. Episodes without a target block (random motion) are skipped.
+            Baselines: a zero chunk (never moves), and another episode's true actions ("shuffled"); the true
+            actions are the sanity check. The same test on the gripper tracked in the generated video is reported
+            as a side figure. Pass: >= 70%.
+    t2v     prompt = the short caption, for captions that name a block's direction ("... pushes the red triangle
+            down and to the left.") -> 33 frames at 16 fps, 256p. Success: the tracked net displacement of that
+            block (first to last frame it is seen, > 2 px) has the caption's direction_word. Baseline: always the
+            most common direction; the tracker on the true video is the sanity check. Pass: >= 70%.
+    reason  questions of chat.jsonl with closed answers among >= 3 choices (count, count_moved, color, shape,
+            direction, which_moved), the first --questions of them; greedy answers of at most 32 tokens, normalized
+            exact match. Chance: the majority answer per type (from the training world's chat.jsonl when present),
+            aggregated over the questions asked. Pass: >= 80%.
+    sound   video-to-sound: the true video conditions latent frames 0..7 of 9 (enable_sound, caption as prompt).
+            Onset: the first 1920-sample latent frame whose energy is 12 dB above the clip's floor (20th
+            percentile) and above -60 dB. Truth: the first audible contact (impulse above the sound's minimum), at
+            latent frame floor(time_s * 48000 / 1920). Success: within 2 latent frames. Episodes with an audible
+            contact only; the detector on the true sound is the sanity check. Pass: >= 70%.
+
+Prints a table, then one JSON line with every figure (also written to --out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import string
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np  # noqa: E402
+
+from cosmos3.world.geometry import direction_word, integrate_pose_actions, rot_z, toward  # noqa: E402
+
+TASKS = ("fd", "id", "policy", "t2v", "reason", "sound")
+SAMPLE_RATE = 48000
+SOUND_HOP = 1920  # samples per sound latent frame (25 per second)
+BLOCK_ERROR_CAP_PX = 50.0
+MOVE_PX = 2.0  # track.py's "moved" threshold
+DIRECTION_WORDS = ("right", "up and to the right", "up", "up and to the left", "left", "down and to the left", "down",
+                   "down and to the right")
+REASON_TYPES = ("count", "count_moved", "color", "shape", "direction", "which_moved")
+
+
+# ------------------------------------------------------------------------------------------------ metrics (pure)
+
+
+def psnr(pred: np.ndarray, true: np.ndarray, peak: float = 255.0) -> float:
+    """PSNR in dB of two uint8 stacks of the same shape over all their pixels (inf when identical)."""
+    pred, true = np.asarray(pred, np.float64), np.asarray(true, np.float64)
+    if pred.shape != true.shape:
+        raise ValueError(f"psnr: shapes differ, {pred.shape} vs {true.shape}")
+    mse = float(np.mean((pred - true) ** 2))
+    return math.inf if mse == 0.0 else 10.0 * math.log10(peak * peak / mse)
+
+
+def block_error_px(tracked: np.ndarray, true: np.ndarray, cap: float = BLOCK_ERROR_CAP_PX) -> float:
+    """Mean distance (pixels) of tracked block centers [T, n, 2] from the true ones [T, n, 2]; each error is capped
+    at `cap` and a block not found in a frame (NaN) counts as `cap`."""
+    err = np.hypot(*(np.asarray(tracked, np.float64) - np.asarray(true, np.float64)).transpose(2, 0, 1))
+    return float(np.mean(np.where(np.isfinite(err), np.minimum(err, cap), cap)))
+
+
+def net_direction(track: np.ndarray, min_px: float = MOVE_PX) -> str | None:
+    """direction_word of a track's [T, 2] net displacement, first to last frame it is seen; None when it is seen in
+    fewer than two frames or moves at most min_px."""
+    track = np.asarray(track, np.float64)
+    seen = np.flatnonzero(np.isfinite(track).all(1))
+    if seen.size < 2:
+        return None
+    d = track[seen[-1]] - track[seen[0]]
+    return direction_word(*d) if math.hypot(*d) > min_px else None
+
+
+def direction_matches(track: np.ndarray, word: str) -> bool:
+    """Does the track's net displacement have this direction word (the world's 8-way vocabulary)?"""
+    if word not in DIRECTION_WORDS:
+        raise ValueError(f"direction_matches: {word!r} is not one of {DIRECTION_WORDS}")
+    return net_direction(track) == word
+
+
+def caption_direction(caption: str) -> tuple[str, str, str] | None:
+    """(color, shape, direction word) of a short caption that names a moving block and its direction ("A robot
+    gripper pushes the red triangle down and to the left."), else None."""
+    m = re.match(r"A robot gripper (?:pushes|knocks|picks up) the (\w+) (square|circle|triangle)(?: and moves it)? "
+                 r"(.+)\.$", caption.strip())
+    if not m:
+        return None
+    phrase = m.group(3)
+    words = [w for w in DIRECTION_WORDS if toward(w) == phrase]
+    return (m.group(1), m.group(2), words[0]) if words else None
+
+
+def frame_energy_db(sound: np.ndarray, hop: int = SOUND_HOP) -> np.ndarray:
+    """Energy per latent frame of a [channels, N] waveform: 10 log10(mean square) over each whole hop, in dB."""
+    sound = np.asarray(sound, np.float64)
+    n = sound.shape[-1] // hop
+    if n == 0:
+        return np.zeros(0)
+    frames = sound[:, : n * hop].reshape(sound.shape[0], n, hop)
+    return 10.0 * np.log10((frames ** 2).mean((0, 2)) + 1e-12)
+
+
+def detect_onset(sound: np.ndarray, hop: int = SOUND_HOP, rise_db: float = 12.0, min_db: float = -60.0,
+                 floor_percentile: float = 20.0) -> int | None:
+    """First latent frame whose energy is rise_db above the clip's floor (a low percentile of its frame energies)
+    and above min_db; None when no frame is."""
+    e = frame_energy_db(sound, hop)
+    if e.size == 0:
+        return None
+    floor = float(np.percentile(e, floor_percentile))
+    loud = np.flatnonzero((e > floor + rise_db) & (e > min_db))
+    return int(loud[0]) if loud.size else None
+
+
+def contact_latent_frame(time_s: float, sample_rate: int = SAMPLE_RATE, hop: int = SOUND_HOP) -> int:
+    """The sound latent frame in which an impact at time_s starts (the world starts it at sample round(t * sr))."""
+    return int(round(time_s * sample_rate)) // hop
+
+
+def onset_matches(onset: int | None, contact: int, tolerance: int = 2) -> bool:
+    return onset is not None and abs(onset - contact) <= tolerance
+
+
+def normalize_answer(text: str) -> str:
+    """Lowercase, punctuation removed, whitespace collapsed: "The red square." -> "the red square"."""
+    text = text.lower().translate(str.maketrans(string.punctuation, " " * len(string.punctuation)))
+    return " ".join(text.split())
+
+
+def majority_chance(answers_by_type: dict[str, list[str]], asked: list[tuple[str, str]]) -> float:
+    """Accuracy of always giving each type's most common (normalized) answer, over the asked (type, answer) list."""
+    majority = {}
+    for t, answers in answers_by_type.items():
+        norm = [normalize_answer(a) for a in answers]
+        majority[t] = max(sorted(set(norm)), key=norm.count) if norm else None
+    if not asked:
+        return math.nan
+    return float(np.mean([majority.get(t) == normalize_answer(a) for t, a in asked]))
+
+
+def gripper_path_px(start: np.ndarray, actions: np.ndarray, px_per_m: float) -> np.ndarray:
+    """Gripper positions [T + 1, 2] in pixels from its start pose (x_m, y_m, yaw_rad) and T pose actions [T, >=9]
+    (translation in the gripper frame at t, then rot6d; geometry.integrate_pose_actions)."""
+    x, y, yaw = (float(v) for v in start[:3])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        positions, _ = integrate_pose_actions(np.array([x, y, 0.0]), rot_z(yaw), np.asarray(actions)[:, :9])
+    return positions[:, :2] * px_per_m
+
+
+def gripper_toward_block(path: np.ndarray, block: np.ndarray, ratio: float = 0.5) -> bool:
+    """Does the gripper path [T + 1, 2] come closer to the block [2] than `ratio` times its starting distance?
+    (A path with a non-finite point fails.)"""
+    path = np.asarray(path, np.float64)
+    if path.shape[0] < 2 or not np.isfinite(path).all():
+        return False
+    d = np.hypot(*(path - np.asarray(block, np.float64)).T)
+    return bool(d[1:].min() <= ratio * d[0])
+
+
+# ------------------------------------------------------------------------------------------------ the world
+
+
+class EvalWorld:
+    """Tabletop episodes of an evaluation world: decoded items, metadata, and the simulator's truth (re-simulated
+    from each episode's seed, checked against the metadata)."""
+
+    def __init__(self, root: Path):
+        from dataclasses import asdict
+
+        from cosmos3.world import LeRobotDataset, TabletopConfig
+
+        self.root = root
+        self.ds = LeRobotDataset(root / "tabletop", chunk_size=32, stride=32, sound=True)
+        manifest = json.loads((root / "world.json").read_text())
+        self.cfg = TabletopConfig(fps=int(manifest["fps"]))
+        want = json.loads(json.dumps(asdict(self.cfg)))
+        if manifest["config"]["tabletop"] != want:
+            raise ValueError(f"{root}: the world's tabletop config differs from TabletopConfig(fps={manifest['fps']})"
+                             "; its episodes cannot be re-simulated here")
+        self._truth: dict[int, object] = {}
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def item(self, i: int) -> dict:
+        it = self.ds[i]
+        it["frames"] = it["frames"].numpy()
+        it["actions"] = it["actions"].numpy().astype(np.float64)
+        it["sound"] = None if it["sound"] is None else it["sound"].numpy()
+        return it
+
+    def meta(self, i: int) -> dict:
+        m = dict(self.ds.episodes[self.ds.windows[i][0]])
+        for k in ("world/blocks", "world/events", "world/goal"):
+            m[k] = json.loads(m[k]) if m.get(k) else None
+        return m
+
+    def episode(self, i: int):
+        if i not in self._truth:
+            from cosmos3.world import simulate_tabletop
+
+            m = self.meta(i)
+            ep = simulate_tabletop(int(m["world/seed"]), self.cfg)
+            if [b.color for b in ep.blocks] != [b["color"] for b in m["world/blocks"]] or \
+                    len(ep.events) != len(m["world/events"]):
+                raise ValueError(f"episode {i}: re-simulating seed {m['world/seed']} does not match its metadata")
+            self._truth[i] = ep
+        return self._truth[i]
+
+
+def _tqdm(it, desc, total=None):
+    from tqdm.auto import tqdm
+
+    return tqdm(it, desc=desc, total=total, unit="ep", file=sys.stderr)
+
+
+def _pil(frame: np.ndarray):
+    from PIL import Image
+
+    return Image.fromarray(np.ascontiguousarray(frame))
+
+
+def _mean(xs) -> float:
+    xs = list(xs)
+    return float(np.mean(xs)) if xs else math.nan
+
+
+# ------------------------------------------------------------------------------------------------ tasks
+
+
+def task_fd(gen, world: EvalWorld, n: int, args) -> dict:
+    from cosmos3.world import track_blocks
+
+    ps, ps0, errs, errs0 = [], [], [], []
+    for i in _tqdm(range(n), "fd"):
+        it, ep = world.item(i), world.episode(i)
+        true = it["frames"]
+        res = gen.generate(prompt="", image=_pil(true[0]), action_mode="forward_dynamics", embodiment="umi",
+                           actions=it["actions"], action_chunk_size=32, fps=16, resolution="256p",
+                           num_inference_steps=args.steps, seed=args.seed + i, progress=False)
+        frames = res.frames.numpy()
+        if frames.shape != true.shape:
+            raise ValueError(f"fd: generated {frames.shape}, expected {true.shape}")
+        repeat = np.repeat(true[:1], true.shape[0], 0)
+        ps.append(psnr(frames[1:], true[1:]))
+        ps0.append(psnr(repeat[1:], true[1:]))
+        colors = [b.color for b in ep.blocks]
+        truth = ep.block_poses[:, :, :2] * ep.table.px_per_m
+        tr = track_blocks(frames, colors)
+        tr0 = track_blocks(true[:1], colors)
+        errs.append(block_error_px(np.stack([tr[c] for c in colors], 1)[1:], truth[1:]))
+        errs0.append(block_error_px(np.repeat(np.stack([tr0[c] for c in colors], 1), truth.shape[0] - 1, 0),
+                                    truth[1:]))
+    out = {"episodes": n, "psnr_db": _mean(ps), "psnr_db_baseline": _mean(ps0), "block_error_px": _mean(errs),
+           "block_error_px_baseline": _mean(errs0)}
+    out["pass"] = bool(out["psnr_db"] >= out["psnr_db_baseline"] + 3.0
+                       and out["block_error_px"] < out["block_error_px_baseline"])
+    return out
+
+
+def train_action_mean(train_world: Path) -> np.ndarray:
+    stats = train_world / "tabletop" / "meta" / "stats.json"
+    if stats.is_file():
+        mean = json.loads(stats.read_text()).get("action", {}).get("mean")
+        if mean is not None:
+            return np.asarray(mean, np.float64)
+    from cosmos3.world import LeRobotDataset
+
+    ds = LeRobotDataset(train_world / "tabletop", chunk_size=32, stride=32)
+    return ds._actions.astype(np.float64).mean(0)
+
+
+def task_id(gen, world: EvalWorld, n: int, args) -> dict:
+    mean = train_action_mean(args.train_world)
+    mse, mse0, mse_t, mse0_t = [], [], [], []
+    for i in _tqdm(range(n), "id"):
+        it = world.item(i)
+        res = gen.generate(prompt="", video=it["frames"], action_mode="inverse_dynamics", embodiment="umi",
+                           action_chunk_size=32, fps=16, resolution="256p", num_inference_steps=args.steps,
+                           seed=args.seed + i, progress=False)
+        pred, true = res.actions.numpy().astype(np.float64), it["actions"]
+        if pred.shape != true.shape:
+            raise ValueError(f"id: predicted actions {pred.shape}, expected {true.shape}")
+        mse.append(float(np.mean((pred - true) ** 2)))
+        mse0.append(float(np.mean((mean[None] - true) ** 2)))
+        mse_t.append(float(np.mean((pred[:, :3] - true[:, :3]) ** 2)))
+        mse0_t.append(float(np.mean((mean[None, :3] - true[:, :3]) ** 2)))
+    out = {"episodes": n, "action_mse": _mean(mse), "action_mse_baseline": _mean(mse0),
+           "translation_mse": _mean(mse_t), "translation_mse_baseline": _mean(mse0_t)}
+    out["pass"] = bool(out["action_mse"] < 0.5 * out["action_mse_baseline"])
+    return out
+
+
+def task_policy(gen, world: EvalWorld, n: int, args) -> dict:
+    from cosmos3.world import track_gripper
+
+    ok, ok_video, ok_true, ok_zero, ok_shuffled, skipped = [], [], [], [], [], 0
+    for i in _tqdm(range(n), "policy"):
+        ep = world.episode(i)
+        goal = ep.goal or {}
+        if "block" not in goal:
+            skipped += 1
+            continue
+        it = world.item(i)
+        if it["task"] != ep.instruction:
+            raise ValueError(f"policy: episode {i} instruction {it['task']!r} != simulated {ep.instruction!r}")
+        res = gen.generate(prompt=it["task"], image=_pil(it["frames"][0]), action_mode="policy", embodiment="umi",
+                           action_chunk_size=32, fps=16, resolution="256p", num_inference_steps=args.steps,
+                           seed=args.seed + i, progress=False)
+        pred = res.actions.numpy().astype(np.float64)
+        ppm = ep.table.px_per_m
+        block = ep.block_poses[0, ep.block_index(goal["block"]), :2] * ppm
+        start = ep.gripper[0, :3]
+        other = world.episode((i + 1) % len(world))  # the next episode's true actions: a plausible, unrelated motion
+        ok.append(gripper_toward_block(gripper_path_px(start, pred, ppm), block))
+        ok_true.append(gripper_toward_block(gripper_path_px(start, it["actions"], ppm), block))
+        ok_zero.append(gripper_toward_block(gripper_path_px(start, np.tile([0, 0, 0, 1, 0, 0, 0, 1, 0, 0],
+                                                                           (32, 1)), ppm), block))
+        ok_shuffled.append(gripper_toward_block(gripper_path_px(start, other.actions()[:32], ppm), block))
+        track = track_gripper(res.frames.numpy())["position"][1:]
+        track = track[np.isfinite(track).all(1)]  # frames where the gripper is found
+        ok_video.append(gripper_toward_block(np.vstack([ep.gripper[:1, :2] * ppm, track]), block))
+    used = len(ok)
+    out = {"episodes": used, "skipped_no_target": skipped, "success": _mean(ok),
+           "success_zero_actions": _mean(ok_zero), "success_shuffled_actions": _mean(ok_shuffled),
+           "success_true_actions": _mean(ok_true), "success_video_tracked": _mean(ok_video)}
+    out["pass"] = bool(used > 0 and out["success"] >= 0.7)
+    return out
+
+
+def task_t2v(gen, world: EvalWorld, n: int, args) -> dict:
+    from cosmos3.world import track_blocks
+
+    ok, ok_true, words, skipped = [], [], [], 0
+    for i in _tqdm(range(n), "t2v"):
+        caption = world.meta(i)["world/captions"][0]
+        parsed = caption_direction(caption)
+        if parsed is None:
+            skipped += 1
+            continue
+        color, _shape, word = parsed
+        res = gen.generate(prompt=caption, num_frames=33, fps=16, resolution="256p", aspect_ratio="16:9",
+                           num_inference_steps=args.steps, seed=args.seed + i, progress=False)
+        frames = res.frames.numpy()
+        ok.append(direction_matches(track_blocks(frames, [color])[color], word))
+        true = world.item(i)["frames"]
+        ok_true.append(direction_matches(track_blocks(true, [color])[color], word))
+        words.append(word)
+    common = max(sorted(set(words)), key=words.count) if words else None
+    out = {"episodes": len(ok), "skipped_no_direction": skipped, "success": _mean(ok),
+           "success_majority_direction": _mean([w == common for w in words]),
+           "success_true_video": _mean(ok_true)}
+    out["pass"] = bool(ok and out["success"] >= 0.7)
+    return out
+
+
+def reason_questions(world_root: Path, limit: int) -> list[dict]:
+    from cosmos3.world import load_chat
+
+    recs = [r for r in load_chat(world_root / "chat.jsonl") if r["type"] in REASON_TYPES]
+    return recs[:limit]
+
+
+def task_reason(rsn, world: EvalWorld, args) -> dict:
+    from cosmos3.world import load_chat
+
+    recs = reason_questions(world.root, args.questions)
+    prior_file = args.train_world / "chat.jsonl"
+    prior = load_chat(prior_file if prior_file.is_file() else world.root / "chat.jsonl")
+    by_type: dict[str, list[str]] = {}
+    for r in prior:
+        if r["type"] in REASON_TYPES:
+            by_type.setdefault(r["type"], []).append(r["messages"][1]["content"])
+    right, per_type = [], {}
+    for r in _tqdm(recs, "reason"):
+        question = [m for m in r["messages"] if m["role"] == "user"]
+        out = rsn.chat(question, max_tokens=32, temperature=0.0)
+        hit = normalize_answer(out.text) == normalize_answer(r["messages"][1]["content"])
+        right.append(hit)
+        per_type.setdefault(r["type"], []).append(hit)
+    asked = [(r["type"], r["messages"][1]["content"]) for r in recs]
+    out = {"questions": len(recs), "accuracy": _mean(right), "chance_majority": majority_chance(by_type, asked),
+           "per_type": {t: round(_mean(v), 4) for t, v in sorted(per_type.items())}}
+    out["pass"] = bool(recs and out["accuracy"] >= 0.8)
+    return out
+
+
+def task_sound(gen, world: EvalWorld, n: int, args) -> dict:
+    from cosmos3.world.sound import SoundConfig, impact_amplitude
+
+    cfg = SoundConfig()
+    ok, ok_true, errs, contacts, skipped = [], [], [], [], 0
+    for i in _tqdm(range(n), "sound"):
+        ep = world.episode(i)
+        audible = [e for e in ep.events if impact_amplitude(e.impulse, cfg) > 0]
+        if not audible:
+            skipped += 1
+            continue
+        contact = contact_latent_frame(audible[0].time)
+        contacts.append(contact)
+        it = world.item(i)
+        res = gen.generate(prompt=world.meta(i)["world/captions"][0], video=it["frames"],
+                           condition_frame_indexes=list(range(8)), enable_sound=True, num_frames=33, fps=16,
+                           resolution="256p", aspect_ratio="16:9", num_inference_steps=args.steps,
+                           seed=args.seed + i, progress=False)
+        if res.sound is None:
+            raise ValueError("sound: the generator returned no sound")
+        onset = detect_onset(res.sound.float().numpy())
+        ok.append(onset_matches(onset, contact))
+        if onset is not None:
+            errs.append(abs(onset - contact))
+        ok_true.append(onset_matches(detect_onset(it["sound"]), contact))
+    guess = int(np.median(contacts)) if contacts else 0  # a constant guess: the median true onset
+    out = {"episodes": len(ok), "skipped_no_contact": skipped, "success": _mean(ok),
+           "success_constant_onset": _mean([onset_matches(guess, c) for c in contacts]),
+           "success_true_sound": _mean(ok_true), "mean_onset_error_latent_frames": _mean(errs),
+           "onset_found": len(errs) / len(ok) if ok else math.nan}
+    out["pass"] = bool(ok and out["success"] >= 0.7)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ main
+
+
+ROWS = [  # task, metric, model key, baseline key, baseline name, rule
+    ("fd", "PSNR dB (frames 1..32)", "psnr_db", "psnr_db_baseline", "repeat frame 0", ">= base + 3"),
+    ("fd", "block error px", "block_error_px", "block_error_px_baseline", "repeat frame 0", "< base"),
+    ("id", "action MSE", "action_mse", "action_mse_baseline", "mean action", "< 0.5 base"),
+    ("id", "translation MSE", "translation_mse", "translation_mse_baseline", "mean action", ""),
+    ("policy", "toward target block", "success", "success_shuffled_actions", "shuffled actions", ">= 0.70"),
+    ("policy", "  same, gripper in video", "success_video_tracked", "success_zero_actions", "zero actions", ""),
+    ("t2v", "direction matches", "success", "success_majority_direction", "majority direction", ">= 0.70"),
+    ("reason", "exact match", "accuracy", "chance_majority", "majority answer", ">= 0.80"),
+    ("sound", "onset within 2 latents", "success", "success_constant_onset", "median onset", ">= 0.70"),
+]
+
+
+def print_table(results: dict, times: dict) -> None:
+    print(f"{'task':<8}{'metric':<26}{'model':>10}{'baseline':>10}  {'baseline is':<20}{'rule':<12}{'n':>5}"
+          f"{'s/ep':>8}  pass")
+    for task, metric, key, bkey, bname, rule in ROWS:
+        r = results.get(task)
+        if r is None:
+            continue
+        n = r.get("episodes", r.get("questions", 0))
+        first = rule != ""
+        print(f"{task if first else '':<8}{metric:<26}{r[key]:>10.4g}{r[bkey]:>10.4g}  {bname:<20}{rule:<12}"
+              f"{n if first else '':>5}{(f'{times[task]:.2f}' if first else ''):>8}  "
+              f"{('yes' if r['pass'] else 'no') if first else ''}")
+    if "policy" in results:
+        p = results["policy"]
+        print(f"policy: {p['episodes']} episodes with a target block ({p['skipped_no_target']} random-motion "
+              f"skipped); true actions {p['success_true_actions']:.2f} (sanity)")
+    if "t2v" in results:
+        t = results["t2v"]
+        print(f"t2v: {t['episodes']} episodes with a direction caption ({t['skipped_no_direction']} skipped); "
+              f"tracker on the true video {t['success_true_video']:.2f}")
+    if "sound" in results:
+        snd = results["sound"]
+        print(f"sound: {snd['episodes']} episodes with an audible contact ({snd['skipped_no_contact']} skipped); "
+              f"detector on the true sound {snd['success_true_sound']:.2f}; onset found in {snd['onset_found']:.2f} "
+              f"of generated clips")
+    if "reason" in results:
+        print("reason per type: " + ", ".join(f"{k} {v:.2f}" for k, v in results["reason"]["per_type"].items()))
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", default="pico")
+    parser.add_argument("--world", type=Path, required=True, help="evaluation world (generate_dataset output)")
+    parser.add_argument("--train-world", type=Path, default=None,
+                        help="training world, for the mean-action and majority-answer baselines "
+                             "(default: the sibling 'world' folder of --world)")
+    parser.add_argument("--episodes", type=int, default=200)
+    parser.add_argument("--steps", type=int, default=20, help="denoising steps per generation")
+    parser.add_argument("--tasks", default=",".join(TASKS))
+    parser.add_argument("--questions", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default=None, help="default: cuda when available, else cpu")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    bad = [t for t in tasks if t not in TASKS]
+    if bad or not tasks:
+        parser.error(f"--tasks: unknown {bad}; choose from {','.join(TASKS)}")
+    if args.episodes < 1 or args.steps < 1 or args.questions < 1:
+        parser.error("--episodes, --steps and --questions must be >= 1")
+    if args.train_world is None:
+        args.train_world = args.world.parent / "world"
+
+    import torch
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    world = EvalWorld(args.world)
+    n = min(args.episodes, len(world))
+    gen = rsn = None
+    started = time.perf_counter()
+    if any(t != "reason" for t in tasks):
+        from cosmos3.generator import Generator
+
+        gen = Generator.from_pretrained(args.checkpoint, device=device)
+    if "reason" in tasks:
+        from cosmos3.reasoner import Reasoner
+
+        rsn = Reasoner.from_pretrained(args.checkpoint, device=device)
+    load_s = time.perf_counter() - started
+
+    results, times = {}, {}
+    for task in TASKS:
+        if task not in tasks:
+            continue
+        t0 = time.perf_counter()
+        if task == "reason":
+            results[task] = task_reason(rsn, world, args)
+        else:
+            results[task] = {"fd": task_fd, "id": task_id, "policy": task_policy, "t2v": task_t2v,
+                             "sound": task_sound}[task](gen, world, n, args)
+        count = results[task].get("episodes", results[task].get("questions", 0))
+        times[task] = (time.perf_counter() - t0) / max(count, 1)
+        results[task]["seconds_per_item"] = round(times[task], 3)
+
+    print(f"pico eval: checkpoint {args.checkpoint}, world {args.world} ({n} episodes), {args.steps} steps, "
+          f"device {device}, load {load_s:.1f} s")
+    print_table(results, times)
+    summary = {"bench": "eval_pico", "checkpoint": str(args.checkpoint), "world": str(args.world),
+               "episodes": n, "steps": args.steps, "seed": args.seed, "device": device,
+               "load_s": round(load_s, 2), "tasks": _rounded(results),
+               "passed": sorted(t for t, r in results.items() if r["pass"])}
+    line = json.dumps(summary)
+    if args.out is not None:
+        args.out.write_text(json.dumps(summary, indent=2) + "\n")
+    print(line)
+    return summary
+
+
+def _rounded(x):
+    if isinstance(x, dict):
+        return {k: _rounded(v) for k, v in x.items()}
+    if isinstance(x, float):
+        return None if not math.isfinite(x) else round(x, 5)
+    return x
+
+
+if __name__ == "__main__":
+    main()
