@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import load_transformer
+from ..checkpoint import load_transformer, resolve_checkpoint
 from . import checkpointing
 from .batch import TrainModule, group, is_gen_param, prepare_chat, prepare_gen
 from .data import ChatSource, Encoder, LatentSource, LeRobotSource, ShardedSampler, VideoFolderSource
@@ -72,7 +72,8 @@ class Trainer:
             raise ValueError("model.fsdp = 'never' with several processes: gradients would not be synchronized")
 
         # network and what trains (under FSDP it is read to the CPU and each process moves only its shards)
-        ckpt = Path(recipe.model.checkpoint)
+        ckpt = resolve_checkpoint(recipe.model.checkpoint)  # "pico" is the embedded model
+        recipe.model.checkpoint = str(ckpt)
         load_device = torch.device("cpu") if self.fsdp else device
         self.model = load_transformer(ckpt, dtype=torch.float32, device=load_device).train()
         self.peft_model = None

@@ -52,10 +52,10 @@ class PicoPlan:
     output: Path = Path("runs/pico")
     episodes: int = 1000  # training world (80% tabletop, 20% moving camera)
     eval_episodes: int = 200
-    gen_episodes: int = 1000 # episodes encoded for the generator (the VAE encode is the slow part)
+    gen_episodes: int = 600  # episodes encoded for the generator (the VAE encode is the slow part)
     vae_steps: int = 1500
     audio_steps: int = 600
-    reasoner_steps: int = 1500
+    reasoner_steps: int = 1000
     generator_steps: int = 3000
     batch_size: int = 8
     seed: int = 0
