@@ -171,12 +171,21 @@ def pico_main(argv: list[str]) -> int:
     p.add_argument("--stage", action="append", choices=("world", "tokenizer", "vae", "audio", "assemble", "latents",
                                                         "reasoner", "generator", "ship"),
                    help="run only this stage (again); repeatable")
+    p.add_argument("--reasoner-steps", type=int, help="override the reasoner SFT's optimizer steps")
+    p.add_argument("--generator-steps", type=int, help="override the generator's optimizer steps")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     from .pico import PicoPlan, run
 
     plan = PicoPlan.smoke(Path(args.output)) if args.smoke else PicoPlan(output=Path(args.output))
     plan.progress = not args.no_progress
+    for name in ("reasoner_steps", "generator_steps"):
+        value = getattr(args, name)
+        if value is not None:
+            if value < 1:
+                print(f"cosmos3 train: error: --{name.replace('_', '-')}: expected >= 1, got {value}", file=sys.stderr)
+                return 2
+            setattr(plan, name, value)
     try:
         out = run(plan, args.stage)
     except ValueError as e:

@@ -259,7 +259,8 @@ def _encode_part(args) -> list[dict]:
         captions = ds.episodes[ds.windows[i][0]].get("world/captions") or []
         if captions:
             records.append(dict(file=f"{base}-video.safetensors", prompt=captions[0], domain_id=None, **meta))
-        save_file({**tensors, "actions": w["actions"].float().contiguous()},
+        # action modes generate no sound (as in the release), so their samples carry none
+        save_file({"vision": tensors["vision"], "actions": w["actions"].float().contiguous()},
                   str(Path(out) / f"{base}-action.safetensors"))
         records.append(dict(file=f"{base}-action.safetensors", domain_id=embodiment.domain_id,
                             prompt=action_caption(w["task"], embodiment.viewpoint, T, w["fps"]), **meta))
