@@ -232,6 +232,30 @@ class EvalWorld:
         return self._truth[i]
 
 
+STRIP_EPISODES = 3  # picture strips (--strips) of the first episodes of each video task
+
+
+def strip_image(rows: list[np.ndarray], picks: int = 6, gap: int = 4) -> np.ndarray:
+    """Rows of frames ([T, H, W, 3] each) -> one uint8 picture: `picks` evenly spaced frames per row."""
+    T = min(r.shape[0] for r in rows)
+    at = np.linspace(0, T - 1, picks).round().astype(int)
+    H, W = rows[0].shape[1:3]
+    out = np.full((len(rows) * (H + gap) - gap, picks * (W + gap) - gap, 3), 255, np.uint8)
+    for r, frames in enumerate(rows):
+        for c, t in enumerate(at):
+            out[r * (H + gap):r * (H + gap) + H, c * (W + gap):c * (W + gap) + W] = frames[t]
+    return out
+
+
+def save_strip(args, name: str, i: int, rows: list[np.ndarray]) -> None:
+    if args.strips is None or i >= STRIP_EPISODES:
+        return
+    from PIL import Image
+
+    args.strips.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(strip_image(rows)).save(args.strips / f"{name}_{i}.png", optimize=True)
+
+
 def _tqdm(it, desc, total=None):
     from tqdm.auto import tqdm
 
@@ -265,6 +289,7 @@ def task_fd(gen, world: EvalWorld, n: int, args) -> dict:
         frames = res.frames.numpy()
         if frames.shape != true.shape:
             raise ValueError(f"fd: generated {frames.shape}, expected {true.shape}")
+        save_strip(args, "fd", i, [true, frames])  # top: the truth, bottom: forward dynamics from frame 0
         repeat = np.repeat(true[:1], true.shape[0], 0)
         ps.append(psnr(frames[1:], true[1:]))
         ps0.append(psnr(repeat[1:], true[1:]))
@@ -341,6 +366,7 @@ def task_policy(gen, world: EvalWorld, n: int, args) -> dict:
         ok_zero.append(gripper_toward_block(gripper_path_px(start, np.tile([0, 0, 0, 1, 0, 0, 0, 1, 0, 0],
                                                                            (32, 1)), ppm), block))
         ok_shuffled.append(gripper_toward_block(gripper_path_px(start, other.actions()[:32], ppm), block))
+        save_strip(args, "policy", i, [it["frames"], res.frames.numpy()])
         track = track_gripper(res.frames.numpy())["position"][1:]
         track = track[np.isfinite(track).all(1)]  # frames where the gripper is found
         ok_video.append(gripper_toward_block(np.vstack([ep.gripper[:1, :2] * ppm, track]), block))
@@ -368,6 +394,7 @@ def task_t2v(gen, world: EvalWorld, n: int, args) -> dict:
         frames = res.frames.numpy()
         ok.append(direction_matches(track_blocks(frames, [color])[color], word))
         true = world.item(i)["frames"]
+        save_strip(args, "t2v", i, [true, frames])  # top: the episode the caption describes, bottom: generated
         ok_true.append(direction_matches(track_blocks(true, [color])[color], word))
         words.append(word)
     common = max(sorted(set(words)), key=words.count) if words else None
@@ -502,6 +529,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default=None, help="default: cuda when available, else cpu")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--strips", type=Path, default=None,
+                        help=f"write PNG picture strips (truth above, generated below) of the first {STRIP_EPISODES} "
+                             "episodes of fd, policy and t2v here")
     args = parser.parse_args(argv)
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     bad = [t for t in tasks if t not in TASKS]

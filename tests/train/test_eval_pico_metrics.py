@@ -201,3 +201,14 @@ def test_eval_world_truth_matches_dataset(world):
         assert it["sound"].shape[0] == 2
         mean = E.train_action_mean(world.root)  # stats.json of this world
         assert mean.shape == (10,) and abs(mean[3] - 1.0) < 0.1
+
+
+def test_strip_places_evenly_spaced_frames_row_by_row(episodes):
+    frames = episodes[0][1]
+    other = frames[::-1].copy()
+    img = E.strip_image([frames, other], picks=4, gap=2)
+    T, H, W = frames.shape[:3]
+    assert img.shape == (2 * H + 2, 4 * W + 6, 3)
+    assert np.array_equal(img[:H, :W], frames[0]) and np.array_equal(img[:H, -W:], frames[T - 1])
+    assert np.array_equal(img[H + 2:, :W], other[0]) and np.array_equal(img[H + 2:, -W:], frames[0])
+    assert (img[H:H + 2] == 255).all()  # the white gap between rows
