@@ -202,3 +202,22 @@ def build_reference_pipeline(root, cfg: Cosmos3Config, gen: torch.Generator, *, 
                                enable_safety_checker=False)
     pipe.save_pretrained(root)
     return pipe
+
+
+def folder_parity_error(folder, prompt: str, seed: int, flow_shift: float, **kw) -> float:
+    """Relative error between our Generator's latents and Cosmos3OmniPipeline's, both loaded from one official-layout
+    folder, for the same prompt, seed and settings; `flow_shift` must be the folder's scheduler shift (the reference
+    always uses that one)."""
+    import warnings
+
+    from diffusers import Cosmos3OmniPipeline
+
+    from cosmos3.generator import Generator
+
+    ours = Generator.from_pretrained(folder).generate(prompt, seed=seed, flow_shift=flow_shift, progress=False, **kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pipe = Cosmos3OmniPipeline.from_pretrained(folder, safety_checker=None, enable_safety_checker=False)
+    ref = pipe(prompt, generator=torch.Generator().manual_seed(seed), output_type="latent", enable_safety_check=False,
+               **kw)
+    return relative_error(ours.latents, ref.video[0])

@@ -67,6 +67,17 @@ def _to_pixels(clips: torch.Tensor) -> torch.Tensor:
     return clips.permute(0, 4, 1, 2, 3).float() / 127.5 - 1.0
 
 
+def _optimize(opt, loss: torch.Tensor, clip: float, running: float | None, bar) -> float:
+    """One AdamW step on `loss` with gradient clipping; returns the running (EMA 0.9) loss shown on the bar."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], clip)
+    opt.step()
+    value = loss.detach().item() if running is None else 0.9 * running + 0.1 * loss.detach().item()
+    bar.set_postfix(loss=f"{value:.4f}", refresh=False)
+    return value
+
+
 def _lr_at(step: int, steps: int, lr: float, warmup: int = 50) -> float:
     if step < warmup:
         return lr * (step + 1) / warmup
@@ -101,12 +112,7 @@ def train_video_vae(clips: torch.Tensor, out: str | Path, *, steps: int = 1000, 
         z = vae.encode(x).latent_dist.mode()
         rec = vae.decode(z).sample
         loss = F.l1_loss(rec, x) + F.mse_loss(rec, x) + latent_penalty * z.pow(2).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
-        opt.step()
-        loss_value = 0.9 * loss_value + 0.1 * loss.detach().item() if step else loss.detach().item()
-        bar.set_postfix(loss=f"{loss_value:.4f}", refresh=False)
+        loss_value = _optimize(opt, loss, 1.0, loss_value if step else None, bar)
     vae.eval()
     with torch.no_grad():  # per-channel statistics of whole-frame latents: the normalization the pipeline applies
         sample = _to_pixels(clips[torch.randperm(n, generator=g)[:min(n, 8)], :frames])
@@ -189,14 +195,9 @@ def train_audio_tokenizer(waves: torch.Tensor, out: str | Path, *, steps: int = 
         rec = model.decode(z)[..., :length]
         loss = (10 * F.l1_loss(rec, x) + _stft_loss(rec, x) + 0.1 * _envelope_loss(rec, x, hop)
                 + 1e-4 * z.pow(2).mean())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
         # the codec's gradient norms run at 30-70: a clip at 1 (as for the VAE) would freeze it (measured: no
-        # learning in 300 steps); this only guards against spikes
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 200.0)
-        opt.step()
-        loss_value = 0.9 * loss_value + 0.1 * loss.detach().item() if step else loss.detach().item()
-        bar.set_postfix(loss=f"{loss_value:.4f}", refresh=False)
+        # learning in 300 steps); 200 only guards against spikes
+        loss_value = _optimize(opt, loss, 200.0, loss_value if step else None, bar)
     model.eval()
     with torch.no_grad():
         x = waves[loud][:8] if bool(loud.any()) else waves[:8]
