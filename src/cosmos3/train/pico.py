@@ -56,7 +56,7 @@ class PicoPlan:
     vae_steps: int = 1500
     audio_steps: int = 600
     reasoner_steps: int = 1000
-    generator_steps: int = 3000
+    generator_steps: int = 2600
     batch_size: int = 8
     seed: int = 0
     workers: int = 2
