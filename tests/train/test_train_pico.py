@@ -25,7 +25,8 @@ def smoke(tmp_path_factory):
 
 def test_every_stage_reports_and_a_second_run_skips_them(smoke, capsys):
     folder, plan = smoke
-    stages = ["world", "tokenizer", "vae", "audio", "assemble", "latents", "reasoner", "generator", "ship"]
+    stages = ["world", "tokenizer", "vae", "audio", "assemble", "latents", "reasoner", "vision", "generator",
+              "ship"]
     figures = {s: json.loads((plan.output / f"{s}.json").read_text()) for s in stages}
     assert figures["generator"]["steps"] == plan.generator_steps
     assert figures["ship"]["megabytes"] < 40

@@ -169,7 +169,7 @@ def pico_main(argv: list[str]) -> int:
                    "OUTPUT/pico")
     p.add_argument("--smoke", action="store_true", help="every stage at a tiny size (minutes; what CI runs)")
     p.add_argument("--stage", action="append", choices=("world", "tokenizer", "vae", "audio", "assemble", "latents",
-                                                        "reasoner", "generator", "ship"),
+                                                        "reasoner", "vision", "generator", "ship"),
                    help="run only this stage (again); repeatable")
     p.add_argument("--reasoner-steps", type=int, help="override the reasoner SFT's optimizer steps")
     p.add_argument("--generator-steps", type=int, help="override the generator's optimizer steps")

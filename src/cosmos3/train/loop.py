@@ -53,7 +53,7 @@ def peak_memory_bytes(device: torch.device) -> int:
 
 def set_trainable(model: torch.nn.Module, mode: str) -> None:
     for name, p in model.named_parameters():
-        p.requires_grad_(mode == "full" or (mode == "gen") == is_gen_param(name))
+        p.requires_grad_(mode == "full" or (mode != "vision" and (mode == "gen") == is_gen_param(name)))
 
 
 class Trainer:

@@ -13,6 +13,7 @@ ones (reasoner and generator training) resume from their last checkpoint:
     latents      every training episode encoded once: action samples (policy / forward / inverse dynamics) and
                  captioned text/image-to-video samples, with sound                        -> latents/
     reasoner     SFT of the understanding pathway on the world's question/answer videos  -> reasoner/export
+    vision       the vision tower alone, network frozen (generation untouched)            -> vision/export
     generator    flow matching of the generation pathway (understanding frozen)           -> generator/export
     ship         the final checkpoint, weights in bfloat16                                -> <output>/pico
 
@@ -56,6 +57,7 @@ class PicoPlan:
     vae_steps: int = 1500
     audio_steps: int = 600
     reasoner_steps: int = 1000
+    vision_steps: int = 1500
     generator_steps: int = 2600
     batch_size: int = 8
     seed: int = 0
@@ -67,7 +69,7 @@ class PicoPlan:
     def smoke(cls, output: Path) -> "PicoPlan":
         """Every stage at a size that runs in a few minutes (CI)."""
         return cls(output=output, episodes=10, eval_episodes=4, gen_episodes=6, vae_steps=4, audio_steps=2,
-                   reasoner_steps=2, generator_steps=2, batch_size=2)
+                   reasoner_steps=2, vision_steps=2, generator_steps=2, batch_size=2)
 
 
 def _done(plan: PicoPlan, stage: str) -> Path:
@@ -78,7 +80,8 @@ def run(plan: PicoPlan, only: list[str] | None = None) -> Path:
     plan.output.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     stages = [("world", _world), ("tokenizer", _tokenizer), ("vae", _vae), ("audio", _audio),
-              ("assemble", _assemble), ("latents", _latents), ("reasoner", _reasoner), ("generator", _generator),
+              ("assemble", _assemble), ("latents", _latents), ("reasoner", _reasoner), ("vision", _vision),
+              ("generator", _generator),
               ("ship", _ship)]
     for name, fn in stages:
         if only and name not in only:
@@ -326,6 +329,20 @@ def _reasoner(plan: PicoPlan) -> dict:
     })
 
 
+def _vision(plan: PicoPlan) -> dict:
+    """The vision tower alone, on the same chat data, with the whole network frozen: the reasoner learns to see
+    without moving the understanding pathway the generator is conditioned on (so this stage and the generator's are
+    independent). Measured need: after the joint SFT the reasoner answered every visual question with the training
+    set's most common answer."""
+    return _train(plan, "vision", plan.output / "reasoner" / "export" / "checkpoint", {
+        "model": {"train": "vision", "train_vision": True},
+        "data": {"kind": "chat", "path": str(plan.output / "world" / "chat.jsonl"), "max_text_tokens": 512},
+        "optim": {"lr": 2e-3, "warmup_steps": 50, "schedule": "cosine", "min_lr_ratio": 0.05, "weight_decay": 0.0},
+        "run": {"steps": plan.vision_steps, "batch_size": plan.batch_size, "batch_tokens": 4096,
+                "save_every": 100, "keep_checkpoints": 1},
+    })
+
+
 def _generator(plan: PicoPlan) -> dict:
     return _train(plan, "generator", plan.output / "reasoner" / "export" / "checkpoint", {
         "model": {"train": "gen"},
@@ -349,6 +366,8 @@ def _ship(plan: PicoPlan) -> dict:
     if tmp.exists():
         shutil.rmtree(tmp)
     shutil.copytree(src, tmp, ignore=shutil.ignore_patterns("*.tmp"))
+    shutil.rmtree(tmp / "vision_encoder")  # the one the vision stage trained
+    shutil.copytree(plan.output / "vision" / "export" / "checkpoint" / "vision_encoder", tmp / "vision_encoder")
     for f in sorted((tmp / "transformer").glob("*.safetensors")):
         state = {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in load_file(str(f)).items()}
         save_file(state, str(f), metadata={"format": "pt"})

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-TRAIN_MODES = ("full", "gen", "und", "lora")
+TRAIN_MODES = ("full", "gen", "und", "lora", "vision")
 DATA_KINDS = ("lerobot", "video", "latents", "chat")
 SIGMA_SAMPLINGS = ("logit_normal", "uniform", "waver")
 SCHEDULES = ("cosine", "linear", "constant")
@@ -32,7 +32,8 @@ SCHEDULES = ("cosine", "linear", "constant")
 class ModelConfig:
     checkpoint: str = ""  # official-layout checkpoint directory (transformer/, vae/, text_tokenizer/, ...)
     # full: every weight; gen: generation pathway only, und frozen (the release's SFT); und: understanding pathway
-    # only (reasoner SFT); lora: low-rank adapters on `lora.targets`, everything else frozen
+    # only (reasoner SFT); lora: low-rank adapters on `lora.targets`, everything else frozen; vision: the reasoner's
+    # vision tower alone (with train_vision), the network frozen, so generation is untouched
     train: str = "gen"
     train_vision: bool = False  # chat data, one process: also train the reasoner's vision tower (vision_encoder/)
     activation_checkpointing: bool = False  # recompute each layer in backward: less memory, ~30% more compute
@@ -164,6 +165,8 @@ class TrainRecipe:
              "loss.policy/forward_dynamics/inverse_dynamics: expected non-negative weights, not all zero")
         need(0 <= self.optim.ema_decay < 1, f"optim.ema_decay: expected [0, 1), got {self.optim.ema_decay}")
         need(self.lora.rank >= 1, f"lora.rank: expected >= 1, got {self.lora.rank}")
+        need(self.model.train != "vision" or self.model.train_vision, "model.train = 'vision' needs "
+             "model.train_vision = true")
         need(bool(self.model.checkpoint), "model.checkpoint: required (an official-layout checkpoint directory)")
         need(bool(self.data.path), "data.path: required")
 
