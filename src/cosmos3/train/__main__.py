@@ -172,6 +172,7 @@ def pico_main(argv: list[str]) -> int:
                                                         "reasoner", "vision", "generator", "ship"),
                    help="run only this stage (again); repeatable")
     p.add_argument("--reasoner-steps", type=int, help="override the reasoner SFT's optimizer steps")
+    p.add_argument("--vision-steps", type=int, help="override the vision-tower stage's optimizer steps")
     p.add_argument("--generator-steps", type=int, help="override the generator's optimizer steps")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
@@ -179,7 +180,7 @@ def pico_main(argv: list[str]) -> int:
 
     plan = PicoPlan.smoke(Path(args.output)) if args.smoke else PicoPlan(output=Path(args.output))
     plan.progress = not args.no_progress
-    for name in ("reasoner_steps", "generator_steps"):
+    for name in ("reasoner_steps", "vision_steps", "generator_steps"):
         value = getattr(args, name)
         if value is not None:
             if value < 1:

@@ -57,7 +57,7 @@ class PicoPlan:
     vae_steps: int = 1500
     audio_steps: int = 600
     reasoner_steps: int = 1000
-    vision_steps: int = 1500
+    vision_steps: int = 1000
     generator_steps: int = 2600
     batch_size: int = 8
     seed: int = 0
