@@ -73,3 +73,32 @@ def test_reasoner_sft_with_images():
     losses = [m["loss"] for m in trainer.fit()]
     assert sum(losses[-3:]) / 3 < 0.3 * losses[0], losses
     assert all(torch.equal(before[k], v) for k, v in vision.state_dict().items())
+
+
+@pytest.mark.parametrize("mode", ["und", "vision"])
+def test_reasoner_sft_can_train_the_vision_tower(mode, tmp_path):
+    """model.train_vision: the tower's weights move and reach the export's vision_encoder/; with model.train =
+    vision the network itself stays bit-identical (generation is untouched)."""
+    from safetensors.torch import load_file
+
+    recipe = shrunk("reasoner_sft")
+    for key, value in {"model.checkpoint": vl_checkpoint(), "data.path": media_chat_file(),
+                       "run.output": tmp_path / "run", "model.train": mode, "model.train_vision": "true",
+                       "run.export": "true", "run.steps": 8}.items():
+        set_value(recipe, key, str(value))
+    trainer = Trainer(recipe)
+    net_before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    losses = [m["loss"] for m in trainer.fit()]
+    assert losses[-1] < losses[0], losses
+    base = load_file(str(next((vl_checkpoint() / "vision_encoder").glob("*.safetensors"))))
+    exported = load_file(str(tmp_path / "run" / "export" / "checkpoint" / "vision_encoder" / "model.safetensors"))
+    assert base.keys() == exported.keys() and any(not torch.equal(base[k], exported[k]) for k in base)
+    unchanged = all(torch.equal(net_before[k], v) for k, v in trainer.model.state_dict().items())
+    assert unchanged == (mode == "vision")
+
+
+def test_vision_mode_needs_train_vision():
+    recipe = shrunk("reasoner_sft")
+    set_value(recipe, "model.train", "vision")
+    with pytest.raises(ValueError, match="train_vision"):
+        recipe.validate()
