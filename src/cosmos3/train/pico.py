@@ -26,7 +26,7 @@ import json
 import os
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -63,7 +63,6 @@ class PicoPlan:
     seed: int = 0
     workers: int = 2
     progress: bool = True
-    timings: dict = field(default_factory=dict)
 
     @classmethod
     def smoke(cls, output: Path) -> "PicoPlan":
@@ -78,11 +77,11 @@ def _done(plan: PicoPlan, stage: str) -> Path:
 
 def run(plan: PicoPlan, only: list[str] | None = None) -> Path:
     plan.output.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    if "OMP_NUM_THREADS" not in os.environ:  # every core, unless the caller chose (jobs running side by side)
+        torch.set_num_threads(max(1, os.cpu_count() or 1))
     stages = [("world", _world), ("tokenizer", _tokenizer), ("vae", _vae), ("audio", _audio),
               ("assemble", _assemble), ("latents", _latents), ("reasoner", _reasoner), ("vision", _vision),
-              ("generator", _generator),
-              ("ship", _ship)]
+              ("generator", _generator), ("ship", _ship)]
     for name, fn in stages:
         if only and name not in only:
             continue
