@@ -36,11 +36,17 @@ def _check_settings(state, width, height, num_frames, fps, param_prefix: str = "
     if num_frames is not None and num_frames > cfg.max_frames:
         raise APIError(400, f"num_frames={num_frames} is above this server's limit of {cfg.max_frames}",
                        param="num_frames", code="too_many_frames")
+    # what the generator will fill in (the checkpoint's native settings, e.g. pico's), so the limits see that size
+    native = getattr(state.generator, "defaults", None) or {}
+    num_frames = native.get("num_frames") if num_frames is None else num_frames
+    fps = native.get("fps") if fps is None else fps
+    tier = native.get("resolution") if width is None and height is None else None
+    aspect = "1:1" if num_frames == 1 and width is None else (native.get("aspect_ratio") if tier else None)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # off-table sizes are allowed; the warning is for the CLI
             settings = spec.resolve_settings(height=height, width=width, num_frames=num_frames, fps=fps,
-                                             aspect_ratio="1:1" if num_frames == 1 and width is None else None)
+                                             resolution=tier, aspect_ratio=aspect)
     except spec.SettingsError as e:
         raise APIError(400, str(e), param=param_prefix + e.field, code="invalid_value") from None
     if settings.width * settings.height > cfg.max_pixels:
