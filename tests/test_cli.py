@@ -89,7 +89,7 @@ def test_missing_checkpoint(tmp_path, capsys):
     assert "no such checkpoint directory" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("command", ["train", "serve", "reason", "world"])
+@pytest.mark.parametrize("command", ["generate", "train", "serve", "reason", "world", "demo"])
 def test_every_subcommand_has_help(command, capsys):
     try:
         code = main([command, "--help"])
@@ -97,3 +97,8 @@ def test_every_subcommand_has_help(command, capsys):
         code = e.code
     assert code == 0
     assert "usage:" in capsys.readouterr().out
+
+
+def test_demo_bad_checkpoint_exits_2(tmp_path, capsys):
+    assert main(["demo", "--checkpoint", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert "demo inputs" in capsys.readouterr().err
