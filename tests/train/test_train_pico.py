@@ -7,6 +7,7 @@ import random
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from cosmos3.checkpoint import CheckpointError, resolve_checkpoint
 from cosmos3.train.pico import NATIVE, PICO_CONFIG, PicoPlan, run
@@ -89,7 +90,8 @@ def test_prompt_only_uses_the_native_settings(smoke):
                        progress=False)
     assert tuple(res.frames.shape) == (NATIVE["num_frames"], 192, 320, 3) and res.fps == NATIVE["fps"]
     res = gen.generate("Push the red square to the left.", action_mode="policy", embodiment="umi",
-                       image=np.zeros((192, 320, 3), np.uint8), num_inference_steps=1, seed=0, progress=False)
+                       image=Image.fromarray(np.zeros((192, 320, 3), np.uint8)), num_inference_steps=1, seed=0,
+                       progress=False)
     assert tuple(res.actions.shape) == (NATIVE["action_chunk_size"], 10)
     assert res.frames.shape[0] == NATIVE["action_chunk_size"] + 1
 
