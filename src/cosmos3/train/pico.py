@@ -318,14 +318,19 @@ def _train(plan: PicoPlan, stage: str, checkpoint: Path, settings: dict) -> dict
             "tokens_per_s": round(sum(r["tokens_per_s"] for r in last) / len(last), 1)}
 
 
-def _reasoner(plan: PicoPlan) -> dict:
-    return _train(plan, "reasoner", plan.output / "ckpt", {
-        "model": {"train": "und", "train_vision": True},
+def _chat_sft(plan: PicoPlan, stage: str, base: Path, train: str, steps: int) -> dict:
+    """SFT on the world's question/answer videos; the vision tower trains in both chat stages."""
+    return _train(plan, stage, base, {
+        "model": {"train": train, "train_vision": True},
         "data": {"kind": "chat", "path": str(plan.output / "world" / "chat.jsonl"), "max_text_tokens": 512},
         "optim": {"lr": 2e-3, "warmup_steps": 50, "schedule": "cosine", "min_lr_ratio": 0.05, "weight_decay": 0.0},
-        "run": {"steps": plan.reasoner_steps, "batch_size": plan.batch_size, "batch_tokens": 4096,
-                "save_every": 100, "keep_checkpoints": 1},
+        "run": {"steps": steps, "batch_size": plan.batch_size, "batch_tokens": 4096, "save_every": 100,
+                "keep_checkpoints": 1},
     })
+
+
+def _reasoner(plan: PicoPlan) -> dict:
+    return _chat_sft(plan, "reasoner", plan.output / "ckpt", "und", plan.reasoner_steps)
 
 
 def _vision(plan: PicoPlan) -> dict:
@@ -333,13 +338,7 @@ def _vision(plan: PicoPlan) -> dict:
     without moving the understanding pathway the generator is conditioned on (so this stage and the generator's are
     independent). Measured need: after the joint SFT the reasoner answered every visual question with the training
     set's most common answer."""
-    return _train(plan, "vision", plan.output / "reasoner" / "export" / "checkpoint", {
-        "model": {"train": "vision", "train_vision": True},
-        "data": {"kind": "chat", "path": str(plan.output / "world" / "chat.jsonl"), "max_text_tokens": 512},
-        "optim": {"lr": 2e-3, "warmup_steps": 50, "schedule": "cosine", "min_lr_ratio": 0.05, "weight_decay": 0.0},
-        "run": {"steps": plan.vision_steps, "batch_size": plan.batch_size, "batch_tokens": 4096,
-                "save_every": 100, "keep_checkpoints": 1},
-    })
+    return _chat_sft(plan, "vision", plan.output / "reasoner" / "export" / "checkpoint", "vision", plan.vision_steps)
 
 
 def _generator(plan: PicoPlan) -> dict:
