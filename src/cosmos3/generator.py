@@ -133,6 +133,18 @@ def video_to_pixels(video, height: int, width: int, keep: int, which: str) -> to
 # ------------------------------------------------------------------------------------------------ generator
 
 
+def native_video_settings(defaults: dict, resolution, aspect_ratio, height, width, num_frames, fps) -> tuple:
+    """Fill what a video / image request leaves out from a checkpoint's native settings -> (resolution, aspect_ratio,
+    num_frames, fps). An exact size keeps its own aspect; an image (1 frame) stays square unless told otherwise."""
+    if height is None and width is None:
+        resolution = defaults.get("resolution") if resolution is None else resolution
+        if num_frames != 1 and aspect_ratio is None:
+            aspect_ratio = defaults.get("aspect_ratio")
+    num_frames = defaults.get("num_frames") if num_frames is None else num_frames
+    fps = defaults.get("fps") if fps is None else fps
+    return resolution, aspect_ratio, num_frames, fps
+
+
 class Generator:
     def __init__(self, model: Cosmos3Omni, vae: VideoVAE, tokenizer, scheduler_config: dict,
                  sound: SoundCodec | None = None, *, default_use_system_prompt: bool = True,
@@ -272,11 +284,8 @@ class Generator:
                 num_inference_steps = pick(num_inference_steps, "action_num_inference_steps")
                 guidance_scale = pick(guidance_scale, "action_guidance_scale")
             else:
-                if height is None and width is None:
-                    resolution = pick(resolution, "resolution")
-                    if num_frames != 1:
-                        aspect_ratio = pick(aspect_ratio, "aspect_ratio")
-                num_frames, fps = pick(num_frames, "num_frames"), pick(fps, "fps")
+                resolution, aspect_ratio, num_frames, fps = native_video_settings(
+                    d, resolution, aspect_ratio, height, width, num_frames, fps)
                 num_inference_steps = pick(num_inference_steps, "num_inference_steps")
                 guidance_scale = pick(guidance_scale, "guidance_scale")
             flow_shift = pick(flow_shift, "flow_shift") if sigmas is None else flow_shift

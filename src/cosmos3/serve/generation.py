@@ -37,11 +37,12 @@ def _check_settings(state, width, height, num_frames, fps, param_prefix: str = "
         raise APIError(400, f"num_frames={num_frames} is above this server's limit of {cfg.max_frames}",
                        param="num_frames", code="too_many_frames")
     # what the generator will fill in (the checkpoint's native settings, e.g. pico's), so the limits see that size
+    from ..generator import native_video_settings
+
     native = getattr(state.generator, "defaults", None) or {}
-    num_frames = native.get("num_frames") if num_frames is None else num_frames
-    fps = native.get("fps") if fps is None else fps
-    tier = native.get("resolution") if width is None and height is None else None
-    aspect = "1:1" if num_frames == 1 and width is None else (native.get("aspect_ratio") if tier else None)
+    tier, aspect, num_frames, fps = native_video_settings(native, None, None, height, width, num_frames, fps)
+    if num_frames == 1 and width is None:
+        aspect = "1:1"
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # off-table sizes are allowed; the warning is for the CLI

@@ -146,26 +146,26 @@ def _tokenizer(plan: PicoPlan) -> dict:
 
 
 def _episode_clips(plan: PicoPlan, dataset: str, n: int, with_sound: bool = False):
-    """Whole episodes of the training world (33 frames each): (frames uint8 [n, T, H, W, 3], sound or None, ds)."""
+    """Whole episodes of the training world (33 frames each): (frames uint8 [n, T, H, W, 3], sound or None)."""
     from ..world.lerobot import LeRobotDataset
 
     ds = LeRobotDataset(plan.output / "world" / dataset, chunk_size=32, stride=32, sound=with_sound)
     items = [ds[i] for i in range(min(n, len(ds)))]
     frames = torch.stack([it["frames"] for it in items])
     sound = torch.stack([it["sound"] for it in items]) if with_sound else None
-    return frames, sound, ds
+    return frames, sound
 
 
 def _vae(plan: PicoPlan) -> dict:
-    top, _, _ = _episode_clips(plan, "tabletop", 160)
-    cam, _, _ = _episode_clips(plan, "camera", 40)
+    top, _ = _episode_clips(plan, "tabletop", 160)
+    cam, _ = _episode_clips(plan, "camera", 40)
     clips = torch.cat([top, cam])
     return train_video_vae(clips, plan.output / "ckpt" / "vae", steps=plan.vae_steps, base_dim=8, z_dim=48,
                            seed=plan.seed, progress=plan.progress)
 
 
 def _audio(plan: PicoPlan) -> dict:
-    _, sound, _ = _episode_clips(plan, "tabletop", 200, with_sound=True)
+    _, sound = _episode_clips(plan, "tabletop", 200, with_sound=True)
     return train_audio_tokenizer(sound.float(), plan.output / "ckpt" / "sound_tokenizer", steps=plan.audio_steps,
                                  latent_dim=PICO_CONFIG["sound_dim"], dim=8, seed=plan.seed, progress=plan.progress)
 
