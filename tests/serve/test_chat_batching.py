@@ -69,3 +69,54 @@ def test_think_splitter_and_thinking_requests(server):
         with c.stream("POST", "/v1/chat/completions", json={**body, "stream": True}) as r:
             lines = [line for line in r.iter_lines() if line.startswith("data: ")]
         assert lines[-1] == "data: [DONE]"
+
+
+def test_requests_admitted_together_prefill_together_and_a_broken_one_fails_alone(models):
+    """Requests waiting at the same moment are prefilled in one forward; a prompt that breaks that forward is
+    found by retrying one by one: it alone gets an error, the others their exact answers."""
+    import asyncio
+    import dataclasses
+
+    from cosmos3.sampling import PLAIN
+    from cosmos3.serve.scheduler.batcher import ChatBatcher, ChatRequest
+
+    reasoner = models[1]
+    questions = [("Describe the scene.", 9), ("Why?", 5), ("Count the blocks, please.", 7)]
+    alone = [reasoner.chat([{"role": "user", "content": q}], max_tokens=n, temperature=0) for q, n in questions]
+    calls = []
+    real = reasoner.prefill_batch
+
+    def counting(prompts, cache):
+        calls.append(len(prompts))
+        return real(prompts, cache)
+
+    async def run():
+        batcher = ChatBatcher(reasoner, max_batch=4, max_model_len=256)
+        reqs = [ChatRequest(reasoner.build_prompt([{"role": "user", "content": q}]),
+                            PLAIN.replace(max_tokens=n, temperature=0.0)) for q, n in questions]
+        good = reqs[0].prompt
+        broken = dataclasses.replace(good, input_ids=good.input_ids.clone())
+        broken.input_ids[-1] = reasoner.model.config.vocab_size + 5  # no such token: the embedding lookup fails
+        reqs.insert(1, ChatRequest(broken, PLAIN.replace(max_tokens=4, temperature=0.0)))
+        for r in reqs:  # all waiting before the loop starts: one admission round
+            batcher.submit(r)
+        reasoner.prefill_batch = counting
+        batcher.start()
+        try:
+            results = []
+            for r in reqs:
+                while True:
+                    kind, value = await asyncio.wait_for(r.events.get(), 60)
+                    if kind != "delta":
+                        results.append((kind, value))
+                        break
+            return results
+        finally:
+            batcher.stop()
+            del reasoner.prefill_batch
+
+    results = asyncio.run(run())
+    assert calls[0] == 4 and calls[1:] == [1, 1, 1, 1], calls  # the group, then each alone
+    assert results[1][0] == "error"
+    for (kind, out), ref in zip([results[0], results[2], results[3]], alone):
+        assert kind == "done" and out.text == ref.text and out.usage == ref.usage

@@ -2,8 +2,9 @@
 pass decodes the next token of all of them.
 
 Loop (one background thread):
-  1. admit waiting requests into free rows: prefill each alone into its row (vision tower + prompt), sample its first
-     token;
+  1. admit waiting requests into free rows: prefill them together, a few thousand prompt tokens per forward (vision
+     tower + prompts, right-padded), into a scratch cache copied into their rows; sample each one's first token. If
+     a group's prefill fails, its requests are retried one by one, so only the broken one fails;
   2. one decode step for every active row together: tokens [n, 1], positions [n, 3, 1] (slot + the row's rope delta),
      keys/values written at each row's own slot, attention over the slots each row has filled;
   3. sample per row (each request keeps its own sampler and seed), stream text deltas, free finished rows.
@@ -116,8 +117,7 @@ class ChatBatcher:
                         admitted.append((i, self.waiting.popleft()))
             try:
                 with torch.inference_mode():
-                    for i, req in admitted:
-                        self._start(i, req)
+                    self._admit(admitted)
                     for i, row in enumerate(self.rows):
                         if row is not None and row.req.cancelled.is_set():
                             self.rows[i] = None
@@ -135,25 +135,41 @@ class ChatBatcher:
         for req in self.waiting:
             req.emit("error", RuntimeError("server shutting down"))
 
-    def _row_cache(self, i: int, span: int) -> KVCache:
-        return KVCache([k[i:i + 1, :, :span] for k in self.cache.keys],
-                       [v[i:i + 1, :, :span] for v in self.cache.values])
+    def _admit(self, admitted: list[tuple[int, ChatRequest]]) -> None:
+        admitted = [(i, req) for i, req in admitted if not req.cancelled.is_set()]
+        group: list[tuple[int, ChatRequest]] = []
+        for i, req in sorted(admitted, key=lambda a: a[1].prompt.input_ids.shape[0]):
+            longest = req.prompt.input_ids.shape[0]  # sorted: the newcomer is the group's longest
+            if group and (len(group) + 1) * longest > self.PREFILL_TOKENS:
+                self._prefill(group)
+                group = []
+            group.append((i, req))
+        if group:
+            self._prefill(group)
 
-    def _start(self, i: int, req: ChatRequest) -> None:
-        if req.cancelled.is_set():
-            return
-        prompt = req.prompt
-        L = prompt.input_ids.shape[0]
+    PREFILL_TOKENS = 4096  # padded prompt tokens per prefill forward: bounds its attention scores and activations
+
+    def _prefill(self, group: list[tuple[int, ChatRequest]]) -> None:
+        prompts = [req.prompt for _, req in group]
+        longest = max(p.input_ids.shape[0] for p in prompts)
+        scratch = KVCache.allocate(self.model.config, len(group), longest, self.model.dtype, self.model.device)
         try:
-            logits = self.reasoner.prefill(prompt, self._row_cache(i, L))
+            logits = self.reasoner.prefill_batch(prompts, scratch)  # [n, V]
         except Exception as e:
+            if len(group) > 1:  # find the request that breaks it; the others still start
+                for one in group:
+                    self._prefill([one])
+                return
             log.exception("chat prefill failed")
-            req.emit("error", e)
+            group[0][1].emit("error", e)
             return
-        row = _Row(req, Sampler(req.params, self.model.config.vocab_size, prompt.input_ids, self.model.device),
-                   IncrementalDecoder(self.reasoner.tokenizer), L)
-        self.rows[i] = row
-        self._accept(i, logits)
+        for n, (i, req) in enumerate(group):
+            L = req.prompt.input_ids.shape[0]
+            for dst, src in zip(self.cache.keys + self.cache.values, scratch.keys + scratch.values):
+                dst[i, :, :L] = src[n, :, :L]
+            self.rows[i] = _Row(req, Sampler(req.params, self.model.config.vocab_size, req.prompt.input_ids,
+                                             self.model.device), IncrementalDecoder(self.reasoner.tokenizer), L)
+            self._accept(i, logits[n])
 
     def _step(self) -> None:
         n = max(i for i, r in enumerate(self.rows) if r is not None) + 1
