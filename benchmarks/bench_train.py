@@ -6,7 +6,11 @@ vocabulary 4096, 48 latent channels, 64-wide actions); each step trains on `--ba
 own forward pass (cosmos3.train.batch.TrainModule), AdamW and gradient clipping. Each mode runs in its own process
 so peak memory is its own: CUDA max allocated on a GPU, peak resident set on a CPU.
 
-    python benchmarks/bench_train.py [--steps 3] [--modes full,gen,lora] [--checkpointing] [--device cuda]
+Reasoner SFT (und pathway trained): `chat` pads 4 x `--batch` conversations of 32-`--chat-max` tokens (fixed seed,
+the loss on their last third) into one batch; `chat-packed` puts the same conversations end to end in one row
+(data.pack). Their tokens/s count real tokens only.
+
+    python benchmarks/bench_train.py [--steps 3] [--modes full,gen,lora,chat,chat-packed] [--checkpointing]
 
 Prints a table, then one JSON line.
 """
@@ -62,6 +66,20 @@ def samples(cfg, args, gen: torch.Generator):
     return out
 
 
+def chat_samples(args, gen: torch.Generator):
+    from cosmos3.model.rope import text_positions
+    from cosmos3.train.batch import ChatSample
+
+    out = []
+    for _ in range(4 * args.batch):
+        L = int(torch.randint(32, args.chat_max + 1, (1,), generator=gen))
+        labels = torch.zeros(L, dtype=torch.bool)
+        labels[-(L // 3):] = True
+        out.append(ChatSample(torch.randint(0, 4096, (L,), generator=gen), text_positions(L), labels, [],
+                              torch.zeros(L, dtype=torch.bool)))
+    return out
+
+
 def run_mode(args) -> dict:
     """One mode in this process -> measurements."""
     from cosmos3.model import Cosmos3Omni
@@ -78,11 +96,14 @@ def run_mode(args) -> dict:
 
         add_lora(model, LoraConfig(rank=16, targets=["add_q_proj", "add_k_proj", "add_v_proj", "to_add_out"]))
     else:
-        set_trainable(model, args.mode)
-    module = TrainModule(model, LossConfig(), activation_checkpointing=args.checkpointing)
+        set_trainable(model, "und" if args.mode.startswith("chat") else args.mode)
+    module = TrainModule(model, LossConfig(), activation_checkpointing=args.checkpointing,
+                         pack=args.mode == "chat-packed")
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=1e-4)
-    batch = samples(cfg, args, torch.Generator().manual_seed(0))
+    kind = "chat" if args.mode.startswith("chat") else "gen"
+    draw = torch.Generator().manual_seed(0)
+    batch = chat_samples(args, draw) if kind == "chat" else samples(cfg, args, draw)
     tokens = sum(s.tokens for s in batch)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast(
         "cpu", enabled=False)
@@ -90,7 +111,7 @@ def run_mode(args) -> dict:
     def step():
         optimizer.zero_grad(set_to_none=True)
         with autocast:
-            loss, _ = module("gen", batch)
+            loss, _ = module(kind, batch)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
@@ -115,7 +136,8 @@ def run_mode(args) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--modes", default="full,gen,lora")
+    p.add_argument("--modes", default="full,gen,lora,chat,chat-packed")
+    p.add_argument("--chat-max", type=int, default=512, help="longest chat conversation (tokens)")
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--batch", type=int, default=2)
     p.add_argument("--text", type=int, default=128)
@@ -139,8 +161,9 @@ def main() -> None:
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
     device = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else (
         f"{platform.machine()} CPU, {torch.get_num_threads()} threads")
-    print(f"training step, hidden {args.hidden}, {args.layers} layers, batch {args.batch} x "
-          f"{rows[0]['tokens_per_step'] // args.batch} tokens, {device}, torch {torch.__version__}")
+    print(f"training step, hidden {args.hidden}, {args.layers} layers, generation batch {args.batch} x "
+          f"{rows[0]['tokens_per_step'] // args.batch} tokens, chat {4 * args.batch} conversations of 32-"
+          f"{args.chat_max} tokens, {device}, torch {torch.__version__}")
     print(f"{'mode':<6}{'trainable':>14}{'step s':>9}{'tokens/s':>11}{'peak memory':>14}")
     for r in rows:
         print(f"{r['mode']:<6}{r['trainable_params']:>14,}{r['step_s']:>9.3f}{r['tokens_per_s']:>11,.0f}"

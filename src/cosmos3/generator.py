@@ -365,6 +365,7 @@ class Generator:
         latents = sample(self.model, layout, latents, clean, branches, scheduler, timesteps, guidance,
                          guidance_interval=guidance_interval, callback=callback, progress=progress)
         denoised = time.perf_counter()
+        del branches, noise, scheduler  # the prompts' und caches: free them before the VAE decode's peak
         frames = self.vae.decode(latents.vision)
         sound = self.sound.decode(latents.sound) if latents.sound is not None else None
         done = time.perf_counter()
@@ -477,4 +478,5 @@ class Generator:
                          guidance_interval=guidance_interval, raw_action_dim=emb.raw_dim, callback=callback,
                          progress=progress)
         predicted = None if mode == "forward_dynamics" else latents.actions[:, : emb.raw_dim].float().cpu()
+        del branches, noise, scheduler  # free the prompts' und caches before the VAE decode's peak
         return self.vae.decode(latents.vision), latents.vision.float().cpu(), predicted

@@ -486,7 +486,7 @@ class Reasoner:
             visual = visual.to(model.device)
             embeds[visual] = features.to(embeds.dtype)
             deepstack = (visual, deep) if deep else None
-        write_at = torch.arange(longest, device=model.device).expand(n, longest)
+        write_at = torch.arange(longest, device=model.device)  # [S] shared: plain causal attention, fused kernel
         rows = KVCache([k[:n, :, :longest] for k in cache.keys], [v[:n, :, :longest] for v in cache.values])
         hidden = model.und_forward(embeds, positions, rows, write_at, deepstack=deepstack)  # [n, longest, D]
         last = torch.tensor(lengths, device=model.device) - 1

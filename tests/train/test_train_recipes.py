@@ -102,3 +102,12 @@ def test_vision_mode_needs_train_vision():
     set_value(recipe, "model.train", "vision")
     with pytest.raises(ValueError, match="train_vision"):
         recipe.validate()
+
+
+def test_packing_is_for_chat_data_only():
+    recipe = shrunk("reasoner_sft")
+    set_value(recipe, "data.pack", "true")
+    recipe.validate()
+    set_value(recipe, "data.kind", "lerobot")
+    with pytest.raises(ValueError, match="data.pack: only chat data"):
+        recipe.validate()

@@ -201,7 +201,8 @@ class MoTAttention(nn.Module):
             write_at: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Causal self-attention of the und stream. Returns (output [B, L, D], keys and values for gen queries).
 
-        Without a cache, `mask` [B, L] marks real (not padding) tokens. With a cache, the new keys/values are written
+        Without a cache, `mask` [B, L] marks real (not padding) tokens, or [B, 1, L, L] says which keys each query may
+        see besides causality (packed rows: its own conversation). With a cache, the new keys/values are written
         at slots `write_at` and the queries attend over the whole buffer; `mask` [B, 1, S, capacity] then says which
         slots each query sees (default: every slot up to its own)."""
         cos, sin = rope
@@ -212,7 +213,7 @@ class MoTAttention(nn.Module):
         k = apply_rope(k, cos, sin).transpose(1, 2)  # [B, Hkv, L, Dh]
         k_for_gen = k if self.k_norm_und_for_gen is None else apply_rope(k_for_gen, cos, sin).transpose(1, 2)
         if cache is None:
-            key_mask = None if mask is None else mask[:, None, None, :]
+            key_mask = None if mask is None else mask if mask.ndim == 4 else mask[:, None, None, :]
             out = attention(q.transpose(1, 2), k, v, causal=True, mask=key_mask, backend=backend)
         else:
             cache.write(layer, write_at, k, v)

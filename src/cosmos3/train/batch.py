@@ -149,26 +149,27 @@ def prepare_chat(messages: list[dict], reasoner, max_tokens: int) -> ChatSample:
                       prompt.visual_mask[:L])
 
 
-def group(samples: list, budget: int) -> list[list[int]]:
-    """Indices of `samples` grouped into micro-batches: same shape key, B * (longest L + N) <= budget (a sample
-    over the budget alone). Deterministic: stream order within each shape."""
+def group(samples: list, budget: int, pack: bool = False) -> list[list[int]]:
+    """Indices of `samples` grouped into micro-batches: same shape key, B * (longest L + N) <= budget, or with
+    `pack` (chat) the sum of the lengths <= budget (a sample over the budget alone). Deterministic: stream order
+    within each shape."""
     by_key: dict = {}
     for i, s in enumerate(samples):
         by_key.setdefault(s.shape_key, []).append(i)
     groups = []
     for members in by_key.values():
         current: list[int] = []
-        longest = 0
+        longest = used = 0
         for i in members:
             s = samples[i]
             text = s.input_ids.shape[0]
             gen = s.tokens - text
-            width = max(longest, text) + gen
-            if current and (len(current) + 1) * width > budget:
+            width = used + s.tokens if pack else (len(current) + 1) * (max(longest, text) + gen)
+            if current and width > budget:
                 groups.append(current)
-                current, longest = [], 0
+                current, longest, used = [], 0, 0
             current.append(i)
-            longest = max(longest, text)
+            longest, used = max(longest, text), used + s.tokens
         if current:
             groups.append(current)
     return groups
@@ -189,6 +190,20 @@ def _pad_text(samples: list, ids_of, pos_of) -> tuple[torch.Tensor, torch.Tensor
     return ids, pos, mask
 
 
+def pack_chat(samples: list[ChatSample]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
+                                                  list[tuple[int, int, int]]]:
+    """Conversations end to end in one row: ids [1, S], positions [1, 3, S] (each its own, from 0), mask
+    [1, 1, S, S] (True where query and key are in the same conversation; the und attention adds causality), and
+    (row, start, length) of each. Same losses as padding them, without computing the padding."""
+    lengths = [s.input_ids.shape[0] for s in samples]
+    ids = torch.cat([s.input_ids for s in samples])[None]
+    pos = torch.cat([s.positions.float() for s in samples], dim=1)[None]
+    segment = torch.repeat_interleave(torch.arange(len(samples)), torch.tensor(lengths))  # [S]
+    mask = (segment[:, None] == segment[None, :])[None, None]
+    starts = [sum(lengths[:i]) for i in range(len(samples))]
+    return ids, pos, mask, [(0, start, L) for start, L in zip(starts, lengths)]
+
+
 # ------------------------------------------------------------------------------------------------ forward passes
 
 
@@ -196,9 +211,11 @@ class TrainModule(nn.Module):
     """The network plus the training forward passes; the FSDP2 root. `forward(kind, samples)` returns the sum of
     the samples' losses (a scalar) and one dict of loss parts per sample."""
 
-    def __init__(self, model: Cosmos3Omni, loss: LossConfig, activation_checkpointing: bool = False, vision=None):
+    def __init__(self, model: Cosmos3Omni, loss: LossConfig, activation_checkpointing: bool = False, vision=None,
+                 pack: bool = False):
         super().__init__()
         self.model = model
+        self.pack = pack  # chat: the micro-batch is one packed row (see pack_chat)
         self.loss_cfg = loss
         self.activation_checkpointing = activation_checkpointing
         self.vision = [vision]  # a list keeps the (frozen) vision tower out of this module's parameters
@@ -264,7 +281,11 @@ class TrainModule(nn.Module):
     def chat_loss(self, samples: list[ChatSample]) -> tuple[torch.Tensor, list[dict]]:
         model = self.model
         device = model.device
-        ids, pos, mask = _pad_text(samples, lambda s: s.input_ids, lambda s: s.positions)
+        if self.pack and len(samples) > 1:
+            ids, pos, mask, spans = pack_chat(samples)
+        else:
+            ids, pos, mask = _pad_text(samples, lambda s: s.input_ids, lambda s: s.positions)
+            spans = [(b, 0, s.input_ids.shape[0]) for b, s in enumerate(samples)]
         ids, mask = ids.to(device), None if mask is None else mask.to(device)
         x = model.embed_tokens(ids)  # [B, L, D]
         deepstack = None
@@ -276,9 +297,10 @@ class TrainModule(nn.Module):
             train_vision = any(p.requires_grad for p in vision.parameters())
             with torch.set_grad_enabled(train_vision and torch.is_grad_enabled()):
                 features, deep = vision.features(media)  # [n_visual, D], per early layer [n_visual, D]
+            # a bool-mask write fills row-major: sample after sample in both layouts, as `media` is ordered
             visual = torch.zeros(ids.shape, dtype=torch.bool)
-            for b, s in enumerate(samples):
-                visual[b, :s.visual_mask.shape[0]] = s.visual_mask
+            for (b, start, L), s in zip(spans, samples):
+                visual[b, start:start + L] = s.visual_mask
             visual = visual.to(device)
             x = x.index_put((visual,), features.to(x.dtype))
             deepstack = (visual, deep)
@@ -292,9 +314,8 @@ class TrainModule(nn.Module):
                 x = x.index_put((deepstack[0],), x[deepstack[0]] + deepstack[1][i].to(x.dtype))
         hidden = model.norm(x)
         total, parts = hidden.new_zeros((), dtype=torch.float32), []
-        for b, s in enumerate(samples):
-            L = s.input_ids.shape[0]
-            loss = sft_loss(hidden[b, :L], model.lm_head, ids[b, :L], s.labels)
+        for (b, start, L), s in zip(spans, samples):
+            loss = sft_loss(hidden[b, start:start + L], model.lm_head, ids[b, start:start + L], s.labels)
             if loss is None:
                 parts.append({})
                 continue

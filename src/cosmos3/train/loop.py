@@ -98,7 +98,8 @@ class Trainer:
             vision = self._reasoner_parts()
 
         # sharding, optimizer, schedule, EMA
-        self.module = TrainModule(self.model, recipe.loss, recipe.model.activation_checkpointing, vision)
+        self.module = TrainModule(self.model, recipe.loss, recipe.model.activation_checkpointing, vision,
+                                  pack=recipe.data.pack)
         if self.fsdp:
             shard(self.module, self.model.layers)
             self.module.to(device)
@@ -193,7 +194,8 @@ class Trainer:
     def _micro_batches(self, samples: list) -> list[tuple[list, float]]:
         """[(samples, weight)]; every process runs the same number of micro-batches (FSDP collectives pair up),
         padding with weight-0 repeats where it has fewer."""
-        groups = [([samples[i] for i in g], 1.0) for g in group(samples, self.recipe.run.batch_tokens)]
+        groups = [([samples[i] for i in g], 1.0)
+                  for g in group(samples, self.recipe.run.batch_tokens, self.recipe.data.pack)]
         most = self.dist.all_reduce_max(len(groups))
         return groups + [(groups[0][0], 0.0)] * (most - len(groups))
 
