@@ -161,12 +161,15 @@ def main() -> None:
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
     device = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else (
         f"{platform.machine()} CPU, {torch.get_num_threads()} threads")
-    print(f"training step, hidden {args.hidden}, {args.layers} layers, generation batch {args.batch} x "
-          f"{rows[0]['tokens_per_step'] // args.batch} tokens, chat {4 * args.batch} conversations of 32-"
-          f"{args.chat_max} tokens, {device}, torch {torch.__version__}")
-    print(f"{'mode':<6}{'trainable':>14}{'step s':>9}{'tokens/s':>11}{'peak memory':>14}")
+    gen_rows = [r for r in rows if not r["mode"].startswith("chat")]
+    shapes = ([f"generation batch {args.batch} x {gen_rows[0]['tokens_per_step'] // args.batch} tokens"] if gen_rows
+              else []) + ([f"chat {4 * args.batch} conversations of 32-{args.chat_max} tokens"]
+                          if len(gen_rows) < len(rows) else [])
+    print(f"training step, hidden {args.hidden}, {args.layers} layers, {', '.join(shapes)}, {device}, "
+          f"torch {torch.__version__}")
+    print(f"{'mode':<12}{'trainable':>14}{'step s':>9}{'tokens/s':>11}{'peak memory':>14}")
     for r in rows:
-        print(f"{r['mode']:<6}{r['trainable_params']:>14,}{r['step_s']:>9.3f}{r['tokens_per_s']:>11,.0f}"
+        print(f"{r['mode']:<12}{r['trainable_params']:>14,}{r['step_s']:>9.3f}{r['tokens_per_s']:>11,.0f}"
               f"{r['peak_memory_bytes'] / 2**20:>11,.0f} MiB")
     print(json.dumps({"benchmark": "train", "device": device, "hidden": args.hidden, "layers": args.layers,
                       "batch": args.batch, "checkpointing": args.checkpointing, "results": rows}))
