@@ -62,6 +62,8 @@ class _Row:
 
 
 class ChatBatcher:
+    PREFILL_TOKENS = 4096  # padded prompt tokens per prefill forward: bounds its activations
+
     def __init__(self, reasoner, max_batch: int = 8, max_model_len: int = 4096, max_waiting: int = 64):
         self.reasoner = reasoner
         self.model = reasoner.model
@@ -146,8 +148,6 @@ class ChatBatcher:
             group.append((i, req))
         if group:
             self._prefill(group)
-
-    PREFILL_TOKENS = 4096  # padded prompt tokens per prefill forward: bounds its attention scores and activations
 
     def _prefill(self, group: list[tuple[int, ChatRequest]]) -> None:
         prompts = [req.prompt for _, req in group]
