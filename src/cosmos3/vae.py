@@ -56,9 +56,15 @@ class VideoVAE:
         raw = self.vae.encode(pixels.to(self.device, self.dtype)).latent_dist.mode()
         return ((raw - self.mean[None]) * self.inv_std[None])[0].float()
 
+    # Latent frames per decoder call after the first (which decodes alone, as the causal decoder's first chunk).
+    # The causal feature cache makes any chunking exact; 4 frames per call measured 2.3x faster than one at a time
+    # (Conv3d over a 3-frame window per output frame is slow on CPU) with no higher peak on a 17-frame clip, and
+    # memory stays bounded for long videos.
+    DECODE_CHUNK = 4
+
     @torch.inference_mode()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """Normalized latents [C, T', H', W'] -> uint8 frames [T, H, W, 3], one latent frame at a time."""
+        """Normalized latents [C, T', H', W'] -> uint8 frames [T, H, W, 3], a few latent frames at a time."""
         vae = self.vae
         z = latents.to(self.device, self.dtype)[None] / self.inv_std[None] + self.mean[None]
         z = vae.post_quant_conv(z)
@@ -66,9 +72,10 @@ class VideoVAE:
         cursor = 0
         vae.clear_cache()
         try:
-            for i in range(z.shape[2]):
+            starts = [0] + list(range(1, z.shape[2], self.DECODE_CHUNK))
+            for i, end in zip(starts, starts[1:] + [z.shape[2]]):
                 vae._conv_idx = [0]  # the decoder's causal feature cache carries the past between chunks
-                chunk = vae.decoder(z[:, :, i:i + 1], feat_cache=vae._feat_map, feat_idx=vae._conv_idx,
+                chunk = vae.decoder(z[:, :, i:end], feat_cache=vae._feat_map, feat_idx=vae._conv_idx,
                                     first_chunk=(i == 0))
                 if vae.config.patch_size is not None:
                     from diffusers.models.autoencoders.autoencoder_kl_wan import unpatchify
