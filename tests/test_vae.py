@@ -7,24 +7,15 @@ import pytest
 import torch
 
 from cosmos3.vae import VideoVAE, to_uint8
+from oracle import random_wan_vae
 
 
 @pytest.mark.parametrize("latent_frames", [1, 2, VideoVAE.DECODE_CHUNK + 1, VideoVAE.DECODE_CHUNK + 3])
 def test_chunked_decode_equals_diffusers_decode(latent_frames):
-    from diffusers import AutoencoderKLWan
-
     rng = random.Random()
     gen = torch.Generator().manual_seed(rng.randrange(2**31))
     C = 16
-    vae = AutoencoderKLWan(base_dim=8, decoder_base_dim=8, z_dim=C, dim_mult=[1, 2, 2, 2], num_res_blocks=1,
-                           temperal_downsample=[False, True, True], is_residual=True, in_channels=12,
-                           out_channels=12, patch_size=2, scale_factor_temporal=4, scale_factor_spatial=16,
-                           latents_mean=(0.3 * torch.randn(C, generator=gen)).tolist(),
-                           latents_std=(0.5 + torch.rand(C, generator=gen)).tolist()).eval()
-    with torch.no_grad():
-        for p in vae.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen) * (0.5 / max(1, p[0].numel()) ** 0.5) if p.ndim > 1
-                    else 1.0 + 0.1 * torch.randn(p.shape, generator=gen))
+    vae = random_wan_vae(C, gen)
     ours = VideoVAE(vae, torch.device("cpu"), torch.float32)
     latents = torch.randn(C, latent_frames, 2, 3, generator=gen)  # normalized, as the denoiser produces them
     frames = ours.decode(latents)
