@@ -122,61 +122,94 @@ def _open(file: Path, device: torch.device):
         raise CheckpointError(f"{_diagnose(file)} [{e}]") from None
 
 
+class WeightIndex:
+    """Where each tensor of a checkpoint's `transformer/` lives, checked against a model built from its config: every
+    key present, none unexpected, every shape right. `read` then takes one tensor, or a range of its rows, from the
+    memory-mapped file."""
+
+    def __init__(self, path: str | os.PathLike, with_gen: bool = True):
+        folder = transformer_dir(path)
+        self.config = cfg = Cosmos3Config.from_json(folder / "config.json")
+        self.with_gen = with_gen
+        with torch.device("meta"):
+            model = Cosmos3Omni(cfg, with_gen=with_gen)
+        expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+        files = _weight_files(folder)
+        if "" in files:  # unsharded: every key comes from the one file
+            single = files.pop("")
+            with _open(single, torch.device("cpu")) as f:
+                files = {key: single for key in f.keys()}
+        missing = sorted(set(expected) - set(files))
+        if not with_gen:  # keys of the full model that the und-only model leaves out are skipped, not refused
+            with torch.device("meta"):
+                full = set(Cosmos3Omni(cfg).state_dict())
+            files = {k: f for k, f in files.items() if k in expected or k not in full}
+        unexpected = sorted(set(files) - set(expected))
+        if missing:
+            where = sorted({str(p) for p in files.values()}) or [str(folder)]
+            raise CheckpointError(f"{', '.join(where)}: missing {len(missing)} key(s) the config needs, "
+                                  f"first {missing[:5]}")
+        if unexpected:
+            key = unexpected[0]
+            raise CheckpointError(f"{files[key]}: unexpected key {key!r} (and {len(unexpected) - 1} more) that this "
+                                  f"config ({folder / 'config.json'}) does not define")
+        self.files = files
+        for file, keys in self.by_file().items():
+            with _open(file, torch.device("cpu")) as f:
+                for key in keys:
+                    shape = tuple(f.get_slice(key).get_shape())
+                    if shape != expected[key]:
+                        raise CheckpointError(f"{file}: key {key!r} has shape {list(shape)}, the config expects "
+                                              f"{list(expected[key])}")
+
+    def build(self) -> Cosmos3Omni:
+        """The network on the meta device (no memory), to be filled by `read`."""
+        with torch.device("meta"):
+            return Cosmos3Omni(self.config, with_gen=self.with_gen)
+
+    def by_file(self) -> dict[Path, list[str]]:
+        out: dict[Path, list[str]] = {}
+        for key, file in self.files.items():
+            out.setdefault(file, []).append(key)
+        return out
+
+    @staticmethod
+    def read(f, key: str, dtype: torch.dtype, device: torch.device, rows: tuple[int, int] | None = None,
+             file: Path | None = None) -> torch.Tensor:
+        """Tensor `key` of the open file `f` (rows [start, end) of it with `rows`) in `dtype`, except the float32
+        modules and integer tensors, which keep their own."""
+        try:
+            tensor = f.get_tensor(key) if rows is None else f.get_slice(key)[rows[0]:rows[1]]
+        except (SafetensorError, OSError, RuntimeError) as e:
+            raise CheckpointError(f"{file}: cannot read key {key!r} ({e})") from None
+        keep_fp32 = key.startswith(FP32_MODULES) or not tensor.is_floating_point()
+        return tensor.to(device=device, dtype=torch.float32 if keep_fp32 else dtype)
+
+
+def rebuild_buffers(model: Cosmos3Omni, device: torch.device) -> None:
+    """Non-persistent buffers (the rotary frequencies) of a model built on meta or materialized empty."""
+    cfg = model.config
+    model.rotary = MRoPE(cfg.head_dim, cfg.rope_theta, cfg.rope_axes_dim).to(device)
+
+
 def load_transformer(path: str | os.PathLike, dtype: torch.dtype | None = None,
                      device: str | torch.device | None = None, with_gen: bool = True) -> Cosmos3Omni:
     """Read `transformer/` of an official-layout checkpoint into our network (eval mode).
 
     `with_gen=False` loads the understanding pathway alone; the generation weights in the files are skipped
     unread (they are neither missing nor unexpected)."""
-    folder = transformer_dir(path)
-    cfg = Cosmos3Config.from_json(folder / "config.json")
+    index = WeightIndex(path, with_gen)
     device = torch.device(device) if device is not None else torch.device("cpu")
     dtype = dtype or default_dtype(device)
-
-    with torch.device("meta"):
-        model = Cosmos3Omni(cfg, with_gen=with_gen)
-    expected = {k: v for k, v in model.state_dict().items()}
-
-    files = _weight_files(folder)
-    if "" in files:  # unsharded: every key comes from the one file
-        single = files.pop("")
-        with _open(single, device) as f:
-            files = {key: single for key in f.keys()}
-    missing = sorted(set(expected) - set(files))
-    if not with_gen:  # keys of the full model that the und-only model leaves out are skipped, not refused
-        with torch.device("meta"):
-            full = set(Cosmos3Omni(cfg).state_dict())
-        files = {k: f for k, f in files.items() if k in expected or k not in full}
-    unexpected = sorted(set(files) - set(expected))
-    if missing:
-        where = sorted({str(p) for p in files.values()}) or [str(folder)]
-        raise CheckpointError(f"{', '.join(where)}: missing {len(missing)} key(s) the config needs, "
-                              f"first {missing[:5]}")
-    if unexpected:
-        key = unexpected[0]
-        raise CheckpointError(f"{files[key]}: unexpected key {key!r} (and {len(unexpected) - 1} more) that this "
-                              f"config ({folder / 'config.json'}) does not define")
-
+    model = index.build()
     state: dict[str, torch.Tensor] = {}
-    by_file: dict[Path, list[str]] = {}
-    for key, file in files.items():
-        by_file.setdefault(file, []).append(key)
-    for file, keys in by_file.items():
+    for file, keys in index.by_file().items():
         with _open(file, device) as f:
             for key in keys:
-                shape = tuple(f.get_slice(key).get_shape())
-                if shape != tuple(expected[key].shape):
-                    raise CheckpointError(f"{file}: key {key!r} has shape {list(shape)}, the config expects "
-                                          f"{list(expected[key].shape)}")
-                try:
-                    tensor = f.get_tensor(key)
-                except (SafetensorError, OSError, RuntimeError) as e:
-                    raise CheckpointError(f"{file}: cannot read key {key!r} ({e})") from None
-                keep_fp32 = key.startswith(FP32_MODULES) or not tensor.is_floating_point()
-                state[key] = tensor.to(device=device, dtype=torch.float32 if keep_fp32 else dtype)
+                state[key] = index.read(f, key, dtype, device, file=file)
     model.load_state_dict(state, strict=True, assign=True)
-    # Non-persistent buffers were created on meta; rebuild them for real.
-    model.rotary = MRoPE(cfg.head_dim, cfg.rope_theta, cfg.rope_axes_dim).to(device)
+    rebuild_buffers(model, device)
     return model.eval()
 
 

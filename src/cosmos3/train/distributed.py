@@ -7,6 +7,10 @@ Sharding (`shard`): every MoT layer is its own FSDP2 unit and the root module ho
 final norms). The network is driven through the layers' `und` / `gen` methods rather than `forward`, so those
 methods are registered with FSDP (`register_fsdp_forward_method`) to gather their weights around each call.
 
+Loading under FSDP2 (`load_sharded`): the network is built on the meta device, sharded, materialized empty, and each
+process reads only its own rows of every tensor from the memory-mapped safetensors files, so no process ever holds
+the whole model (FSDP2 shards each parameter along dim 0 in `torch.chunk` pieces, one per process).
+
 Full tensors for checkpoints: `full_tensor` gathers a (possibly sharded) parameter or optimizer state on every
 process; `shard_like` cuts a full tensor back to the local shard of a reference parameter.
 """
@@ -94,6 +98,42 @@ def shard(root: nn.Module, layers: nn.ModuleList, methods: tuple[str, ...] = ("u
         for name in methods:
             register_fsdp_forward_method(layer, name)
     fully_shard(root)
+
+
+def shard_rows(t: torch.Tensor) -> tuple[int, int]:
+    """[start, end) of dim 0 that this process holds of the sharded parameter `t` (FSDP2: torch.chunk pieces)."""
+    from torch.distributed.tensor import Shard
+
+    mesh = t.device_mesh
+    if mesh.ndim != 1 or tuple(t.placements) != (Shard(0),):
+        raise ValueError(f"only 1-D FSDP sharding along dim 0 is read shard by shard, not {t.placements}")
+    n, world, rank = t.shape[0], mesh.size(), mesh.get_local_rank()
+    chunk = -(-n // world)
+    start = min(rank * chunk, n)
+    return start, min(start + chunk, n)
+
+
+def load_sharded(index, model: nn.Module) -> None:
+    """Fill a sharded model that `to_empty` materialized: each process reads its own rows of each parameter (and
+    every persistent buffer whole) from the checkpoint files of `index` (a checkpoint.WeightIndex)."""
+    from ..checkpoint import _open
+
+    targets = model.state_dict(keep_vars=True)
+    with torch.no_grad():
+        for file, keys in index.by_file().items():
+            with _open(file, torch.device("cpu")) as f:
+                for key in keys:
+                    target = targets[key]
+                    if is_sharded(target):
+                        local = target.to_local()
+                        start, end = shard_rows(target)
+                        if local.shape[0] != end - start:
+                            raise RuntimeError(f"{key}: local shard has {local.shape[0]} rows, expected rows "
+                                               f"{start}:{end} of {target.shape[0]}")
+                        if end > start:
+                            local.copy_(index.read(f, key, local.dtype, torch.device("cpu"), (start, end), file))
+                    else:
+                        target.copy_(index.read(f, key, target.dtype, torch.device("cpu"), file=file))
 
 
 def is_sharded(t: torch.Tensor) -> bool:

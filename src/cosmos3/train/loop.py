@@ -22,11 +22,11 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import load_transformer, resolve_checkpoint
+from ..checkpoint import WeightIndex, load_transformer, rebuild_buffers, resolve_checkpoint
 from . import checkpointing
 from .batch import TrainModule, group, is_gen_param, prepare_chat, prepare_gen
 from .data import ChatSource, Encoder, LatentSource, LeRobotSource, ShardedSampler, VideoFolderSource
-from .distributed import Dist, clip_grad_norm, init, shard, shard_like
+from .distributed import Dist, clip_grad_norm, init, load_sharded, shard, shard_like
 from .recipe import TrainRecipe
 
 VISION_PREFIX = "vision_encoder."  # trained vision-tower parameters in checkpoints and exported states
@@ -71,11 +71,17 @@ class Trainer:
         if self.dist.world > 1 and not self.fsdp:
             raise ValueError("model.fsdp = 'never' with several processes: gradients would not be synchronized")
 
-        # network and what trains (under FSDP it is read to the CPU and each process moves only its shards)
+        # network and what trains. Under FSDP (LoRA aside) it is built on meta, sharded, and each process reads
+        # only its own rows of the weights (load_sharded); LoRA reads it whole to the CPU, then moves its shards.
         ckpt = resolve_checkpoint(recipe.model.checkpoint)  # "pico" is the embedded model
         recipe.model.checkpoint = str(ckpt)
-        load_device = torch.device("cpu") if self.fsdp else device
-        self.model = load_transformer(ckpt, dtype=torch.float32, device=load_device).train()
+        read_by_shard = self.fsdp and recipe.model.train != "lora"
+        if read_by_shard:
+            index = WeightIndex(ckpt)
+            self.model = index.build().train()
+        else:
+            self.model = load_transformer(ckpt, dtype=torch.float32,
+                                          device=torch.device("cpu") if self.fsdp else device).train()
         self.peft_model = None
         if recipe.model.train == "lora":
             from .lora import add_lora, load_adapter_state, read_adapter
@@ -102,7 +108,12 @@ class Trainer:
                                   pack=recipe.data.pack)
         if self.fsdp:
             shard(self.module, self.model.layers)
-            self.module.to(device)
+            if read_by_shard:
+                self.module.to_empty(device=device)
+                load_sharded(index, self.model)
+                rebuild_buffers(self.model, device)
+            else:
+                self.module.to(device)
         self.named_trainable = {n: p for n, p in self.model.named_parameters() if p.requires_grad}
         if recipe.model.train_vision:
             if self.kind != "chat" or vision is None or self.fsdp:
