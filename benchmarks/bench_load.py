@@ -81,7 +81,7 @@ def child(way: str, checkpoint: str, out: str) -> None:
             rebuild_buffers(model, torch.device("cpu"))
     seconds = time.perf_counter() - t0
     grown = watch.peak - before
-    checksum = sum(float(p.to_local().double().sum()) for p in model.parameters())
+    checksum = sum(float(p.detach().to_local().double().sum()) for p in model.parameters())
     figures = torch.tensor([grown, seconds, checksum], dtype=torch.float64)
     gathered = [torch.zeros_like(figures) for _ in range(d.world)]
     torch.distributed.all_gather(gathered, figures)
@@ -121,7 +121,9 @@ def main() -> None:
         out = tmp / f"{way}.json"
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.nproc}",
                __file__, "--child", way, str(tmp / "ckpt"), str(out)]
-        subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"{way}: torchrun failed ({done.returncode}):\n{done.stderr[-3000:]}")
         rows.append(json.loads(out.read_text()))
     whole, sharded = rows
     if abs(whole["checksum"] - sharded["checksum"]) > 1e-6 * max(1.0, abs(whole["checksum"])):
