@@ -104,10 +104,12 @@ def test_vision_mode_needs_train_vision():
         recipe.validate()
 
 
-def test_packing_is_for_chat_data_only():
+def test_packing_is_a_data_setting_of_every_kind():
     recipe = shrunk("reasoner_sft")
-    set_value(recipe, "data.pack", "true")
-    recipe.validate()
-    set_value(recipe, "data.kind", "lerobot")
-    with pytest.raises(ValueError, match="data.pack: only chat data"):
+    for kind in ("chat", "lerobot", "latents"):
+        set_value(recipe, "data.kind", kind)
+        set_value(recipe, "data.pack", "true")
         recipe.validate()
+        assert recipe.data.pack is True
+    with pytest.raises(ValueError, match="data.pack"):
+        set_value(recipe, "data.pack", "sometimes")

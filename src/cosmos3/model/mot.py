@@ -174,6 +174,21 @@ def cache_causal_mask(write_at: torch.Tensor, capacity: int, batch: int) -> torc
     return (slots[None, None, :] <= at[:, :, None])[:, None]
 
 
+@dataclass
+class Packing:
+    """Several samples end to end in one row (batch 1), for training: sample i is und tokens
+    [und[i][0], und[i][0] + und[i][1]) of the row and gen tokens [gen[i][0], gen[i][0] + gen[i][1]). Attention runs
+    per sample on its own slices (causal over its und tokens; its gen queries over its und and gen keys), so packing
+    computes exactly what separate rows would, with no padding and no attention across samples."""
+
+    und: list[tuple[int, int]]
+    gen: list[tuple[int, int]] | None = None
+
+
+def _span(t: torch.Tensor, span: tuple[int, int]) -> torch.Tensor:
+    return t[:, :, span[0]:span[0] + span[1]]  # [B, H, S, Dh] -> the span's S
+
+
 # ------------------------------------------------------------------------------------------------ attention
 
 
@@ -207,14 +222,14 @@ class MoTAttention(nn.Module):
         return x.view(*x.shape[:-1], n, self.head_dim)  # [B, S, n * Dh] -> [B, S, n, Dh]
 
     def und(self, x: torch.Tensor, rope: Rope, mask: torch.Tensor | None = None, backend: str = "sdpa",
-            cache: KVCache | None = None, layer: int = 0,
-            write_at: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            cache: KVCache | None = None, layer: int = 0, write_at: torch.Tensor | None = None,
+            packing: Packing | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Causal self-attention of the und stream. Returns (output [B, L, D], keys and values for gen queries).
 
         Without a cache, `mask` [B, L] marks real (not padding) tokens, or [B, 1, L, L] says which keys each query may
-        see besides causality (packed rows: its own conversation). With a cache, the new keys/values are written
-        at slots `write_at` and the queries attend over the whole buffer; `mask` [B, 1, S, capacity] then says which
-        slots each query sees (default: every slot up to its own)."""
+        see besides causality; `packing` instead cuts a packed row into independent samples. With a cache, the new
+        keys/values are written at slots `write_at` and the queries attend over the whole buffer; `mask`
+        [B, 1, S, capacity] then says which slots each query sees (default: every slot up to its own)."""
         cos, sin = rope
         q = apply_rope(self.norm_q(self._heads(self.to_q(x), self.num_heads)), cos, sin)
         k = self.norm_k(self._heads(self.to_k(x), self.num_kv_heads))
@@ -222,7 +237,11 @@ class MoTAttention(nn.Module):
         k_for_gen = k if self.k_norm_und_for_gen is None else self.k_norm_und_for_gen(k)
         k = apply_rope(k, cos, sin).transpose(1, 2)  # [B, Hkv, L, Dh]
         k_for_gen = k if self.k_norm_und_for_gen is None else apply_rope(k_for_gen, cos, sin).transpose(1, 2)
-        if cache is None:
+        if packing is not None:
+            q = q.transpose(1, 2)
+            out = torch.cat([attention(_span(q, sp), _span(k, sp), _span(v, sp), causal=True, backend=backend)
+                             for sp in packing.und], dim=2)
+        elif cache is None:
             key_mask = None if mask is None else mask if mask.ndim == 4 else mask[:, None, None, :]
             out = attention(q.transpose(1, 2), k, v, causal=True, mask=key_mask, backend=backend)
         else:
@@ -243,12 +262,19 @@ class MoTAttention(nn.Module):
         return self.to_out(out.transpose(1, 2).flatten(2)), k_for_gen, v
 
     def gen(self, x: torch.Tensor, rope: Rope, und_k: torch.Tensor, und_v: torch.Tensor,
-            und_mask: torch.Tensor | None = None, backend: str = "sdpa") -> torch.Tensor:
+            und_mask: torch.Tensor | None = None, backend: str = "sdpa",
+            packing: Packing | None = None) -> torch.Tensor:
         """Full attention of gen queries over [und keys | gen keys] of their own sample -> [B, N, D]."""
         cos, sin = rope
         q = apply_rope(self.norm_added_q(self._heads(self.add_q_proj(x), self.num_heads)), cos, sin)
         k = apply_rope(self.norm_added_k(self._heads(self.add_k_proj(x), self.num_kv_heads)), cos, sin)
         v = self._heads(self.add_v_proj(x), self.num_kv_heads)
+        if packing is not None:
+            q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+            out = torch.cat([attention(_span(q, g), torch.cat([_span(und_k, u), _span(k, g)], dim=2),
+                                       torch.cat([_span(und_v, u), _span(v, g)], dim=2), backend=backend)
+                             for u, g in zip(packing.und, packing.gen)], dim=2)
+            return self.to_add_out(out.transpose(1, 2).flatten(2))
         keys = torch.cat([und_k, k.transpose(1, 2)], dim=2)  # [B, Hkv, L + N, Dh]
         values = torch.cat([und_v, v.transpose(1, 2)], dim=2)
         mask = None
@@ -278,14 +304,16 @@ class MoTLayer(nn.Module):
             self.post_attention_layernorm_moe_gen = RMSNorm(D, eps, fp32)
 
     def und(self, x: torch.Tensor, rope: Rope, mask: torch.Tensor | None = None, backend: str = "sdpa",
-            cache: KVCache | None = None, layer: int = 0,
-            write_at: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            cache: KVCache | None = None, layer: int = 0, write_at: torch.Tensor | None = None,
+            packing: Packing | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """und stream through this layer -> (new stream, keys and values for gen queries)."""
-        attn_out, k, v = self.self_attn.und(self.input_layernorm(x), rope, mask, backend, cache, layer, write_at)
+        attn_out, k, v = self.self_attn.und(self.input_layernorm(x), rope, mask, backend, cache, layer, write_at,
+                                            packing)
         h = x + attn_out
         return h + self.mlp(self.post_attention_layernorm(h)), k, v
 
     def gen(self, x: torch.Tensor, rope: Rope, und_k: torch.Tensor, und_v: torch.Tensor,
-            und_mask: torch.Tensor | None = None, backend: str = "sdpa") -> torch.Tensor:
-        h = x + self.self_attn.gen(self.input_layernorm_moe_gen(x), rope, und_k, und_v, und_mask, backend)
+            und_mask: torch.Tensor | None = None, backend: str = "sdpa",
+            packing: Packing | None = None) -> torch.Tensor:
+        h = x + self.self_attn.gen(self.input_layernorm_moe_gen(x), rope, und_k, und_v, und_mask, backend, packing)
         return h + self.mlp_moe_gen(self.post_attention_layernorm_moe_gen(h))

@@ -8,6 +8,10 @@ Micro-batches. Samples whose generation streams have the same shape (same latent
 count) run as one batch: their prompts are right-padded and masked (und keys of padding are hidden from every
 query), their generation tokens stack without padding (gen queries attend to all gen keys of their row, so gen
 padding would change results). Groups are filled in stream order until B * (L + N) would pass `batch_tokens`.
+
+With `data.pack`, a micro-batch is instead one row: the samples' prompts end to end, then their generation tokens
+end to end (any shapes together), each sample attending only to its own slices (model.mot.Packing), until the sum
+of L + N would pass `batch_tokens`. Chat conversations pack the same way.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..model import Cosmos3Omni, GenInputs, GenOutputs
+from ..model.mot import Packing
 from ..model.rope import text_positions
 from ..sequence import GenLayout, branch_inputs, prompt_text
 from .data import GenItem, sample_generator
@@ -151,11 +156,11 @@ def prepare_chat(messages: list[dict], reasoner, max_tokens: int) -> ChatSample:
 
 def group(samples: list, budget: int, pack: bool = False) -> list[list[int]]:
     """Indices of `samples` grouped into micro-batches: same shape key, B * (longest L + N) <= budget, or with
-    `pack` (chat) the sum of the lengths <= budget (a sample over the budget alone). Deterministic: stream order
-    within each shape."""
+    `pack` any shapes together while the sum of the lengths stays <= budget (a sample over the budget alone).
+    Deterministic: stream order within each shape (within the stream, packed)."""
     by_key: dict = {}
     for i, s in enumerate(samples):
-        by_key.setdefault(s.shape_key, []).append(i)
+        by_key.setdefault("packed" if pack else s.shape_key, []).append(i)
     groups = []
     for members in by_key.values():
         current: list[int] = []
@@ -190,18 +195,25 @@ def _pad_text(samples: list, ids_of, pos_of) -> tuple[torch.Tensor, torch.Tensor
     return ids, pos, mask
 
 
-def pack_chat(samples: list[ChatSample]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
-                                                  list[tuple[int, int, int]]]:
-    """Conversations end to end in one row: ids [1, S], positions [1, 3, S] (each its own, from 0), mask
-    [1, 1, S, S] (True where query and key are in the same conversation; the und attention adds causality), and
-    (row, start, length) of each. Same losses as padding them, without computing the padding."""
-    lengths = [s.input_ids.shape[0] for s in samples]
-    ids = torch.cat([s.input_ids for s in samples])[None]
-    pos = torch.cat([s.positions.float() for s in samples], dim=1)[None]
-    segment = torch.repeat_interleave(torch.arange(len(samples)), torch.tensor(lengths))  # [S]
-    mask = (segment[:, None] == segment[None, :])[None, None]
-    starts = [sum(lengths[:i]) for i in range(len(samples))]
-    return ids, pos, mask, [(0, start, L) for start, L in zip(starts, lengths)]
+def _spans(lengths: list[int]) -> list[tuple[int, int]]:
+    """(start, length) of pieces laid end to end."""
+    starts = [sum(lengths[:i]) for i in range(len(lengths))]
+    return list(zip(starts, lengths))
+
+
+def pack_text(ids: list[torch.Tensor], positions: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor,
+                                                                            list[tuple[int, int]]]:
+    """Token sequences end to end in one row: ids [1, S], positions [1, 3, S] (each keeps its own), and the
+    (start, length) of each."""
+    return (torch.cat(ids)[None], torch.cat([p.float() for p in positions], dim=1)[None],
+            _spans([t.shape[0] for t in ids]))
+
+
+def pack_chat(samples: list[ChatSample]) -> tuple[torch.Tensor, torch.Tensor, Packing]:
+    """Conversations end to end in one row: ids [1, S], positions [1, 3, S] (each its own, from 0) and the Packing
+    that keeps each conversation's attention to itself. Same losses as padding them, without the padding."""
+    ids, pos, spans = pack_text([s.input_ids for s in samples], [s.positions for s in samples])
+    return ids, pos, Packing(spans)
 
 
 # ------------------------------------------------------------------------------------------------ forward passes
@@ -215,7 +227,7 @@ class TrainModule(nn.Module):
                  pack: bool = False):
         super().__init__()
         self.model = model
-        self.pack = pack  # chat: the micro-batch is one packed row (see pack_chat)
+        self.pack = pack  # the micro-batch is one packed row (model.mot.Packing)
         self.loss_cfg = loss
         self.activation_checkpointing = activation_checkpointing
         self.vision = [vision]  # a list keeps the (frozen) vision tower out of this module's parameters
@@ -244,21 +256,31 @@ class TrainModule(nn.Module):
     def gen_loss(self, samples: list[GenSample]) -> tuple[torch.Tensor, list[dict]]:
         model = self.model
         device = model.device
-        ids, text_pos, mask = _pad_text(samples, lambda s: s.input_ids, lambda s: s.text_positions)
+        packing = None
+        if self.pack and len(samples) > 1:  # one row: prompts end to end, then generation tokens end to end
+            ids, text_pos, und_spans = pack_text([s.input_ids for s in samples], [s.text_positions for s in samples])
+            gen_spans = _spans([s.gen_positions.shape[1] for s in samples])
+            packing, mask = Packing(und_spans, gen_spans), None
+            gen_pos = torch.cat([s.gen_positions.float() for s in samples], dim=1)[None]
+            gen = torch.cat([model.embed_gen(s.noised.inputs) for s in samples])[None]  # [1, sum N, D]
+        else:
+            ids, text_pos, mask = _pad_text(samples, lambda s: s.input_ids, lambda s: s.text_positions)
+            gen_spans = [(0, s.gen_positions.shape[1]) for s in samples]
+            gen_pos = torch.stack([s.gen_positions for s in samples]).float()
+            gen = torch.stack([model.embed_gen(s.noised.inputs) for s in samples])  # [B, N, D]
         ids, mask = ids.to(device), None if mask is None else mask.to(device)
         und_rope = model.rope(text_pos)
-        gen_rope = model.rope(torch.stack([s.gen_positions for s in samples]).float())
-        gen = torch.stack([model.embed_gen(s.noised.inputs) for s in samples])  # [B, N, D]
+        gen_rope = model.rope(gen_pos)
         train_und = self.und_trainable()
         with torch.set_grad_enabled(train_und and torch.is_grad_enabled()):
             und = model.embed_tokens(ids)  # [B, L, D]
 
         for layer in model.layers:
             def und_step(x, layer=layer):
-                return layer.und(x, und_rope, mask, model.attention_backend)
+                return layer.und(x, und_rope, mask, model.attention_backend, None, 0, None, packing)
 
             def gen_step(x, k, v, layer=layer):
-                return layer.gen(x, gen_rope, k, v, mask, model.attention_backend)
+                return layer.gen(x, gen_rope, k, v, mask, model.attention_backend, packing)
 
             if train_und:
                 und, k, v = self._maybe_checkpoint(und_step, und)
@@ -268,8 +290,9 @@ class TrainModule(nn.Module):
             gen = self._maybe_checkpoint(gen_step, gen, k, v)
 
         hidden = model.norm_moe_gen(gen)
+        rows = [hidden[0, a:a + n] for a, n in gen_spans] if packing else list(hidden)  # [N, D] per sample
         total, parts = hidden.new_zeros((), dtype=torch.float32), []
-        for h, s in zip(hidden, samples):
+        for h, s in zip(rows, samples):
             # the heads run in float32 (they write into float32 buffers, which bf16 autocast outputs cannot fill)
             with torch.autocast(h.device.type, enabled=False):
                 pred: GenOutputs = model.decode_gen(h.float(), s.noised.inputs)
@@ -281,8 +304,10 @@ class TrainModule(nn.Module):
     def chat_loss(self, samples: list[ChatSample]) -> tuple[torch.Tensor, list[dict]]:
         model = self.model
         device = model.device
+        packing = mask = None
         if self.pack and len(samples) > 1:
-            ids, pos, mask, spans = pack_chat(samples)
+            ids, pos, packing = pack_chat(samples)
+            spans = [(0, start, L) for start, L in packing.und]
         else:
             ids, pos, mask = _pad_text(samples, lambda s: s.input_ids, lambda s: s.positions)
             spans = [(b, 0, s.input_ids.shape[0]) for b, s in enumerate(samples)]
@@ -307,7 +332,7 @@ class TrainModule(nn.Module):
         rope = model.rope(pos)
         for i, layer in enumerate(model.layers):
             def und_step(h, layer=layer):
-                return layer.und(h, rope, mask, model.attention_backend)[0]
+                return layer.und(h, rope, mask, model.attention_backend, None, 0, None, packing)[0]
 
             x = self._maybe_checkpoint(und_step, x)
             if deepstack is not None and i < len(deepstack[1]):

@@ -66,8 +66,8 @@ class DataConfig:
     cache_latents: bool = True  # keep VAE latents in memory after the first encode (exact: the VAE is deterministic)
     use_system_prompt: bool = True  # generation prompts get the release's system prompt
     max_text_tokens: int = 2048  # chat: longer conversations are cut (labels included)
-    pack: bool = False  # chat: concatenate conversations into one row of up to run.batch_tokens tokens, each seeing
-    # only itself (block-diagonal causal attention, its own positions), instead of padding them to the longest
+    pack: bool = False  # put the samples of a micro-batch end to end in one row of up to run.batch_tokens tokens,
+    # each attending only to itself with its own positions: no padding (chat), any latent shapes together (generation)
     shuffle: bool = True
 
 
@@ -147,8 +147,6 @@ class TrainRecipe:
         need(self.model.fsdp in ("auto", "always", "never"), f"model.fsdp: expected auto|always|never, got "
              f"{self.model.fsdp!r}")
         need(self.data.kind in DATA_KINDS, f"data.kind: expected one of {DATA_KINDS}, got {self.data.kind!r}")
-        need(not self.data.pack or self.data.kind == "chat", "data.pack: only chat data is packed (generation "
-             "samples are grouped by latent shape instead)")
         need(self.loss.sigma_sampling in SIGMA_SAMPLINGS,
              f"loss.sigma_sampling: expected one of {SIGMA_SAMPLINGS}, got {self.loss.sigma_sampling!r}")
         need(self.optim.schedule in SCHEDULES, f"optim.schedule: expected one of {SCHEDULES}, got "
