@@ -265,7 +265,6 @@ class TrainModule(nn.Module):
             gen = torch.cat([model.embed_gen(s.noised.inputs) for s in samples])[None]  # [1, sum N, D]
         else:
             ids, text_pos, mask = _pad_text(samples, lambda s: s.input_ids, lambda s: s.text_positions)
-            gen_spans = [(0, s.gen_positions.shape[1]) for s in samples]
             gen_pos = torch.stack([s.gen_positions for s in samples]).float()
             gen = torch.stack([model.embed_gen(s.noised.inputs) for s in samples])  # [B, N, D]
         ids, mask = ids.to(device), None if mask is None else mask.to(device)
@@ -290,7 +289,7 @@ class TrainModule(nn.Module):
             gen = self._maybe_checkpoint(gen_step, gen, k, v)
 
         hidden = model.norm_moe_gen(gen)
-        rows = [hidden[0, a:a + n] for a, n in gen_spans] if packing else list(hidden)  # [N, D] per sample
+        rows = [hidden[0, a:a + n] for a, n in packing.gen] if packing else list(hidden)  # [N, D] per sample
         total, parts = hidden.new_zeros((), dtype=torch.float32), []
         for h, s in zip(rows, samples):
             # the heads run in float32 (they write into float32 buffers, which bf16 autocast outputs cannot fill)
