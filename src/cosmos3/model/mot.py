@@ -7,7 +7,8 @@ Shapes:
 
 Attention structure (DESIGN 2.2): und queries attend causally to und keys only; gen queries attend without a mask
 to every und and gen key of their sample. Hence the und stream never depends on gen tokens, and its keys/values can
-be computed once per prompt (`MoTLayer.und`) and reused by any number of gen passes (`MoTLayer.gen`).
+be computed once per prompt (`MoTLayer.und`) and reused by any number of gen passes (`MoTLayer.gen`). Training may
+pack several samples into one row (`Packing`); attention then runs per sample on its own slices of the row.
 
 Parameter names follow the official checkpoint (to_q/to_k/to_v/to_out for und, add_*_proj/to_add_out for gen,
 `*_moe_gen` for the gen copies of norms and MLP), so weights load by name.
