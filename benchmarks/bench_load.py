@@ -62,7 +62,7 @@ class AnonPeak:
 
 def child(way: str, checkpoint: str, out: str) -> None:
     """One process of a torchrun launch: load and shard `way`, report its figures and a weight checksum."""
-    from cosmos3.checkpoint import WeightIndex, load_transformer, rebuild_buffers
+    from cosmos3.checkpoint import WeightIndex, load_transformer
     from cosmos3.train.distributed import init, load_sharded, shard
 
     d = init(group=True)
@@ -75,10 +75,7 @@ def child(way: str, checkpoint: str, out: str) -> None:
         else:
             index = WeightIndex(checkpoint)
             model = index.build()
-            shard(model, model.layers)
-            model.to_empty(device="cpu")
-            load_sharded(index, model)
-            rebuild_buffers(model, torch.device("cpu"))
+            load_sharded(index, model, torch.device("cpu"))
     seconds = time.perf_counter() - t0
     grown = watch.peak - before
     checksum = sum(float(p.detach().to_local().double().sum()) for p in model.parameters())

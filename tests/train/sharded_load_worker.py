@@ -6,17 +6,14 @@ import sys
 
 import torch
 
-from cosmos3.checkpoint import WeightIndex, load_transformer, rebuild_buffers
-from cosmos3.train.distributed import full_tensor, init, is_sharded, load_sharded, shard, shard_rows
+from cosmos3.checkpoint import WeightIndex, load_transformer
+from cosmos3.train.distributed import full_tensor, init, is_sharded, load_sharded, shard_rows
 
 checkpoint, out = sys.argv[1], sys.argv[2]
 d = init(group=True)
 index = WeightIndex(checkpoint)
 model = index.build()
-shard(model, model.layers)
-model.to_empty(device="cpu")
-load_sharded(index, model)
-rebuild_buffers(model, torch.device("cpu"))
+load_sharded(index, model, torch.device("cpu"))
 
 whole = load_transformer(checkpoint, dtype=torch.float32).state_dict()
 report = {"rank": d.rank, "world": d.world, "local_elements": 0, "total_elements": 0, "params": {}}

@@ -7,7 +7,7 @@ Sharding (`shard`): every MoT layer is its own FSDP2 unit and the root module ho
 final norms). The network is driven through the layers' `und` / `gen` methods rather than `forward`, so those
 methods are registered with FSDP (`register_fsdp_forward_method`) to gather their weights around each call.
 
-Loading under FSDP2 (`load_sharded`): the network is built on the meta device, sharded, materialized empty, and each
+Loading under FSDP2 (`load_sharded`): the network is built on the meta device, then sharded, materialized empty, and each
 process reads only its own rows of every tensor from the memory-mapped safetensors files, so no process ever holds
 the whole model (FSDP2 shards each parameter along dim 0 in `torch.chunk` pieces, one per process).
 
@@ -113,11 +113,15 @@ def shard_rows(t: torch.Tensor) -> tuple[int, int]:
     return start, min(start + chunk, n)
 
 
-def load_sharded(index, model: nn.Module) -> None:
-    """Fill a sharded model that `to_empty` materialized: each process reads its own rows of each parameter (and
+def load_sharded(index, model: nn.Module, device: torch.device, root: nn.Module | None = None) -> None:
+    """Shard a network built on meta (`index.build()`), `root` (default: the network) being the FSDP root, then
+    materialize the shards empty on `device` and fill them: each process reads its own rows of each parameter (and
     every persistent buffer whole) from the checkpoint files of `index` (a checkpoint.WeightIndex)."""
-    from ..checkpoint import _open
+    from ..checkpoint import _open, rebuild_buffers
 
+    root = model if root is None else root
+    shard(root, model.layers)
+    root.to_empty(device=device)
     targets = model.state_dict(keep_vars=True)
     with torch.no_grad():
         for file, keys in index.by_file().items():
@@ -134,6 +138,7 @@ def load_sharded(index, model: nn.Module) -> None:
                             local.copy_(index.read(f, key, local.dtype, torch.device("cpu"), (start, end), file))
                     else:
                         target.copy_(index.read(f, key, target.dtype, torch.device("cpu"), file=file))
+    rebuild_buffers(model, device)
 
 
 def is_sharded(t: torch.Tensor) -> bool:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import WeightIndex, load_transformer, rebuild_buffers, resolve_checkpoint
+from ..checkpoint import WeightIndex, load_transformer, resolve_checkpoint
 from . import checkpointing
 from .batch import TrainModule, group, is_gen_param, prepare_chat, prepare_gen
 from .data import ChatSource, Encoder, LatentSource, LeRobotSource, ShardedSampler, VideoFolderSource
@@ -106,14 +106,11 @@ class Trainer:
         # sharding, optimizer, schedule, EMA
         self.module = TrainModule(self.model, recipe.loss, recipe.model.activation_checkpointing, vision,
                                   pack=recipe.data.pack)
-        if self.fsdp:
+        if read_by_shard:
+            load_sharded(index, self.model, device, root=self.module)
+        elif self.fsdp:
             shard(self.module, self.model.layers)
-            if read_by_shard:
-                self.module.to_empty(device=device)
-                load_sharded(index, self.model)
-                rebuild_buffers(self.model, device)
-            else:
-                self.module.to(device)
+            self.module.to(device)
         self.named_trainable = {n: p for n, p in self.model.named_parameters() if p.requires_grad}
         if recipe.model.train_vision:
             if self.kind != "chat" or vision is None or self.fsdp:
