@@ -668,3 +668,27 @@ def test_lerobot_reader_is_reachable_from_actions():
         actions.LeRobotDataset(root, camera="observation.image.wrist_image_left")
     with pytest.raises(AttributeError):
         actions.NoSuchThing
+
+
+def test_stats_file_round_trip_and_errors(tmp_path, rng):
+    s = A.ActionStats(q01=np.array([rng.uniform(-1, 0) for _ in range(10)]),
+                      q99=np.array([rng.uniform(0, 1) for _ in range(10)]))
+    path = A.save_stats_file(tmp_path / A.ACTION_STATS_FILE, {"umi": s, "camera_pose": A.ActionStats(
+        q01=np.zeros(9), q99=np.ones(9))})
+    back = A.load_stats_file(path)
+    assert set(back) == {"umi", "camera_pose"}
+    np.testing.assert_array_equal(back["umi"].q01, s.q01)
+    np.testing.assert_array_equal(back["umi"].q99, s.q99)
+    assert A.load_stats_file(tmp_path / "absent.json") == {}  # no file: the checkpoint learnt raw actions
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"galbot": {"q01": [0.0] * 30, "q99": [1.0] * 30}}))  # an alias: canonical name
+    assert set(A.load_stats_file(bad)) == {"embodiment_b"}
+    bad.write_text(json.dumps({"umi": {"q01": [0.0] * 9, "q99": [1.0] * 9}}))
+    with pytest.raises(A.ActionError, match=r"bad.json: umi has 9 statistics per step, the embodiment has 10"):
+        A.load_stats_file(bad)
+    bad.write_text(json.dumps({"robot9000": s.to_dict()}))
+    with pytest.raises(A.ActionError, match=r"bad.json: unknown embodiment 'robot9000'"):
+        A.load_stats_file(bad)
+    bad.write_text("[1, 2]")
+    with pytest.raises(A.ActionError, match=r"bad.json: expected a JSON object"):
+        A.load_stats_file(bad)

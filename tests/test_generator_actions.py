@@ -11,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
+from cosmos3.actions import get_embodiment
 from cosmos3.generator import Generator
 from cosmos3.media import read_video
 from oracle import build_reference_pipeline, random_config, relative_error
@@ -79,6 +80,47 @@ def test_action_modes_match_reference(mode, checkpoint, seed, rng):
         assert res.actions.shape == (chunk, emb.raw_dim)  # the embodiment's raw width, padding removed
         assert relative_error(res.actions, ref.action[0]) < 1e-4
     assert res.mode == mode
+
+
+@pytest.mark.parametrize("mode", ["policy", "forward_dynamics", "inverse_dynamics"])
+def test_checkpoint_action_stats_normalize_in_and_denormalize_out(mode, checkpoint, tmp_path, seed, rng):
+    """A checkpoint with action_stats.json learnt normalized actions: the reference pipeline, which knows nothing of
+    the file, fed normalize(actions) must give our latents for raw actions, and our predicted actions must be
+    denormalize(its actions)."""
+    import shutil
+
+    from diffusers.pipelines.cosmos.pipeline_cosmos3_omni import CosmosActionCondition
+
+    from cosmos3.actions import ACTION_STATS_FILE, ActionStats, denormalize, normalize, save_stats_file
+
+    pipe, base = checkpoint
+    root = tmp_path / "ckpt"
+    shutil.copytree(base.path, root)
+    g = np.random.default_rng(seed)
+    lo = g.normal(size=10) * rng.choice([0.01, 1.0, 5.0])
+    hi = lo + g.uniform(0.02, 3.0, size=10)
+    hi[5] = lo[5]  # a constant dimension: normalizes to 0 and comes back as its value
+    stats = ActionStats(q01=lo, q99=hi)
+    save_stats_file(root / ACTION_STATS_FILE, {"umi": stats})
+    generator = Generator.from_pretrained(root)
+    assert set(generator.action_stats) == {"umi"}
+    fd = mode == "forward_dynamics"
+    raw = (lo + (hi - lo) * g.uniform(-0.2, 1.2, size=(CHUNK, 10))).astype(np.float32)
+    cond = _conditioning(mode, CHUNK)
+    ref_cond = CosmosActionCondition(mode=mode, chunk_size=CHUNK, domain_name="umi", resolution_tier=256,
+                                     raw_actions=torch.from_numpy(normalize(raw, stats)) if fd else None,
+                                     view_point=get_embodiment("umi").viewpoint, **cond)
+    common = dict(num_inference_steps=2, guidance_scale=1.0)
+    ref = pipe("push", action=ref_cond, fps=20.0, output_type="latent", generator=torch.Generator().manual_seed(seed),
+               enable_safety_check=False, **common)
+    res = generator.generate("push", action_mode=mode, embodiment="umi", actions=raw if fd else None,
+                             action_chunk_size=CHUNK, fps=20.0, resolution="256p", flow_shift=5.0, seed=seed,
+                             progress=False, **common, **cond)
+    assert relative_error(res.latents, ref.video[0]) < 1e-4
+    if not fd:
+        expected = denormalize(ref.action[0].float().numpy(), stats)
+        np.testing.assert_allclose(res.actions.numpy(), expected, rtol=1e-4, atol=1e-4 * float(np.abs(hi).max()))
+        assert np.all(res.actions.numpy()[:, 5] == np.float32(lo[5]))
 
 
 def test_forward_dynamics_rolls_out_long_action_files(checkpoint, seed):

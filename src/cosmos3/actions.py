@@ -11,7 +11,9 @@ Conventions (checked against the public release, see the notes by each function)
 * Relative poses are "backward frame-wise": step ``i`` is ``inv(P_i) @ P_{i+1}``, the motion to frame ``i + 1``
   expressed in the frame of ``i``; chains are rebuilt as ``P_{i+1} = P_i @ rel_i``.
 * AV translations are stored in a model unit of :data:`AV_TRANSLATION_SCALE` per metre.
-* Optional quantile normalization maps ``q01 -> -1`` and ``q99 -> +1`` per dimension.
+* Optional quantile normalization maps ``q01 -> -1`` and ``q99 -> +1`` per dimension. A checkpoint trained on
+  normalized actions carries the statistics in ``action_stats.json`` (one entry per embodiment); the generator then
+  normalizes the actions it is given and denormalizes the ones it predicts.
 
 Action files are bare JSON arrays ``[[a_0, ..., a_{D-1}], ...]`` (shape ``[T, D]``) or ``.npy`` arrays. Every
 problem with a file or an in-memory array is reported as :class:`ActionError` (a ``ValueError``) whose message
@@ -41,6 +43,7 @@ __all__ = [
     "REFERENCE_VIEWPOINTS",
     "VIEWPOINT_SENTENCES",
     "ActionError",
+    "ACTION_STATS_FILE",
     "ActionStats",
     "Embodiment",
     "absolute_to_relative",
@@ -49,12 +52,14 @@ __all__ = [
     "embodiment_names",
     "get_embodiment",
     "load_actions",
+    "load_stats_file",
     "matrix_to_rot6d",
     "normalize",
     "pad_actions",
     "relative_to_absolute",
     "rot6d_to_matrix",
     "save_actions",
+    "save_stats_file",
     "unpad_actions",
 ]
 
@@ -693,6 +698,40 @@ def denormalize(a: Any, stats: ActionStats) -> np.ndarray:
     y = (x + 1.0) * 0.5 * span + stats.q01
     y = np.where(flat, 0.5 * (stats.q01 + stats.q99), y)
     return y.astype(dtype)
+
+
+# The statistics a checkpoint (or a folder of precomputed latents) was trained with, one entry per embodiment.
+ACTION_STATS_FILE = "action_stats.json"
+
+
+def load_stats_file(path: str | os.PathLike) -> dict[str, ActionStats]:
+    """``{embodiment name: ActionStats}`` from an action_stats.json; a missing file means no normalization ({})."""
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    data = _read_json(path)
+    if not isinstance(data, Mapping):
+        raise ActionError(f"{path}: expected a JSON object {{embodiment name: {{q01, q99, ...}}}}, "
+                          f"got {_describe(data)}")
+    out = {}
+    for name, entry in data.items():
+        try:
+            emb = get_embodiment(name)
+        except ValueError as e:
+            raise ActionError(f"{path}: {e}") from None
+        stats = ActionStats.from_dict(entry, f"{path}: {name}")
+        if stats.dim != emb.raw_dim:
+            raise ActionError(f"{path}: {name} has {stats.dim} statistics per step, the embodiment has "
+                              f"{emb.raw_dim} action dimensions")
+        out[emb.name] = stats
+    return out
+
+
+def save_stats_file(path: str | os.PathLike, stats: Mapping[str, ActionStats]) -> Path:
+    path = Path(path)
+    text = json.dumps({name: s.to_dict() for name, s in sorted(stats.items())}, indent=2) + "\n"
+    _atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+    return path
 
 
 def __getattr__(name: str):

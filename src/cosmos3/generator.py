@@ -24,6 +24,7 @@ import torch
 from PIL import Image
 
 from . import spec
+from .actions import ACTION_STATS_FILE, denormalize, load_stats_file, normalize
 from .checkpoint import CheckpointError, default_dtype, load_transformer, resolve_checkpoint
 from .diffusion import Latents, encode_branches, load_scheduler_config, make_scheduler, sample, set_schedule, with_noise
 from .media import read_image, video_frames, write_image, write_video
@@ -148,8 +149,12 @@ def native_video_settings(defaults: dict, resolution, aspect_ratio, height, widt
 class Generator:
     def __init__(self, model: Cosmos3Omni, vae: VideoVAE, tokenizer, scheduler_config: dict,
                  sound: SoundCodec | None = None, *, default_use_system_prompt: bool = True,
-                 native_flow_schedule: bool = False, name: str = "cosmos3", defaults: dict | None = None):
+                 native_flow_schedule: bool = False, name: str = "cosmos3", defaults: dict | None = None,
+                 action_stats: dict | None = None):
         self.model, self.vae, self.tokenizer, self.sound = model, vae, tokenizer, sound
+        # {embodiment name: ActionStats} of a checkpoint trained on normalized actions (action_stats.json): its
+        # action modes take and give raw actions, normalized on the way in and denormalized on the way out.
+        self.action_stats = dict(action_stats or {})
         # A checkpoint's native settings (model_index.json "cosmos3_defaults"; pico has them): used in place of the
         # release's defaults for whatever a call leaves out.
         self.defaults = dict(defaults or {})
@@ -194,7 +199,7 @@ class Generator:
         gen = cls(model, vae, tokenizer, load_scheduler_config(root), sound,
                   default_use_system_prompt=index.get("default_use_system_prompt", True),
                   native_flow_schedule=index.get("use_native_flow_schedule", False), name=root.name,
-                  defaults=index.get("cosmos3_defaults"))
+                  defaults=index.get("cosmos3_defaults"), action_stats=load_stats_file(root / ACTION_STATS_FILE))
         gen.path = root
         return gen
 
@@ -454,7 +459,12 @@ class Generator:
         clean = Latents(vision=torch.zeros(C, Tl, h, w), actions=torch.zeros(chunk, self.model.config.action_dim))
         clean.vision[:, : encoded.shape[1]] = encoded
         action_noisy = torch.ones(chunk, dtype=torch.bool)
+        stats = self.action_stats.get(emb.name)
         if mode == "forward_dynamics":
+            if stats is not None:
+                raw = clean_actions[:, : emb.raw_dim].double().numpy()
+                clean_actions = clean_actions.clone()
+                clean_actions[:, : emb.raw_dim] = torch.from_numpy(normalize(raw, stats)).to(clean_actions.dtype)
             clean.actions = clean_actions[:, : self.model.config.action_dim].clone()
             action_noisy[:] = False
         layout = GenLayout(latent_shape=(C, Tl, h, w), vision_noisy=vision_noisy, fps=request.fps,
@@ -478,5 +488,7 @@ class Generator:
                          guidance_interval=guidance_interval, raw_action_dim=emb.raw_dim, callback=callback,
                          progress=progress)
         predicted = None if mode == "forward_dynamics" else latents.actions[:, : emb.raw_dim].float().cpu()
+        if predicted is not None and stats is not None:
+            predicted = torch.from_numpy(denormalize(predicted.numpy(), stats))
         del branches, noise, scheduler  # free the prompts' und caches before the VAE decode's peak
         return self.vae.decode(latents.vision), latents.vision.float().cpu(), predicted

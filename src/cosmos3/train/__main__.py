@@ -113,8 +113,7 @@ def precompute_main(argv: list[str]) -> int:
     encoder = Encoder(recipe.model.checkpoint, torch.device("cuda" if torch.cuda.is_available() else "cpu"), False)
     if d.kind == "lerobot":
         source = LeRobotSource(d.path, encoder, camera=d.camera, chunk_size=d.chunk_size, stride=d.stride,
-                               height=d.height, width=d.width, embodiment=d.embodiment,
-                               normalize_actions=d.normalize_actions, sound=d.sound)
+                               height=d.height, width=d.width, embodiment=d.embodiment, sound=d.sound)
     else:
         source = VideoFolderSource(d.path, encoder, num_frames=d.num_frames, height=d.height, width=d.width,
                                      sound=d.sound)
@@ -146,7 +145,11 @@ def export_main(argv: list[str]) -> int:
     state = ckpt["ema"] if args.ema and ckpt["ema"] is not None else ckpt["trainable"]
     lora = recipe.lora if recipe.model.train == "lora" else None
     out = Path(args.output)
-    export_checkpoint(recipe.model.checkpoint, out / "checkpoint", state, lora)
+    from ..actions import ACTION_STATS_FILE, load_stats_file
+
+    run_dir = run if folder != run else run.parents[1]  # <run>/checkpoints/step-N
+    stats = load_stats_file(run_dir / ACTION_STATS_FILE)  # written by the run, if it normalized its actions
+    export_checkpoint(recipe.model.checkpoint, out / "checkpoint", state, lora, action_stats=stats)
     if lora is not None:
         _export_adapter_files(state, lora, out / "adapter", recipe.model.checkpoint)
     print(f"exported {folder} to {out}")

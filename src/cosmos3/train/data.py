@@ -28,7 +28,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from ..actions import ACTION_DIM, VIEWPOINT_SENTENCES, ActionStats, get_embodiment, normalize
+from ..actions import (ACTION_DIM, ACTION_STATS_FILE, VIEWPOINT_SENTENCES, ActionStats, get_embodiment,
+                       load_stats_file, normalize, save_stats_file)
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi")
 
@@ -172,12 +173,21 @@ class LeRobotSource:
             raise ValueError(f"{path}: {self.dataset.action_dim}D actions, but embodiment {self.embodiment.name!r} "
                              f"has {self.embodiment.raw_dim}D actions; set data.embodiment")
         self._items: dict[int, GenItem] = {}
-        self.stats = None
-        if normalize_actions:
-            stats_file = Path(path) / "meta" / "stats.json"
-            if not stats_file.is_file():
-                raise ValueError(f"{stats_file}: missing; needed by data.normalize_actions")
-            self.stats = ActionStats.from_dict(json.loads(stats_file.read_text())["action"], str(stats_file))
+        self.stats = self.dataset_stats() if normalize_actions else None
+        if normalize_actions and self.stats is None:
+            raise ValueError(f"{Path(path) / 'meta' / 'stats.json'}: missing (or without \"action\"); needed by "
+                             f"data.normalize_actions")
+        # what the trained checkpoint's action_stats.json records: the space its actions were learnt in
+        self.action_stats = {self.embodiment.name: self.stats} if self.stats is not None else {}
+        self.embodiments = {self.embodiment.name}
+
+    def dataset_stats(self) -> ActionStats | None:
+        """The raw actions' statistics from meta/stats.json, if the dataset has them."""
+        stats_file = self.dataset.root / "meta" / "stats.json"
+        if not stats_file.is_file():
+            return None
+        entry = json.loads(stats_file.read_text()).get("action")
+        return None if entry is None else ActionStats.from_dict(entry, f"{stats_file}: action")
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -285,12 +295,24 @@ class LatentSource:
     """Precomputed samples: <folder>/index.jsonl (one JSON line of metadata per sample) + <file>.safetensors with
     "vision" [C, T', H', W'] and optionally "actions" [n, raw] and "sound" [Cs, Ts]."""
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, normalize_actions: bool = False):
         self.folder = Path(path)
         index = self.folder / INDEX_NAME
         if not index.is_file():
             raise ValueError(f"{index}: missing; write it with `python -m cosmos3.train precompute`")
         self.records = [json.loads(line) for line in index.read_text().splitlines() if line.strip()]
+        self.embodiments = {get_embodiment(r["domain_id"]).name for r in self.records
+                            if r.get("domain_id") is not None}
+        self.action_stats: dict[str, ActionStats] = {}
+        if normalize_actions:  # the stored actions are raw; <folder>/action_stats.json has their statistics
+            stats_file = self.folder / ACTION_STATS_FILE
+            stats = load_stats_file(stats_file)
+            used = self.embodiments
+            missing = sorted(used - set(stats))
+            if missing:
+                raise ValueError(f"{stats_file}: no statistics for {', '.join(missing)}; needed by "
+                                 f"data.normalize_actions (precompute writes them from the dataset's meta/stats.json)")
+            self.action_stats = {name: stats[name] for name in sorted(used)}
 
     def __len__(self) -> int:
         return len(self.records)
@@ -298,15 +320,21 @@ class LatentSource:
     def __getitem__(self, i: int) -> GenItem:
         rec = self.records[i]
         tensors = load_file(str(self.folder / rec["file"]))
+        actions = tensors.get("actions")
+        if actions is not None and self.action_stats:
+            stats = self.action_stats[get_embodiment(rec["domain_id"]).name]
+            actions = torch.from_numpy(normalize(actions.numpy(), stats)).float()
         return GenItem(tensors["vision"], rec["prompt"], float(rec["fps"]), int(rec["num_frames"]),
-                       int(rec["height"]), int(rec["width"]), tensors.get("actions"), rec.get("domain_id"),
-                       tensors.get("sound"))
+                       int(rec["height"]), int(rec["width"]), actions, rec.get("domain_id"), tensors.get("sound"))
 
 
 def precompute_latents(source, out_dir: str | os.PathLike, progress: bool = True) -> Path:
     """Encode every item of a source once and write a LatentSource folder (index.jsonl written last, atomically)."""
     from tqdm.auto import tqdm
 
+    if getattr(source, "stats", None) is not None:
+        raise ValueError("precompute stores raw actions (and their statistics, for data.normalize_actions at "
+                         "training time); give it a source that does not normalize")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     lines = []
@@ -321,6 +349,9 @@ def precompute_latents(source, out_dir: str | os.PathLike, progress: bool = True
         save_file(tensors, str(out / name))
         lines.append(json.dumps({"file": name, "prompt": item.prompt, "fps": item.fps, "num_frames": item.num_frames,
                                  "height": item.height, "width": item.width, "domain_id": item.domain_id}))
+    raw_stats = getattr(source, "dataset_stats", lambda: None)()
+    if raw_stats is not None:  # so a training run can normalize them (data.normalize_actions)
+        save_stats_file(out / ACTION_STATS_FILE, {source.embodiment.name: raw_stats})
     tmp = out / (INDEX_NAME + ".tmp")
     tmp.write_text("\n".join(lines) + "\n")
     os.replace(tmp, out / INDEX_NAME)

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 
+from ..actions import ACTION_STATS_FILE, save_stats_file
 from ..checkpoint import INDEX_NAME, WEIGHTS_NAME, load_transformer, save_transformer, transformer_dir
 from .recipe import LoraConfig
 
@@ -60,8 +61,10 @@ def trained_model(base: str | os.PathLike, state: dict[str, torch.Tensor], lora:
 
 
 def export_checkpoint(base: str | os.PathLike, out: str | os.PathLike, state: dict[str, torch.Tensor],
-                      lora: LoraConfig | None = None, vision: dict[str, torch.Tensor] | None = None) -> Path:
-    """`vision`: trained vision-tower weights, written over vision_encoder/'s (same keys, same dtypes)."""
+                      lora: LoraConfig | None = None, vision: dict[str, torch.Tensor] | None = None,
+                      action_stats: dict | None = None) -> Path:
+    """`vision`: trained vision-tower weights, written over vision_encoder/'s (same keys, same dtypes).
+    `action_stats`: {embodiment: ActionStats} the actions were normalized with (action_stats.json)."""
     base, out = Path(base), Path(out)
     tmp = out.with_name(f".{out.name}.tmp")
     if tmp.exists():
@@ -76,6 +79,8 @@ def export_checkpoint(base: str | os.PathLike, out: str | os.PathLike, state: di
             shutil.copy2(entry, tmp / entry.name)
     if vision:
         _write_vision(tmp / "vision_encoder", vision)
+    if action_stats:
+        save_stats_file(tmp / ACTION_STATS_FILE, action_stats)
     model = trained_model(base, state, lora)
     dtypes = base_dtypes(base)
     with torch.no_grad():

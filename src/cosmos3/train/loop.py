@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from ..actions import ACTION_STATS_FILE, load_stats_file, save_stats_file
 from ..checkpoint import WeightIndex, load_transformer, resolve_checkpoint
 from . import checkpointing
 from .batch import TrainModule, group, is_gen_param, prepare_chat, prepare_gen
@@ -98,6 +99,10 @@ class Trainer:
         self.tokenizer = TextTokenizer.from_pretrained(ckpt / "text_tokenizer")
         self.kind = "chat" if recipe.data.kind == "chat" else "gen"
         self.source = self._source()
+        self.action_stats = self._action_stats(ckpt)
+        if self.action_stats and self.dist.is_main:  # for `train export` of this run's checkpoints
+            self.output.mkdir(parents=True, exist_ok=True)
+            save_stats_file(self.output / ACTION_STATS_FILE, self.action_stats)
         self.sampler = ShardedSampler(len(self.source), recipe.run.seed, recipe.data.shuffle)
         vision = None
         if self.kind == "chat":
@@ -142,8 +147,19 @@ class Trainer:
             return VideoFolderSource(d.path, encoder, num_frames=d.num_frames, height=d.height, width=d.width,
                                      sound=d.sound)
         if d.kind == "latents":
-            return LatentSource(d.path)
+            return LatentSource(d.path, normalize_actions=d.normalize_actions)
         return ChatSource(d.path)
+
+    def _action_stats(self, ckpt: Path) -> dict:
+        """The exported checkpoint's action_stats.json: the base's entries, this data's over them. Raw actions
+        trained into a checkpoint that learnt the same embodiment normalized would mix two spaces: refused."""
+        base = load_stats_file(ckpt / ACTION_STATS_FILE)
+        used = getattr(self.source, "action_stats", {})
+        clash = sorted((getattr(self.source, "embodiments", set()) & set(base)) - set(used))
+        if clash:
+            raise ValueError(f"data.normalize_actions: {ckpt} learnt {', '.join(clash)} actions normalized "
+                             f"({ACTION_STATS_FILE}); set data.normalize_actions = true to train in that space")
+        return {**base, **used}
 
     def _reasoner_parts(self):
         """The reasoner's prompt builder (chat template + media expansion) and its frozen vision tower, if any."""
@@ -316,6 +332,7 @@ class Trainer:
                 export_adapter(self.peft_model, out / "adapter", state)
             vision = {k[len(VISION_PREFIX):]: v for k, v in state.items() if k.startswith(VISION_PREFIX)}
             state = {k: v for k, v in state.items() if not k.startswith(VISION_PREFIX)}
-            export_checkpoint(self.recipe.model.checkpoint, out / "checkpoint", state, lora, vision or None)
+            export_checkpoint(self.recipe.model.checkpoint, out / "checkpoint", state, lora, vision or None,
+                              action_stats=self.action_stats)
         self.dist.barrier()
         return out

@@ -11,7 +11,7 @@ ones (reasoner and generator training) resume from their last checkpoint:
     audio        Cosmos3AVAEAudioTokenizer on world sounds                                -> ckpt/sound_tokenizer
     assemble     random MoT network + tiny Qwen3-VL vision tower, scheduler, model_index  -> ckpt/ (official layout)
     latents      every training episode encoded once: action samples (policy / forward / inverse dynamics) and
-                 captioned text/image-to-video samples, with sound                        -> latents/
+                 captioned text/image-to-video samples, with sound, and the actions' statistics -> latents/
     reasoner     SFT of the understanding pathway on the world's question/answer videos  -> reasoner/export
     vision       the vision tower alone, network frozen (generation untouched)            -> vision/export
     generator    flow matching of the generation pathway (understanding frozen)           -> generator/export
@@ -31,6 +31,7 @@ from pathlib import Path
 
 import torch
 
+from ..actions import ACTION_STATS_FILE, ActionStats, get_embodiment, save_stats_file
 from ..config import Cosmos3Config
 from .components import save_json, train_audio_tokenizer, train_text_tokenizer, train_video_vae
 
@@ -293,10 +294,26 @@ def _latents(plan: PicoPlan) -> dict:
         for part in tqdm(pool.map(_encode_part, jobs), total=len(jobs), desc="encoding", unit="batch",
                          disable=not plan.progress):
             records.extend(part)
+    world_action_stats(world, out / ACTION_STATS_FILE)
     tmp = out / (INDEX_NAME + ".tmp")
     tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
     os.replace(tmp, out / INDEX_NAME)
     return {"samples": len(records), "action_samples": sum(r["domain_id"] is not None for r in records)}
+
+
+def world_action_stats(world: Path, path: Path) -> Path:
+    """action_stats.json of the world's two embodiments, from each dataset's meta/stats.json (all its episodes).
+    The generator learns actions normalized with them: raw, the tabletop's translations are ~0.01 m per step and
+    its rotations ~0.08, against flow-matching noise of std 1 (measured 2026-12-02: inverse dynamics trained raw
+    was worse than predicting the mean action)."""
+    from ..world.lerobot import LeRobotDataset
+
+    stats = {}
+    for dataset in ("tabletop", "camera"):
+        ds = LeRobotDataset(world / dataset, chunk_size=32, stride=32)
+        entry = json.loads((world / dataset / "meta" / "stats.json").read_text())["action"]
+        stats[get_embodiment(ds.domain_name or ds.domain_id).name] = ActionStats.from_dict(entry, dataset)
+    return save_stats_file(path, stats)
 
 
 def _train(plan: PicoPlan, stage: str, checkpoint: Path, settings: dict) -> dict:
@@ -344,7 +361,7 @@ def _vision(plan: PicoPlan) -> dict:
 def _generator(plan: PicoPlan) -> dict:
     return _train(plan, "generator", plan.output / "reasoner" / "export" / "checkpoint", {
         "model": {"train": "gen"},
-        "data": {"kind": "latents", "path": str(plan.output / "latents")},
+        "data": {"kind": "latents", "path": str(plan.output / "latents"), "normalize_actions": True},
         # v2v keeps 8 of the 9 latent frames clean: mostly a video-to-sound (foley) task, plus the last frames
         "loss": {"sigma_sampling": "logit_normal", "shift": 3.0, "caption_dropout": 0.1, "t2v": 0.45, "i2v": 0.35,
                  "v2v": 0.2, "v2v_frames": 8, "policy": 0.4, "forward_dynamics": 0.3, "inverse_dynamics": 0.3},
