@@ -21,6 +21,9 @@ def test_shipped_folder_is_small_and_complete():
     assert resolve_checkpoint("pico") == PICO
     index = json.loads((PICO / "model_index.json").read_text())
     assert index["_class_name"] == "Cosmos3OmniPipeline" and "cosmos3_defaults" in index
+    from cosmos3.actions import ACTION_STATS_FILE, load_stats_file
+
+    assert set(load_stats_file(PICO / ACTION_STATS_FILE)) == {"umi", "camera_pose"}  # actions learnt normalized
 
 
 def test_pico_matches_the_reference_pipeline_on_its_own_folder():

@@ -55,6 +55,15 @@ def test_components_are_the_release_classes_and_shapes(smoke):
         48000, 1920, PICO_CONFIG["sound_dim"])
     index = json.loads((folder / "model_index.json").read_text())
     assert index["_class_name"] == "Cosmos3OmniPipeline" and index["cosmos3_defaults"] == NATIVE
+    # the generator learnt both embodiments' actions normalized with the training world's statistics
+    from cosmos3.actions import ACTION_STATS_FILE, load_stats_file
+
+    stats = load_stats_file(folder / ACTION_STATS_FILE)
+    assert set(stats) == {"umi", "camera_pose"}
+    for name, dataset in (("umi", "tabletop"), ("camera_pose", "camera")):
+        world = json.loads((folder.parent / "world" / dataset / "meta" / "stats.json").read_text())["action"]
+        np.testing.assert_allclose(stats[name].q01, world["q01"])
+        np.testing.assert_allclose(stats[name].q99, world["q99"])
 
 
 def test_tokenizer_keeps_qwen_specials_and_round_trips_world_text(smoke):
