@@ -123,6 +123,19 @@ def test_checkpoint_action_stats_normalize_in_and_denormalize_out(mode, checkpoi
         assert np.all(res.actions.numpy()[:, 5] == np.float32(lo[5]))
 
 
+def test_action_stats_are_keyed_by_embodiment_and_checked(checkpoint):
+    from cosmos3.actions import ActionStats
+
+    _, g = checkpoint
+    parts = (g.model, g.vae, g.tokenizer, g.scheduler_config)
+    stats = ActionStats(q01=np.zeros(10), q99=np.ones(10))
+    assert set(Generator(*parts, action_stats={"UMI": stats}).action_stats) == {"umi"}  # canonical names
+    with pytest.raises(ValueError, match=r"action_stats\['droid_lerobot'\]: expected ActionStats of 10"):
+        Generator(*parts, action_stats={"droid_lerobot": ActionStats(q01=np.zeros(9), q99=np.ones(9))})
+    with pytest.raises(ValueError, match="unknown embodiment 'robot9000'"):
+        Generator(*parts, action_stats={"robot9000": stats})
+
+
 def test_forward_dynamics_rolls_out_long_action_files(checkpoint, seed):
     _, generator = checkpoint
     steps = 2 * CHUNK + 2  # three chunks, the last one short

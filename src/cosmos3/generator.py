@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 
 from . import spec
-from .actions import ACTION_STATS_FILE, denormalize, load_stats_file, normalize
+from .actions import ACTION_STATS_FILE, ActionStats, denormalize, get_embodiment, load_stats_file, normalize
 from .checkpoint import CheckpointError, default_dtype, load_transformer, resolve_checkpoint
 from .diffusion import Latents, encode_branches, load_scheduler_config, make_scheduler, sample, set_schedule, with_noise
 from .media import read_image, video_frames, write_image, write_video
@@ -154,7 +154,13 @@ class Generator:
         self.model, self.vae, self.tokenizer, self.sound = model, vae, tokenizer, sound
         # {embodiment name: ActionStats} of a checkpoint trained on normalized actions (action_stats.json): its
         # action modes take and give raw actions, normalized on the way in and denormalized on the way out.
-        self.action_stats = dict(action_stats or {})
+        self.action_stats = {}
+        for name, stats in (action_stats or {}).items():
+            emb = get_embodiment(name)
+            if not isinstance(stats, ActionStats) or stats.dim != emb.raw_dim:
+                raise ValueError(f"action_stats[{name!r}]: expected ActionStats of {emb.raw_dim} dimensions "
+                                 f"({emb.name}), got {stats!r:.80}")
+            self.action_stats[emb.name] = stats
         # A checkpoint's native settings (model_index.json "cosmos3_defaults"; pico has them): used in place of the
         # release's defaults for whatever a call leaves out.
         self.defaults = dict(defaults or {})
