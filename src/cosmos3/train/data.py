@@ -307,12 +307,11 @@ class LatentSource:
         if normalize_actions:  # the stored actions are raw; <folder>/action_stats.json has their statistics
             stats_file = self.folder / ACTION_STATS_FILE
             stats = load_stats_file(stats_file)
-            used = self.embodiments
-            missing = sorted(used - set(stats))
+            missing = sorted(self.embodiments - set(stats))
             if missing:
                 raise ValueError(f"{stats_file}: no statistics for {', '.join(missing)}; needed by "
                                  f"data.normalize_actions (precompute writes them from the dataset's meta/stats.json)")
-            self.action_stats = {name: stats[name] for name in sorted(used)}
+            self.action_stats = {name: stats[name] for name in sorted(self.embodiments)}
 
     def __len__(self) -> int:
         return len(self.records)
