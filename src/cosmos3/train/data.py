@@ -173,21 +173,16 @@ class LeRobotSource:
             raise ValueError(f"{path}: {self.dataset.action_dim}D actions, but embodiment {self.embodiment.name!r} "
                              f"has {self.embodiment.raw_dim}D actions; set data.embodiment")
         self._items: dict[int, GenItem] = {}
-        self.stats = self.dataset_stats() if normalize_actions else None
-        if normalize_actions and self.stats is None:
-            raise ValueError(f"{Path(path) / 'meta' / 'stats.json'}: missing (or without \"action\"); needed by "
-                             f"data.normalize_actions")
-        # what the trained checkpoint's action_stats.json records: the space its actions were learnt in
-        self.action_stats = {self.embodiment.name: self.stats} if self.stats is not None else {}
+        # {embodiment: stats} the actions are normalized with, empty for raw actions; what the trained checkpoint's
+        # action_stats.json records (the space its actions were learnt in)
+        self.action_stats: dict[str, ActionStats] = {}
+        if normalize_actions:
+            stats = dataset_action_stats(self.dataset.root)
+            if stats is None:
+                raise ValueError(f"{Path(path) / 'meta' / 'stats.json'}: missing (or without \"action\"); needed by "
+                                 f"data.normalize_actions")
+            self.action_stats = {self.embodiment.name: stats}
         self.embodiments = {self.embodiment.name}
-
-    def dataset_stats(self) -> ActionStats | None:
-        """The raw actions' statistics from meta/stats.json, if the dataset has them."""
-        stats_file = self.dataset.root / "meta" / "stats.json"
-        if not stats_file.is_file():
-            return None
-        entry = json.loads(stats_file.read_text()).get("action")
-        return None if entry is None else ActionStats.from_dict(entry, f"{stats_file}: action")
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -202,8 +197,8 @@ class LeRobotSource:
         key = f"lerobot:{w['episode_index']}:{w['frame_index']}"
         latents = self.encoder.encode(key, frames, self.height, self.width)
         actions = w["actions"].float()
-        if self.stats is not None:
-            actions = torch.from_numpy(normalize(actions.numpy(), self.stats)).float()
+        if self.action_stats:
+            actions = torch.from_numpy(normalize(actions.numpy(), self.action_stats[self.embodiment.name])).float()
         caption = action_caption(w["task"], self.embodiment.viewpoint, T, w["fps"])
         item = GenItem(latents, caption, float(w["fps"]), T, height, width, actions, self.embodiment.domain_id)
         if self.sound:
@@ -214,6 +209,15 @@ class LeRobotSource:
         if self.encoder.cache is not None:
             self._items[i] = item
         return item
+
+
+def dataset_action_stats(root: str | os.PathLike) -> ActionStats | None:
+    """A LeRobot dataset's raw action statistics (meta/stats.json, "action"), or None if it has none."""
+    stats_file = Path(root) / "meta" / "stats.json"
+    if not stats_file.is_file():
+        return None
+    entry = json.loads(stats_file.read_text()).get("action")
+    return None if entry is None else ActionStats.from_dict(entry, f"{stats_file}: action")
 
 
 def read_captions(folder: Path) -> dict[str, str]:
@@ -331,7 +335,7 @@ def precompute_latents(source, out_dir: str | os.PathLike, progress: bool = True
     """Encode every item of a source once and write a LatentSource folder (index.jsonl written last, atomically)."""
     from tqdm.auto import tqdm
 
-    if getattr(source, "stats", None) is not None:
+    if getattr(source, "action_stats", None):
         raise ValueError("precompute stores raw actions (and their statistics, for data.normalize_actions at "
                          "training time); give it a source that does not normalize")
     out = Path(out_dir)
@@ -348,7 +352,7 @@ def precompute_latents(source, out_dir: str | os.PathLike, progress: bool = True
         save_file(tensors, str(out / name))
         lines.append(json.dumps({"file": name, "prompt": item.prompt, "fps": item.fps, "num_frames": item.num_frames,
                                  "height": item.height, "width": item.width, "domain_id": item.domain_id}))
-    raw_stats = getattr(source, "dataset_stats", lambda: None)()
+    raw_stats = dataset_action_stats(source.dataset.root) if isinstance(source, LeRobotSource) else None
     if raw_stats is not None:  # so a training run can normalize them (data.normalize_actions)
         save_stats_file(out / ACTION_STATS_FILE, {source.embodiment.name: raw_stats})
     tmp = out / (INDEX_NAME + ".tmp")

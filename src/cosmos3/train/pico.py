@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from ..actions import ACTION_STATS_FILE, ActionStats, get_embodiment, save_stats_file
+from ..actions import ACTION_STATS_FILE, get_embodiment, save_stats_file
 from ..config import Cosmos3Config
 from .components import save_json, train_audio_tokenizer, train_text_tokenizer, train_video_vae
 
@@ -307,12 +307,12 @@ def world_action_stats(world: Path, path: Path) -> Path:
     its rotations ~0.08, against flow-matching noise of std 1 (measured 2026-12-02: inverse dynamics trained raw
     was worse than predicting the mean action)."""
     from ..world.lerobot import LeRobotDataset
+    from .data import dataset_action_stats
 
     stats = {}
     for dataset in ("tabletop", "camera"):
         ds = LeRobotDataset(world / dataset, chunk_size=32, stride=32)
-        entry = json.loads((world / dataset / "meta" / "stats.json").read_text())["action"]
-        stats[get_embodiment(ds.domain_name or ds.domain_id).name] = ActionStats.from_dict(entry, dataset)
+        stats[get_embodiment(ds.domain_name or ds.domain_id).name] = dataset_action_stats(ds.root)
     return save_stats_file(path, stats)
 
 
