@@ -38,7 +38,7 @@ def test_pico_matches_the_reference_pipeline_on_its_own_folder():
 def test_demo_writes_every_file(tmp_path):
     from cosmos3.cli import main
 
-    assert main(["demo", "--out", str(tmp_path), "--steps", "2", "--no-progress"]) == 0
+    assert main(["demo", "--out", str(tmp_path), "--steps", "2", "--quiet"]) == 0
     rollout = probe_video(tmp_path / "rollout.mp4")
     actions = json.loads((PICO / "demo" / "actions.json").read_text())
     assert rollout["frames"] == len(actions) + 1  # two 32-step chunks stitched: 1 + 64 frames

@@ -97,10 +97,10 @@ def demo_main(argv: list[str]) -> int:
     p.add_argument("--out", default="out", help="output folder (default ./out)")
     p.add_argument("--steps", type=int, help="denoising steps (default: the checkpoint's native setting)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     try:
-        run_demo(args.checkpoint, args.out, args.steps, args.seed, not args.no_progress)
+        run_demo(args.checkpoint, args.out, args.steps, args.seed, not args.quiet)
     except ValueError as e:
         print(f"cosmos3 demo: error: {str(e).splitlines()[0]}", file=sys.stderr)
         return 2

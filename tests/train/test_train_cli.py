@@ -17,7 +17,7 @@ def test_flags_precompute_train_export(capsys):
     run = ROOT / "cli-run"
     argv = ["--recipe", str(REPO / "recipes" / "lora_video_sft.toml"), "--checkpoint", str(tiny_checkpoint()),
             "--data", str(latents), "--data-kind", "latents", "--output", str(run), "--steps", "3",
-            "--batch-size", "2", "--lr", "1e-3", "--save-every", "2", "--lora-rank", "2", "--no-progress",
+            "--batch-size", "2", "--lr", "1e-3", "--save-every", "2", "--lora-rank", "2", "--quiet",
             "--set", "optim.warmup_steps=1", "--set", "run.keep_checkpoints=1"]
     assert train_main(argv) == 0
     metrics = read_metrics(run)

@@ -18,7 +18,7 @@ STEPS = 4
 def args(output, *extra):
     return ["--checkpoint", str(tiny_checkpoint()), "--data", str(latents_folder()), "--data-kind", "latents",
             "--output", str(output), "--train", "full", "--steps", str(STEPS), "--batch-size", "4", "--lr", "1e-3",
-            "--batch-tokens", "600", "--save-every", "2", "--no-progress", "--no-export", "--ema-decay", "0.9",
+            "--batch-tokens", "600", "--save-every", "2", "--quiet", "--no-export", "--ema-decay", "0.9",
             "--set", "data.use_system_prompt=false", "--set", "loss.forward_dynamics=1",
             "--set", "loss.inverse_dynamics=1", "--set", "loss.caption_dropout=0.5", *extra]
 

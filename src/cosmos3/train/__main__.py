@@ -29,8 +29,15 @@ FLAGS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="cosmos3 train", description="Post-train Cosmos 3: flow matching (video, actions,"
-                                " sound) or reasoner SFT; full weights, gen pathway, und pathway or LoRA.")
+    p = argparse.ArgumentParser(
+        prog="cosmos3 train", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Post-train Cosmos 3: flow matching (video, actions, sound) or reasoner SFT; full weights, gen "
+                    "pathway, und pathway or LoRA.",
+        epilog="the embedded pico model has a recipe of its own:\n"
+               "  cosmos3 train --recipe pico [--output runs/pico]    train pico from nothing (stages resume)\n"
+               "  cosmos3 train --recipe pico --smoke                 every stage at toy size, in runs/pico-smoke\n"
+               "  cosmos3 train --recipe pico --help                  its other options\n"
+               "subcommands: `cosmos3 train precompute --help`, `cosmos3 train export --help`")
     p.add_argument("--recipe", help="TOML recipe (see recipes/); flags below override it")
     p.add_argument("--checkpoint", help="base checkpoint, official diffusers layout")
     p.add_argument("--data", help="dataset path (LeRobot root, video folder, latents folder or chat JSONL)")
@@ -55,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", help="auto (default), none, or a checkpoint folder")
     p.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="any recipe value")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--no-export", action="store_true")
     p.add_argument("--fault-at-step", type=int, help=argparse.SUPPRESS)  # tests: SIGKILL after this step
     p.add_argument("--fault-in", choices=("checkpoint",), help=argparse.SUPPRESS)  # tests: SIGKILL while saving
@@ -75,7 +82,7 @@ def recipe_from_args(args: argparse.Namespace) -> TrainRecipe:
         if not eq:
             raise ValueError(f"--set {item!r}: expected SECTION.KEY=VALUE")
         set_value(recipe, key.strip(), value.strip())
-    if args.no_progress:
+    if args.quiet:
         recipe.run.progress = False
     if args.no_export:
         recipe.run.export = False
@@ -165,11 +172,31 @@ def _export_adapter_files(state, lora, out: Path, base: str) -> None:
     export_adapter(add_lora(model, lora), out, {k: v for k, v in state.items() if "lora_" in k})
 
 
+def _check_run_kind(output: Path, smoke: bool) -> str | None:
+    """A smoke run and a full run never share a folder: the full recipe would take the smoke's finished stages (and
+    its toy checkpoint) for its own. The folder remembers which kind it holds in `run_kind.json`."""
+    import json
+
+    kind = "smoke" if smoke else "full"
+    marker = output / "run_kind.json"
+    if marker.is_file():
+        found = json.loads(marker.read_text()).get("kind")
+        if found != kind:
+            return (f"{output} holds a {found} run of the pico recipe; give this {kind} run another --output "
+                    f"(or delete {output})")
+    elif smoke and output.is_dir() and any(output.glob("*.json")):
+        # a folder from before the marker: presumably a full run (the smoke default was runs/pico then too)
+        return f"{output} holds pico stages of an older run; give this smoke run another --output (or delete {output})"
+    output.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps({"kind": kind}) + "\n")
+    return None
+
+
 def pico_main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="cosmos3 train --recipe pico", description="Train the embedded pico model from "
                                 "nothing on the synthetic world (stages resume; see cosmos3.train.pico).")
-    p.add_argument("--output", default="runs/pico", help="run folder (default runs/pico); the model lands in "
-                   "OUTPUT/pico")
+    p.add_argument("--output", help="run folder (default runs/pico, or runs/pico-smoke with --smoke); the model lands "
+                   "in OUTPUT/pico")
     p.add_argument("--smoke", action="store_true", help="every stage at a tiny size (minutes; what CI runs)")
     p.add_argument("--stage", action="append", choices=("world", "tokenizer", "vae", "audio", "assemble", "latents",
                                                         "reasoner", "vision", "generator", "ship"),
@@ -177,12 +204,17 @@ def pico_main(argv: list[str]) -> int:
     p.add_argument("--reasoner-steps", type=int, help="override the reasoner SFT's optimizer steps")
     p.add_argument("--vision-steps", type=int, help="override the vision-tower stage's optimizer steps")
     p.add_argument("--generator-steps", type=int, help="override the generator's optimizer steps")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     from .pico import PicoPlan, run
 
-    plan = PicoPlan.smoke(Path(args.output)) if args.smoke else PicoPlan(output=Path(args.output))
-    plan.progress = not args.no_progress
+    output = Path(args.output or ("runs/pico-smoke" if args.smoke else "runs/pico"))
+    problem = _check_run_kind(output, args.smoke)
+    if problem:
+        print(f"cosmos3 train: error: {problem}", file=sys.stderr)
+        return 2
+    plan = PicoPlan.smoke(output) if args.smoke else PicoPlan(output=output)
+    plan.progress = not args.quiet
     for name in ("reasoner_steps", "vision_steps", "generator_steps"):
         value = getattr(args, name)
         if value is not None:

@@ -1,4 +1,4 @@
-"""`python -m cosmos3.world generate --episodes N --seed S --out DIR`: write the synthetic world dataset."""
+"""`cosmos3 world generate --episodes N --seed S --out DIR`: write the synthetic world dataset."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import time
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m cosmos3.world", description="The synthetic physical world.")
+    p = argparse.ArgumentParser(prog="cosmos3 world", description="The synthetic physical world.")
     sub = p.add_subparsers(dest="command", required=True)
     g = sub.add_parser("generate", help="generate episodes as LeRobot v3 datasets + chat JSONL")
     g.add_argument("--episodes", type=int, required=True, help="number of episodes (both embodiments together)")
