@@ -255,6 +255,14 @@ def _check_not_truncated(path: Path, container: Any) -> None:
             raise MediaError(path, f"truncated: the index refers to {end} bytes but the file has only {size}")
 
 
+def _refuse_still_image(path: Path, container: Any) -> None:
+    # FFmpeg opens a PNG or JPEG as a one-frame "video" (image2 / *_pipe demuxers); a caller who asked for a video
+    # and got one frame would silently condition on a still. Animated GIF has a demuxer of its own and passes.
+    name = container.format.name
+    if name == "image2" or name.endswith("_pipe"):
+        raise MediaError(path, f"is a still image ({name.removesuffix('_pipe')}), not a video: pass it as an image")
+
+
 def _rate_of(stream: Any) -> float | None:
     for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
         if rate is not None and rate > 0:
@@ -282,6 +290,7 @@ def read_video(path: PathLike, max_frames: int | None = None) -> tuple[torch.Ten
     with _open_input(path) as (p, container):
         if not container.streams.video:
             raise MediaError(p, "no video stream")
+        _refuse_still_image(p, container)
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         fps = _rate_of(stream)
@@ -362,6 +371,7 @@ def probe_video(path: PathLike) -> dict[str, Any]:
     with _open_input(path) as (p, container):
         if not container.streams.video:
             raise MediaError(p, "no video stream")
+        _refuse_still_image(p, container)
         stream = container.streams.video[0]
         codec = stream.codec_context.name
         width, height = stream.codec_context.width, stream.codec_context.height
