@@ -12,8 +12,14 @@ cd "$(dirname "$0")/.."
 extra=""
 [[ "${1:-}" == "--test" ]] && extra="[test]"
 
+started=$SECONDS
+step() {  # one line per step with the time so far: a fresh set-up takes about 2 minutes, a repeated one a second
+  printf '[setup %3ss] %s\n' "$((SECONDS - started))" "$*"
+}
+
 python=${PYTHON:-python3}
 if [[ ! -x .venv/bin/python ]]; then
+  step "creating .venv with $("$python" --version 2>&1) (step 1 of 3)"
   "$python" -m venv .venv
 fi
 pip=(.venv/bin/python -m pip --disable-pip-version-check -q)
@@ -27,6 +33,7 @@ quiet_pip() {  # pip's notes about this machine's missing local index folders ar
 }
 
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
+  step "installing torch 2.13.0, CPU build (step 2 of 3, about 20 s)"
   quiet_pip install "torch==2.13.0"
 fi
 
@@ -34,6 +41,9 @@ fi
 stamp=".venv/.cosmos3-installed${extra:+-test}"
 want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
 if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]] || ! .venv/bin/python -c "import cosmos3" 2>/dev/null; then
+  step "installing open-cosmos3${extra:+ with its test extra} and its dependencies: diffusers, transformers, PyAV," \
+       "FastAPI, ... (step 3 of 3, about 1-2 min on a fresh machine)"
   quiet_pip install -e ".${extra}"
   echo "$want" > "$stamp"
+  step "done: .venv is ready"
 fi
