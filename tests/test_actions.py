@@ -692,3 +692,14 @@ def test_stats_file_round_trip_and_errors(tmp_path, rng):
     bad.write_text("[1, 2]")
     with pytest.raises(A.ActionError, match=r"bad.json: expected a JSON object"):
         A.load_stats_file(bad)
+
+
+def test_compute_stats_takes_nested_lists_like_arrays():
+    rng = np.random.default_rng()
+    chunks = [rng.normal(size=(int(rng.integers(2, 9)), 3)) for _ in range(3)]
+    from_arrays = A.compute_stats(chunks)
+    from_lists = A.compute_stats([c.tolist() for c in chunks])
+    for key in ("q01", "q99", "mean", "std"):
+        np.testing.assert_allclose(getattr(from_lists, key), getattr(from_arrays, key), rtol=1e-6)
+    with pytest.raises(ActionError, match="array 1"):
+        A.compute_stats([chunks[0].tolist(), [[1.0, 2.0]]])

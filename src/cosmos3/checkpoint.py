@@ -22,6 +22,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from .config import Cosmos3Config
+from .fileio import atomic_path, atomic_write
 from .model import Cosmos3Omni
 from .model.rope import MRoPE
 
@@ -233,9 +234,8 @@ def save_transformer(model: Cosmos3Omni, path: str | os.PathLike, max_shard_byte
         size += nbytes
 
     def write(tensors: dict[str, torch.Tensor], name: str) -> None:
-        tmp = folder / (name + ".tmp")
-        save_file(tensors, str(tmp), metadata={"format": "pt"})
-        os.replace(tmp, folder / name)
+        with atomic_path(folder / name) as tmp:
+            save_file(tensors, str(tmp), metadata={"format": "pt"})
 
     for stale in [folder / WEIGHTS_NAME, folder / INDEX_NAME, *folder.glob("diffusion_pytorch_model-*.safetensors")]:
         stale.unlink(missing_ok=True)
@@ -249,8 +249,6 @@ def save_transformer(model: Cosmos3Omni, path: str | os.PathLike, max_shard_byte
             weight_map.update({key: name for key in shard})
         total = sum(t.numel() * t.element_size() for t in state.values())
         index = {"metadata": {"total_size": total}, "weight_map": weight_map}
-        tmp = folder / (INDEX_NAME + ".tmp")
-        tmp.write_text(json.dumps(index, indent=2) + "\n")
-        os.replace(tmp, folder / INDEX_NAME)
+        atomic_write(folder / INDEX_NAME, json.dumps(index, indent=2) + "\n")
     model.config.save_json(folder / "config.json")
     return folder

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .fileio import atomic_write
+
 DIFFUSERS_CLASS_NAME = "Cosmos3OmniTransformer"
 DIFFUSERS_VERSION = "0.42.1"
 
@@ -179,10 +181,7 @@ class Cosmos3Config:
         if path.is_dir() or not path.suffix:
             path.mkdir(parents=True, exist_ok=True)
             path = path / "config.json"
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n")
-        os.replace(tmp, path)
-        return path
+        return atomic_write(path, json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n")
 
     def replace(self, **changes: Any) -> "Cosmos3Config":
         """A copy with some fields changed; rope_axes_dim is re-derived when head_dim changes and it is not given."""

@@ -15,7 +15,6 @@ import io
 import math
 import numbers
 import os
-import uuid
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,6 +27,8 @@ import numpy as np
 import torch
 from av.video.reformatter import Interpolation
 from PIL import Image, ImageOps
+
+from .fileio import atomic_path
 
 __all__ = [
     "H264_ENCODERS",
@@ -106,26 +107,6 @@ def _to_numpy(array: Any, name: str, path: PathLike) -> np.ndarray:
     if not isinstance(array, np.ndarray):
         raise MediaError(path, f"{name} must be a torch tensor or numpy array, got {type(array).__name__}")
     return array
-
-
-@contextmanager
-def _atomic_target(path: PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; move it into place only if the block succeeds.
-
-    Readers (a server streaming results, a user's player) never see a half-written file, and a failed write
-    leaves any previous file untouched. The temporary file lives in the same directory so os.replace stays atomic.
-    """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # O_EXCL with mode 0o666 lets the umask decide permissions, as a plain open() would (mkstemp forces 0600).
-    tmp = target.with_name(f".{target.stem}.{uuid.uuid4().hex[:12]}.tmp{target.suffix}")
-    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-    try:
-        yield tmp
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -215,7 +196,7 @@ def write_image(path: PathLike, frame: Any, quality: int = 95) -> Path:
             raise MediaError(target, "frame is empty")
         im = Image.fromarray(np.ascontiguousarray(arr), "RGB")
     options: dict[str, Any] = {"quality": quality} if fmt == "JPEG" else {}
-    with _atomic_target(target) as tmp:
+    with atomic_path(target) as tmp:
         im.save(tmp, format=fmt, **options)
     return target
 
@@ -512,7 +493,7 @@ def write_video(
     encoder = _pick_h264_encoder()
     _, height, width, _ = video.shape
 
-    with _atomic_target(target) as tmp:
+    with atomic_path(target) as tmp:
         try:
             with av.open(str(tmp), mode="w", format="mp4", options={"movflags": "+faststart"}) as container:
                 vstream = container.add_stream(encoder, rate=rate)

@@ -30,6 +30,7 @@ from safetensors.torch import load_file, save_file
 
 from ..actions import (ACTION_DIM, ACTION_STATS_FILE, VIEWPOINT_SENTENCES, ActionStats, get_embodiment,
                        load_stats_file, normalize, save_stats_file)
+from ..fileio import atomic_write
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi")
 
@@ -355,9 +356,7 @@ def precompute_latents(source, out_dir: str | os.PathLike, progress: bool = True
     raw_stats = dataset_action_stats(source.dataset.root) if isinstance(source, LeRobotSource) else None
     if raw_stats is not None:  # so a training run can normalize them (data.normalize_actions)
         save_stats_file(out / ACTION_STATS_FILE, {source.embodiment.name: raw_stats})
-    tmp = out / (INDEX_NAME + ".tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, out / INDEX_NAME)
+    atomic_write(out / INDEX_NAME, "\n".join(lines) + "\n")
     return out
 
 

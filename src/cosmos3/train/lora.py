@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..fileio import atomic_path
 from .recipe import LoraConfig
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -74,8 +75,8 @@ def save_adapter(peft_model, folder: str | os.PathLike, state: dict[str, torch.T
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     tensors = {_file_key(n): t.contiguous() for n, t in state.items() if "lora_" in n}
-    save_file(tensors, str(folder / (ADAPTER_WEIGHTS + ".tmp")), metadata={"format": "pt"})
-    os.replace(folder / (ADAPTER_WEIGHTS + ".tmp"), folder / ADAPTER_WEIGHTS)
+    with atomic_path(folder / ADAPTER_WEIGHTS) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": "pt"})
     peft_model.peft_config["default"].save_pretrained(str(folder))  # adapter_config.json, as peft writes it
     return folder
 
