@@ -35,9 +35,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 warnings.simplefilter("ignore")
-from fixture_paths import FIXTURES as _FIXTURES  # noqa: E402
+from fixture_paths import FIXTURES as _FIXTURES, RELEASE, describe  # noqa: E402
 
 FIXTURES = _FIXTURES / "prompts"
+if not RELEASE:  # stand-in prompts are shorter than the release's: timings are not comparable
+    print(f"note: {describe()}", file=sys.stderr)
 
 
 def rss_bytes() -> int:
