@@ -224,12 +224,12 @@ class Scripted(Reasoner):
         self.step += 1
         return logits
 
-    def prefill(self, prompt, cache):
+    def prefill_batch(self, prompts, cache):
         self.step = 0
-        return self._next()
+        return self._next()[None]
 
-    def decode_step(self, token, slot, prompt, cache):
-        return self._next()
+    def decode_batch(self, tokens, slots, rope_deltas, cache):
+        return self._next()[None]
 
 
 def _run(r, **kw):

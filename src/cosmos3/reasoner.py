@@ -5,15 +5,15 @@
     for delta in rsn.chat(messages, stream=True): ...    # text deltas; the stream's .output is the ChatOutput
 
 A request runs in four steps:
-  1. messages -> normalized parts (text / image / video) and the media, loaded and checked (`ValueError` on bad media);
-  2. chat template, then each media placeholder expanded to Qwen3-VL's tokens (video: one `<t seconds>` + block per
-     temporal patch); Qwen3-VL mRoPE position ids: text counts up on all three axes, a media block of h x w merged
-     tokens starting at p gets T = p, H = p + row, W = p + column, and the text after it resumes at p + max(h, w);
-  3. `prefill`: the vision tower runs once, its features replace the placeholder embeddings, deepstack features are
-     added after the first text layers, and every key/value lands in a static cache sized prompt + max_tokens;
-  4. `decode_step` per token (position = slot + the prompt's rope delta), sampling, stop strings, streaming.
+  1. messages -> normalized parts (text / image / video) and the media, loaded here and checked (`ValueError` on
+     bad media);
+  2. the prompt (prompt.py): chat template, each media placeholder expanded to Qwen3-VL's tokens, mRoPE positions;
+  3. `prefill_batch`: the vision tower runs once, its features replace the placeholder embeddings, deepstack features
+     are added after the first text layers, and every key/value lands in a static cache;
+  4. `decode_batch` per token, driven by the decode engine (decode/): sampling, end of turn, stop strings, streaming.
+     `chat` is that engine with one row; the server's batcher is the same engine with many.
 
-Shapes: L prompt tokens, D hidden, V vocabulary; positions [3, L] float; the cache holds [1, Hkv, L + max_tokens, Dh]
+Shapes: L prompt tokens, D hidden, V vocabulary; positions [3, L] float; the cache holds [B, Hkv, capacity, Dh]
 per layer.
 """
 
@@ -28,7 +28,6 @@ import re
 import sys
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,40 +36,19 @@ import torch
 from PIL import Image
 
 from .checkpoint import CheckpointError, default_dtype, load_transformer, resolve_checkpoint
-from .config import Cosmos3Config
+from .checkpoint_qwen3vl import load_qwen3vl
+from .decode import ChatOutput, DecodeEngine, end_of_turn_ids, split_reasoning
 from .media import MediaError, probe_video, read_image
 from .model import Cosmos3Omni, KVCache
-from .model.rope import MRoPE
 from .model.vision import VisionProcessor, VisionTower, VisualInput
-from .sampling import PLAIN, REASONING, Sampler, SamplingParams
-from .tokenizers import IMAGE_PAD, VIDEO_PAD, VISION_END, VISION_START, IncrementalDecoder, TextTokenizer
+from .prompt import DEFAULT_SYSTEM_PROMPT, REASONING_INSTRUCTION, Prompt, assemble, normalize_messages
+from .sampling import PLAIN, REASONING, SamplingParams
+from .tokenizers import TextTokenizer
 
-DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
-# Appended to the last user turn when thinking is asked for (the Cosmos-Reason answer format).
-REASONING_INSTRUCTION = ("Answer the question using the following format:\n\n<think>\nYour reasoning.\n</think>\n\n"
-                         "Write your final answer immediately after the </think> tag.")
+__all__ = ["ChatOutput", "ChatStream", "DEFAULT_SYSTEM_PROMPT", "Prompt", "REASONING_INSTRUCTION", "Reasoner",
+           "load_image", "load_video", "reason_main", "split_reasoning"]
+
 MAX_INPUT_PIXELS = 1 << 27  # 134 M pixels per image / frame handed in as an array: beyond this, refuse early
-_IMAGE_BLOCK = VISION_START + IMAGE_PAD + VISION_END
-_VIDEO_BLOCK = VISION_START + VIDEO_PAD + VISION_END
-
-
-@dataclass
-class ChatOutput:
-    text: str  # the answer (after </think> when the model reasoned)
-    reasoning: str | None  # what stood between <think> and </think>, or None
-    finish_reason: str  # "stop" (end of turn or a stop string) or "length" (max_tokens)
-    usage: dict[str, int]  # prompt_tokens, completion_tokens, total_tokens
-    raw_text: str = ""  # the completion as generated (what the stream's deltas add up to)
-    token_ids: list[int] = field(default_factory=list)  # generated ids, end-of-turn token included
-
-
-@dataclass
-class Prompt:
-    input_ids: torch.Tensor  # [L] long
-    positions: torch.Tensor  # [3, L] float32
-    media: list[VisualInput]  # in order of appearance
-    visual_mask: torch.Tensor  # [L] bool, the media tokens
-    rope_delta: int  # decode token at cache slot s has position s + rope_delta on every axis
 
 
 class ChatStream:
@@ -88,19 +66,6 @@ class ChatStream:
         except StopIteration as done:
             self.output = done.value
             raise
-
-
-def split_reasoning(text: str) -> tuple[str | None, str]:
-    """'<think> r </think> answer' -> ('r', 'answer'). A template may open <think> itself, so a lone '</think>'
-    also splits; an unclosed '<think>' (cut by max_tokens) is all reasoning."""
-    if "</think>" in text:
-        head, answer = text.split("</think>", 1)
-        head = head.strip()
-        return (head[len("<think>"):] if head.startswith("<think>") else head).strip(), answer.strip()
-    stripped = text.lstrip()
-    if stripped.startswith("<think>"):
-        return stripped[len("<think>"):].strip(), ""
-    return None, text
 
 
 # ------------------------------------------------------------------------------------------------- media
@@ -222,137 +187,16 @@ def load_video(value: Any, processor: VisionProcessor, fps: float | None, num_fr
     return torch.from_numpy(np.stack(frames)), [i / rate for i in range(len(frames))]
 
 
-def normalize_messages(messages: Any, system_prompt: str | None, think: bool) -> tuple[list[dict], list[dict]]:
-    """OpenAI-style messages -> (messages with parts {"type": "text"|"image"|"video"} for the chat template,
-    media specs in order of appearance: {"kind", "value", "fps", "num_frames", "where"})."""
-    if isinstance(messages, str):
-        messages = [{"role": "user", "content": messages}]
-    if not isinstance(messages, (list, tuple)) or not messages:
-        raise ValueError("messages: expected a non-empty list of {'role', 'content'} objects")
-    out: list[dict] = []
-    media: list[dict] = []
-    for i, msg in enumerate(messages):
-        if not isinstance(msg, dict) or msg.get("role") not in ("system", "user", "assistant"):
-            raise ValueError(f"messages[{i}]: expected {{'role': 'system'|'user'|'assistant', 'content': ...}}")
-        content = msg.get("content")
-        if isinstance(content, str):
-            out.append({"role": msg["role"], "content": content})
-            continue
-        if not isinstance(content, (list, tuple)):
-            raise ValueError(f"messages[{i}].content: expected a string or a list of parts")
-        parts = []
-        for j, part in enumerate(content):
-            where = f"messages[{i}].content[{j}]"
-            kind = part.get("type") if isinstance(part, dict) else None
-            if kind == "text" and isinstance(part.get("text"), str):
-                parts.append({"type": "text", "text": part["text"]})
-                continue
-            if kind in ("image_url", "video_url"):
-                ref = part.get(kind)
-                value = ref.get("url") if isinstance(ref, dict) else ref
-                kind = kind[:-4]
-            elif kind in ("image", "video"):
-                value = part.get(kind)
-            else:
-                raise ValueError(f"{where}: unknown part {part!r:.80}; expected text, image_url, video_url, image "
-                                 f"or video")
-            if value is None or (isinstance(value, str) and not value):
-                raise ValueError(f"{where}: the {kind} part has no {kind}")
-            if msg["role"] != "user":
-                raise ValueError(f"{where}: images and videos are accepted in user messages only")
-            media.append({"kind": kind, "value": value, "fps": part.get("fps"), "num_frames": part.get("num_frames"),
-                          "where": where})
-            parts.append({"type": kind})
-        out.append({"role": msg["role"], "content": parts})
-    if system_prompt and out[0]["role"] != "system":
-        out.insert(0, {"role": "system", "content": system_prompt})
-    if think:
-        last = next((m for m in reversed(out) if m["role"] == "user"), None)
-        if last is None:
-            raise ValueError("messages: thinking needs a user message to answer")
-        if isinstance(last["content"], str):
-            last["content"] = last["content"] + "\n\n" + REASONING_INSTRUCTION
-        else:
-            last["content"] = last["content"] + [{"type": "text", "text": "\n\n" + REASONING_INSTRUCTION}]
-    return out, media
-
-
-# ------------------------------------------------------------------------------------------------ loading
-
-
-def config_from_qwen3vl(text: dict) -> Cosmos3Config:
-    """Our network config from a transformers Qwen3-VL `text_config` (the und pathway alone is used)."""
-    rope = text.get("rope_parameters") or text.get("rope_scaling") or {}
-    if rope.get("mrope_interleaved") is False:
-        raise ValueError("Qwen3-VL config with non-interleaved mRoPE is not supported")
-    if text.get("hidden_act", "silu") != "silu":
-        raise ValueError(f"Qwen3-VL text config: hidden_act {text['hidden_act']!r} is not supported (silu only)")
-    heads = text["num_attention_heads"]
-    return Cosmos3Config(
-        hidden_size=text["hidden_size"], num_hidden_layers=text["num_hidden_layers"], num_attention_heads=heads,
-        num_key_value_heads=text.get("num_key_value_heads", heads),
-        head_dim=text.get("head_dim") or text["hidden_size"] // heads, intermediate_size=text["intermediate_size"],
-        attention_bias=bool(text.get("attention_bias", False)), rms_norm_eps=text.get("rms_norm_eps", 1e-6),
-        vocab_size=text["vocab_size"], rope_theta=float(rope.get("rope_theta", text.get("rope_theta", 5e6))),
-        rope_axes_dim=rope.get("mrope_section"))
-
-
-_QWEN_ATTN = {"q_proj": "to_q", "k_proj": "to_k", "v_proj": "to_v", "o_proj": "to_out", "q_norm": "norm_q",
-              "k_norm": "norm_k"}
-
-
-def _qwen_text_key(key: str) -> str | None:
-    """'model.language_model.layers.3.self_attn.q_proj.weight' -> 'layers.3.self_attn.to_q.weight'."""
-    if key.startswith("lm_head."):
-        return key
-    if not key.startswith("model.language_model."):
-        return None
-    parts = key[len("model.language_model."):].split(".")
-    if parts[0] == "layers" and parts[2] == "self_attn":
-        parts[3] = _QWEN_ATTN.get(parts[3], parts[3])
-    return ".".join(parts)
-
-
-def _load_qwen3vl(path: Path, dtype: torch.dtype, device: torch.device) -> tuple[Cosmos3Omni, VisionTower]:
-    from safetensors import safe_open
-
-    config = json.loads((path / "config.json").read_text())
-    cfg = config_from_qwen3vl(config["text_config"])
-    index = path / "model.safetensors.index.json"
-    files = sorted({path / f for f in json.loads(index.read_text())["weight_map"].values()}) if index.is_file() \
-        else sorted(path.glob("*.safetensors"))
-    if not files:
-        raise CheckpointError(f"{path}: no *.safetensors weights")
-    text_state, vision_state = {}, {}
-    for file in files:
-        with safe_open(str(file), framework="pt") as f:
-            for key in f.keys():
-                if key.startswith("model.visual."):
-                    vision_state[key[len("model.visual."):]] = f.get_tensor(key)
-                elif (ours := _qwen_text_key(key)) is not None:
-                    text_state[ours] = f.get_tensor(key).to(device=device, dtype=dtype)
-    if "lm_head.weight" not in text_state and config.get("tie_word_embeddings"):
-        text_state["lm_head.weight"] = text_state.get("embed_tokens.weight")
-    with torch.device("meta"):
-        model = Cosmos3Omni(cfg, with_gen=False)
-    expected = set(model.state_dict())
-    missing, unexpected = sorted(expected - set(text_state)), sorted(set(text_state) - expected)
-    if missing or unexpected:
-        raise CheckpointError(f"{path}: Qwen3-VL text weights do not match the config: missing {missing[:3]}, "
-                              f"unexpected {unexpected[:3]}")
-    model.load_state_dict(text_state, strict=True, assign=True)
-    model.rotary = MRoPE(cfg.head_dim, cfg.rope_theta, cfg.rope_axes_dim).to(device)
-    tower = VisionTower.from_state_dict(config["vision_config"], vision_state, dtype, device, source=str(path))
-    return model.eval(), tower
-
 
 # ------------------------------------------------------------------------------------------------ reasoner
 
 
 class Reasoner:
     def __init__(self, model: Cosmos3Omni, tokenizer: TextTokenizer, vision: VisionTower | None,
-                 processor: VisionProcessor):
+                 processor: VisionProcessor, end_of_turn: tuple[int, ...] | None = None):
         self.model, self.tokenizer, self.vision, self.processor = model, tokenizer, vision, processor
+        # The ids that end an answer (from the checkpoint's generation_config.json when from_pretrained finds one).
+        self.end_of_turn = tuple(tokenizer.eos_ids) if end_of_turn is None else tuple(end_of_turn)
         if vision is not None and vision.out_hidden_size != model.config.hidden_size:
             raise ValueError(f"vision tower emits {vision.out_hidden_size}-wide features, the text model is "
                              f"{model.config.hidden_size} wide")
@@ -375,14 +219,17 @@ class Reasoner:
             vision = VisionTower.from_pretrained(vision_dir, dtype, device) if vision_dir.is_dir() else None
             tokenizer = TextTokenizer.from_pretrained(root / "text_tokenizer")
             processor = VisionProcessor.from_dirs(vision_dir, root, root / "text_tokenizer")
-            return cls(model, tokenizer, vision, processor)
+            eot = end_of_turn_ids(root, tokenizer.eos_ids, model.config.vocab_size)
+            return cls(model, tokenizer, vision, processor, eot)
         config = root / "config.json"
         model_type = json.loads(config.read_text()).get("model_type") if config.is_file() else None
         if model_type != "qwen3_vl":
             raise CheckpointError(f"{root}: expected an official-layout checkpoint (transformer/config.json) or a "
                                   f"Qwen3-VL directory (config.json with model_type qwen3_vl), got {model_type!r}")
-        model, vision = _load_qwen3vl(root, dtype, device)
-        return cls(model, TextTokenizer.from_pretrained(root), vision, VisionProcessor.from_dirs(root))
+        model, vision = load_qwen3vl(root, dtype, device)
+        tokenizer = TextTokenizer.from_pretrained(root)
+        eot = end_of_turn_ids(root, tokenizer.eos_ids, model.config.vocab_size)
+        return cls(model, tokenizer, vision, VisionProcessor.from_dirs(root), eot)
 
     # ---------------------------------------------------------------------------------------- prompt
 
@@ -406,53 +253,7 @@ class Reasoner:
         """Messages -> token ids, mRoPE positions and processed media (no network work yet)."""
         chat, specs = normalize_messages(messages, system_prompt, think)
         media = [self._process(s, fps, num_frames) for s in specs]
-        text = self.tokenizer.apply_chat_template(chat, add_generation_prompt=True)
-        # Expand each placeholder into its tokens, in order; the template must have kept every media part.
-        merge = self.processor.merge_size
-        pieces, cursor = [], 0
-        for item in media:
-            block = _IMAGE_BLOCK if item.kind == "image" else _VIDEO_BLOCK
-            at = text.find(block, cursor)
-            if at < 0:
-                raise ValueError(f"the chat template dropped a {item.kind} placeholder ({block})")
-            pieces.append(text[cursor:at])
-            if item.kind == "image":
-                pieces.append(VISION_START + IMAGE_PAD * item.num_tokens(merge) + VISION_END)
-            else:
-                per_frame = VISION_START + VIDEO_PAD * item.frame_tokens(merge) + VISION_END
-                pieces.extend(f"<{t:.1f} seconds>" + per_frame for t in item.timestamps)
-            cursor = at + len(block)
-        pieces.append(text[cursor:])
-        ids = torch.tensor(self.tokenizer.encode("".join(pieces)), dtype=torch.long)
-        tok = self.tokenizer
-        visual = (ids == tok.image_pad_id) | (ids == tok.video_pad_id)
-        if int(visual.sum()) != sum(item.num_tokens(merge) for item in media):
-            raise ValueError("the prompt's own text contains image/video placeholder tokens; remove them")
-        positions, delta = self._positions(ids, visual, media)
-        return Prompt(ids, positions, media, visual, delta)
-
-    def _positions(self, ids: torch.Tensor, visual: torch.Tensor,
-                   media: list[VisualInput]) -> tuple[torch.Tensor, int]:
-        """Qwen3-VL mRoPE ids [3, L]: every media block (an image, or one temporal patch of a video) is a grid of
-        merged tokens placed at the running position p; the next text starts at p + max(rows, cols)."""
-        merge = self.processor.merge_size
-        grids = [(it.grid[1] // merge, it.grid[2] // merge) for it in media for _ in range(it.grid[0])]
-        chunks, cur, i, L = [], 0, 0, ids.shape[0]
-        starts = torch.nonzero(visual[1:] & ~visual[:-1]).flatten().add(1).tolist()
-        starts = ([0] if L and bool(visual[0]) else []) + starts
-        for start, (h, w) in zip(starts, grids):
-            if start > i:  # text before this block
-                chunks.append(torch.arange(cur, cur + start - i).expand(3, -1))
-                cur += start - i
-            rows = torch.arange(h).view(h, 1).expand(h, w).reshape(-1)
-            cols = torch.arange(w).view(1, w).expand(h, w).reshape(-1)
-            chunks.append(torch.stack([torch.zeros(h * w, dtype=torch.long), rows, cols]) + cur)
-            cur += max(h, w)
-            i = start + h * w
-        if i < L:
-            chunks.append(torch.arange(cur, cur + L - i).expand(3, -1))
-        positions = torch.cat(chunks, dim=1).float()
-        return positions, int(positions.max()) + 1 - L
+        return assemble(self.tokenizer, chat, media, self.processor.merge_size)
 
     # ---------------------------------------------------------------------------------------- network
 
@@ -493,15 +294,17 @@ class Reasoner:
         return model.logits(hidden[torch.arange(n, device=model.device), last])
 
     @torch.no_grad()
-    def decode_step(self, token: int, slot: int, prompt: Prompt, cache: KVCache) -> torch.Tensor:
-        """One token at cache slot `slot` -> logits of the next token [V]."""
-        model = self.model
-        embeds = model.embed_tokens(torch.tensor([[token]], device=model.device))  # [1, 1, D]
-        positions = torch.full((3, 1), float(slot + prompt.rope_delta))
-        write_at = torch.tensor([slot], device=model.device)
-        visible = (torch.arange(cache.capacity, device=model.device) <= slot).view(1, 1, 1, -1)
-        hidden = model.und_forward(embeds, positions, cache, write_at, mask=visible)
-        return model.logits(hidden[0, -1])
+    def decode_batch(self, tokens: list[int], slots: list[int], rope_deltas: list[int],
+                     cache: KVCache) -> torch.Tensor:
+        """One token per row: row i's `tokens[i]` goes to its cache slot `slots[i]` at position slot + rope delta
+        and attends over its slots 0..slot (the default causal-by-slot mask) -> logits of each next token [n, V].
+        `cache` holds exactly the n rows, trimmed to the slots read."""
+        model, n = self.model, len(tokens)
+        embeds = model.embed_tokens(torch.tensor(tokens, device=model.device).view(n, 1))  # [n, 1, D]
+        positions = torch.tensor([float(s + d) for s, d in zip(slots, rope_deltas)]).view(n, 1, 1).expand(n, 3, 1)
+        write_at = torch.tensor(slots, device=model.device).view(n, 1)
+        hidden = model.und_forward(embeds, positions, cache, write_at)
+        return model.logits(hidden[:, -1])
 
     # ---------------------------------------------------------------------------------------- chat
 
@@ -525,60 +328,20 @@ class Reasoner:
         return run.output
 
     def generate(self, prompt: Prompt, params: SamplingParams) -> Iterator[str]:
-        """Decode from a built prompt, yielding text deltas; returns (StopIteration.value) the ChatOutput."""
-        L = prompt.input_ids.shape[0]
-        model = self.model
-        cache = KVCache.allocate(model.config, 1, L + params.max_tokens, model.dtype, model.device)
-        sampler = Sampler(params, model.config.vocab_size, prompt.input_ids, model.device)
-        decoder = IncrementalDecoder(self.tokenizer)
-        eos = set() if params.ignore_eos else set(self.tokenizer.eos_ids)
-        text, emitted, tokens, finish, cut = "", 0, [], "length", None
-        logits = self.prefill(prompt, cache)
+        """Decode from a built prompt, yielding text deltas; returns (StopIteration.value) the ChatOutput. The
+        decode engine with one row; a row whose sampling fails raises its SamplingError here."""
+        engine = DecodeEngine(self, 1, prompt.input_ids.shape[0] + params.max_tokens)
+        row = engine.row(prompt, params)
+        engine.prefill([row])
         while True:
-            token = sampler(logits)
-            tokens.append(token)
-            sampler.update(token)
-            if token in eos:
-                finish = "stop"
+            if row.delta:
+                yield row.delta
+            if row.done:
                 break
-            text += decoder.push(token)
-            if (cut := _find_stop(text, params.stop, emitted)) is not None:
-                text, finish = text[:cut], "stop"
-                break
-            safe = len(text) - _pending_stop_prefix(text, params.stop)  # hold back what may start a stop string
-            if safe > emitted:
-                yield text[emitted:safe]
-                emitted = safe
-            if len(tokens) >= params.max_tokens:
-                break
-            logits = self.decode_step(token, L + len(tokens) - 1, prompt, cache)
-        if cut is None:  # not cut by a stop string: bytes still pending in the decoder belong to the answer
-            text += decoder.flush()
-            if (cut := _find_stop(text, params.stop, emitted)) is not None:
-                text, finish = text[:cut], "stop"
-        if len(text) > emitted:
-            yield text[emitted:]
-        reasoning, answer = split_reasoning(text)
-        usage = {"prompt_tokens": L, "completion_tokens": len(tokens), "total_tokens": L + len(tokens)}
-        return ChatOutput(answer, reasoning, finish, usage, text, tokens)
-
-
-def _find_stop(text: str, stops: tuple[str, ...], start: int) -> int | None:
-    """Where the earliest stop string begins in text[start:] (a match cannot begin in text already streamed,
-    since a possible beginning is always held back), or None."""
-    hits = [k for k in (text.find(s, start) for s in stops) if k >= 0]
-    return min(hits) if hits else None
-
-
-def _pending_stop_prefix(text: str, stops: tuple[str, ...]) -> int:
-    """Length of the longest end of `text` that could still grow into a stop string (held back from the stream)."""
-    best = 0
-    for s in stops:
-        for n in range(min(len(s) - 1, len(text)), best, -1):
-            if s.startswith(text[-n:]):
-                best = n
-                break
-    return best
+            engine.step()
+        if row.error is not None:
+            raise row.error
+        return row.output
 
 
 # ------------------------------------------------------------------------------------------------ command line

@@ -68,6 +68,45 @@ PLAIN = SamplingParams(temperature=0.7, top_p=0.8, top_k=20, presence_penalty=1.
 REASONING = SamplingParams(temperature=0.6, top_p=0.95, top_k=20, presence_penalty=0.0, repetition_penalty=1.0)
 
 
+class SamplingError(ValueError):
+    """A row's next token cannot be drawn (non-finite scores): that request ends with an error, the batch goes on."""
+
+
+def penalize(logits: torch.Tensor, p: SamplingParams, seen: torch.Tensor, output_counts: torch.Tensor) -> torch.Tensor:
+    """Repetition penalty on every token of the prompt or output, then presence penalty on output tokens. [V] float."""
+    if p.repetition_penalty != 1.0:
+        before = logits[seen]
+        logits[seen] = torch.where(before > 0, before / p.repetition_penalty, before * p.repetition_penalty)
+    if p.presence_penalty != 0.0:
+        logits = logits - p.presence_penalty * (output_counts > 0).float()
+    return logits
+
+
+def truncate(logits: torch.Tensor, p: SamplingParams) -> torch.Tensor:
+    """Temperature, then top-k, then top-p: the tokens left to draw from keep their scores, the others get -inf."""
+    logits = logits / p.temperature
+    if p.top_k > 0 and p.top_k < logits.shape[-1]:
+        kth = torch.topk(logits, p.top_k).values[-1]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if p.top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=True)
+        probs = sorted_logits.softmax(-1)
+        # Drop a token when the tokens ranked above it already reach top_p; the best token always stays.
+        drop = (probs.cumsum(-1) - probs) >= p.top_p
+        drop[0] = False
+        logits = logits.index_put((order[drop],), torch.tensor(float("-inf"), device=logits.device))
+    return logits
+
+
+def _check_finite(best: float, p: SamplingParams) -> None:
+    # NaN wins max(), and +inf (e.g. a logit divided by temperature 1e-300) turns the softmax into NaN: either way
+    # there is no distribution to draw from. Checked here, on one scalar, rather than letting multinomial fail (on
+    # CUDA it would be a device-side assert that takes the whole process down).
+    if best != best or best in (float("inf"), float("-inf")):
+        raise SamplingError(f"sampling failed: non-finite token scores ({best}) with temperature={p.temperature}, "
+                            f"repetition_penalty={p.repetition_penalty}, presence_penalty={p.presence_penalty}")
+
+
 class Sampler:
     """Per-request sampling state: which tokens the prompt and the output hold, and the random generator."""
 
@@ -91,26 +130,13 @@ class Sampler:
         self.seen[token] = True
 
     def __call__(self, logits: torch.Tensor) -> int:
-        """logits [V] (any float dtype) -> the next token id."""
+        """logits [V] (any float dtype) -> the next token id; SamplingError when they allow no draw."""
         p = self.params
-        logits = logits.float()
-        if p.repetition_penalty != 1.0:
-            seen = logits[self.seen]
-            logits[self.seen] = torch.where(seen > 0, seen / p.repetition_penalty, seen * p.repetition_penalty)
-        if p.presence_penalty != 0.0:
-            logits = logits - p.presence_penalty * (self.output_counts > 0).float()
+        logits = penalize(logits.float(), p, self.seen, self.output_counts)
         if p.temperature == 0:
-            return int(torch.argmax(logits))
-        logits = logits / p.temperature
-        if p.top_k > 0 and p.top_k < logits.shape[-1]:
-            kth = torch.topk(logits, p.top_k).values[-1]
-            logits = logits.masked_fill(logits < kth, float("-inf"))
-        if p.top_p < 1.0:
-            sorted_logits, order = torch.sort(logits, descending=True)
-            probs = sorted_logits.softmax(-1)
-            # Drop a token when the tokens ranked above it already reach top_p; the best token always stays.
-            drop = (probs.cumsum(-1) - probs) >= p.top_p
-            drop[0] = False
-            logits = logits.index_put((order[drop],), torch.tensor(float("-inf"), device=logits.device))
-        probs = logits.softmax(-1)
-        return int(torch.multinomial(probs, 1, generator=self.generator))
+            token = int(torch.argmax(logits))  # the first best on ties, as transformers' greedy search
+            _check_finite(float(logits[token]), p)
+            return token
+        logits = truncate(logits, p)
+        _check_finite(float(logits.max()), p)
+        return int(torch.multinomial(logits.softmax(-1), 1, generator=self.generator))

@@ -55,7 +55,7 @@ def test_stream_disconnect_frees_the_row(server):
 
 
 def test_think_splitter_and_thinking_requests(server):
-    from cosmos3.serve.chat import ThinkSplitter
+    from cosmos3.decode import ThinkSplitter
 
     split = ThinkSplitter(True)
     pieces = [p for d in ("<think>\nfirst ", "ideas</th", "ink>\n\nThe answer", ".") for p in split.push(d)]
@@ -78,7 +78,7 @@ def test_requests_admitted_together_prefill_together_and_a_broken_one_fails_alon
     import dataclasses
 
     from cosmos3.sampling import PLAIN
-    from cosmos3.serve.scheduler.batcher import ChatBatcher, ChatRequest
+    from cosmos3.serve.queues.batcher import ChatBatcher, ChatRequest
 
     reasoner = models[1]
     questions = [("Describe the scene.", 9), ("Why?", 5), ("Count the blocks, please.", 7)]

@@ -30,7 +30,7 @@ from .errors import APIError, from_value_error, install_error_handlers
 from .generation import encode_image, image_kwargs, save_outputs, save_reference, video_kwargs
 from .jobs import JobStore
 from .media_policy import Guardrail, MediaPolicy, refuse_if
-from .scheduler import ChatBatcher, ChatRequest, GenerationScheduler, GenTask, QueueFull
+from .queues import ChatBatcher, ChatRequest, GenerationScheduler, GenTask, QueueFull
 from .schemas import ChatCompletionRequest, ImageGenerationRequest, VideoRequest, parse_model
 
 log = logging.getLogger("cosmos3.serve")

@@ -9,12 +9,13 @@ import time
 import uuid
 from typing import AsyncIterator
 
+from ..decode import ThinkSplitter
 from ..media import MediaError
 from ..reasoner import DEFAULT_SYSTEM_PROMPT, ChatOutput
 from ..sampling import PLAIN, REASONING
 from .errors import APIError, from_value_error
 from .media_policy import refuse_if
-from .scheduler import ChatRequest
+from .queues import ChatRequest
 from .schemas import ChatCompletionRequest
 
 _SAMPLING_FIELDS = ("temperature", "top_p", "top_k", "presence_penalty", "repetition_penalty", "max_tokens",
@@ -89,35 +90,6 @@ def completion_body(cid: str, model: str, out: ChatOutput) -> dict:
     return {"id": cid, "object": "chat.completion", "created": int(time.time()), "model": model,
             "choices": [{"index": 0, "message": message, "finish_reason": out.finish_reason, "logprobs": None}],
             "usage": out.usage}
-
-
-class ThinkSplitter:
-    """Routes streamed text to `reasoning_content` until '</think>', then to `content` (a tag split over two deltas
-    is held back until it is complete)."""
-
-    TAG = "</think>"
-
-    def __init__(self, enabled: bool):
-        self.in_reasoning, self.pending = enabled, ""
-
-    def push(self, text: str) -> list[tuple[str, str]]:
-        if not self.in_reasoning:
-            return [("content", text)] if text else []
-        buf = self.pending + text
-        if self.TAG in buf:
-            head, tail = buf.split(self.TAG, 1)
-            self.in_reasoning, self.pending = False, ""
-            out = [("reasoning_content", head.replace("<think>", ""))] if head.replace("<think>", "") else []
-            return out + ([("content", tail.lstrip("\n"))] if tail.lstrip("\n") else [])
-        keep = next((n for n in range(min(len(self.TAG) - 1, len(buf)), 0, -1) if self.TAG.startswith(buf[-n:])), 0)
-        self.pending = buf[len(buf) - keep:] if keep else ""
-        head = buf[:len(buf) - keep].replace("<think>", "")
-        return [("reasoning_content", head)] if head else []
-
-    def flush(self) -> list[tuple[str, str]]:
-        out = [("reasoning_content" if self.in_reasoning else "content", self.pending)] if self.pending else []
-        self.pending = ""
-        return out
 
 
 def _sse(data: dict | str) -> str:
