@@ -12,7 +12,7 @@ import torch
 from cosmos3.world import LeRobotDataset, generate_dataset, load_chat, simulate_tabletop
 from cosmos3.world.camera import CameraConfig, render_camera, simulate_camera
 from cosmos3.world.export import WorldConfig
-from cosmos3.world.geometry import rot6d_to_matrix
+from cosmos3.actions import rot6d_to_matrix
 from cosmos3.world.render import render_tabletop
 from cosmos3.world.sound import episode_sound
 from cosmos3.world.video import read_sound

@@ -5,7 +5,8 @@ import pytest
 
 from cosmos3.world.camera import render_camera, simulate_camera
 from cosmos3.world.episode import simulate_tabletop
-from cosmos3.world.geometry import direction_word, integrate_pose_actions, rot6d, rot_z, toward
+from cosmos3.actions import matrix_to_rot6d, relative_to_absolute
+from cosmos3.world.geometry import direction_word, rot_z, toward
 from cosmos3.world.text import (camera_captions, camera_questions, next_action_question, tabletop_captions,
                                 tabletop_questions)
 from cosmos3.world.violations import make_violation
@@ -123,9 +124,11 @@ def test_tabletop_actions_integrate_back_to_the_trajectory(episodes):
         assert np.allclose(a[-1, :9], [0, 0, 0, 1, 0, 0, 0, 1, 0])
         assert np.all((a[:, 9] >= 0) & (a[:, 9] <= 1))
         p0 = np.array([*ep.gripper[0, :2], 0.0])
-        ps, Rs = integrate_pose_actions(p0, rot_z(ep.gripper[0, 2]), a[:-1])
-        assert np.allclose(ps[:, :2], ep.gripper[:, :2], atol=1e-9)
-        assert np.allclose(rot6d(Rs), s[:, 3:9], atol=1e-9)
+        start = np.eye(4)
+        start[:3, :3], start[:3, 3] = rot_z(ep.gripper[0, 2]), p0
+        poses = relative_to_absolute(a[:-1], start)
+        assert np.allclose(poses[:, :2, 3], ep.gripper[:, :2], atol=1e-9)
+        assert np.allclose(matrix_to_rot6d(poses[:, :3, :3]), s[:, 3:9], atol=1e-9)
         assert np.allclose(a[:-1, 9], s[1:, 9])  # the gripper value reached at t+1
 
 

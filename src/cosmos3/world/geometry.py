@@ -19,6 +19,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..actions.poses import absolute_to_relative
+from ..actions.poses import matrix_to_rot6d as rot6d  # noqa: F401  (the world's name for it)
+
 # Image size of the 256p tier at 16:9 (DESIGN 2.7): 320 x 192.
 WIDTH = 320
 HEIGHT = 192
@@ -146,51 +149,17 @@ def rot_z(angle: np.ndarray | float) -> np.ndarray:
     return np.stack([np.stack([c, -s, z], -1), np.stack([s, c, z], -1), np.stack([z, z, o], -1)], -2)
 
 
-def rot6d(R: np.ndarray) -> np.ndarray:
-    """First two columns of R, column after column: [..., 3, 3] -> [..., 6]."""
-    return np.concatenate([R[..., :, 0], R[..., :, 1]], axis=-1)
-
-
-def rot6d_to_matrix(r6: np.ndarray) -> np.ndarray:
-    """Inverse of rot6d (Gram-Schmidt, so slightly noisy inputs still give a rotation)."""
-    r6 = np.asarray(r6, dtype=np.float64)
-    a, b = r6[..., 0:3], r6[..., 3:6]
-    x = a / np.linalg.norm(a, axis=-1, keepdims=True)
-    b = b - (x * b).sum(-1, keepdims=True) * x
-    y = b / np.linalg.norm(b, axis=-1, keepdims=True)
-    z = np.cross(x, y)
-    return np.stack([x, y, z], axis=-1)
-
-
 def relative_pose_actions(positions: np.ndarray, rotations: np.ndarray) -> np.ndarray:
-    """Frame-to-frame pose deltas [T, 9] (translation + rot6d) from absolute poses.
-
-    positions [T, 3], rotations [T, 3, 3]. Row t is the motion from pose t to pose t+1 in the frame of pose t; the
-    last row (no next pose) is the identity motion, so that every frame of a LeRobot episode carries an action.
-    """
+    """Frame-to-frame pose deltas [T, 9] (translation + rot6d) from absolute poses: positions [T, 3], rotations
+    [T, 3, 3]. The last row (no next pose) is the identity motion, so that every frame of a LeRobot episode carries
+    an action; the others are the release's backward frame-wise steps (cosmos3.actions.poses)."""
     positions = np.asarray(positions, dtype=np.float64)
-    rotations = np.asarray(rotations, dtype=np.float64)
     T = positions.shape[0]
-    out = np.zeros((T, 9), dtype=np.float64)
-    out[:, 3] = 1.0
-    out[:, 7] = 1.0
-    if T > 1:
-        Rt = np.swapaxes(rotations[:-1], -1, -2)
-        out[:-1, 0:3] = np.einsum("tij,tj->ti", Rt, positions[1:] - positions[:-1])
-        out[:-1, 3:9] = rot6d(Rt @ rotations[1:])
-    return out
-
-
-def integrate_pose_actions(p0: np.ndarray, R0: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Inverse of relative_pose_actions: absolute poses [T+1] from a start pose and T actions [T, >=9]."""
-    p, R = np.asarray(p0, np.float64), np.asarray(R0, np.float64)
-    ps, Rs = [p], [R]
-    for a in np.asarray(actions, np.float64):
-        p = p + R @ a[0:3]
-        R = R @ rot6d_to_matrix(a[3:9])
-        ps.append(p)
-        Rs.append(R)
-    return np.stack(ps), np.stack(Rs)
+    poses = np.broadcast_to(np.eye(4), (T, 4, 4)).copy()
+    poses[:, :3, :3] = rotations
+    poses[:, :3, 3] = positions
+    identity = np.array([[0, 0, 0, 1, 0, 0, 0, 1, 0]], dtype=np.float64)
+    return np.concatenate([absolute_to_relative(poses), identity]) if T > 1 else identity.repeat(T, 0)
 
 
 def direction_word(dx: float, dy: float) -> str:
