@@ -9,7 +9,7 @@ import torch
 from cosmos3.action_modes import action_caption
 from cosmos3.actions import get_embodiment
 from cosmos3.config import Cosmos3Config
-from cosmos3.sequence import GenLayout, aspect_label, prompt_ids, prompt_text, sound_latent_count
+from cosmos3.sequence import GenLayout, aspect_label, prompt_ids, prompt_text
 from oracle import build_reference_pipeline, build_tiny_tokenizer, random_config
 
 
@@ -80,13 +80,6 @@ def test_action_caption_matches_reference(name, frames, fps):
         ref = Cosmos3OmniPipeline._build_action_json_prompt(instruction, view_point=emb.viewpoint,
                                                             num_frames=frames, fps=fps, height=256, width=320)
         assert action_caption(instruction, emb, frames, fps, 256, 320) == ref
-
-
-def test_sound_latent_count_covers_the_video():
-    # DESIGN 2.5 / 2.12: 25 latents per second, ceil over whole samples.
-    for frames, fps in [(189, 24.0), (33, 16.0), (61, 10.0), (9, 30.0)]:
-        samples = int(frames / fps * 48000)
-        assert sound_latent_count(frames, fps) == -(-samples // 1920)
 
 
 def test_layout_positions_follow_the_prompt_length():

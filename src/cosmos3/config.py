@@ -112,10 +112,6 @@ class Cosmos3Config:
         """Nemotron backbone: relu^2 MLP and its float32-weighted RMSNorm."""
         return self.hidden_act == "relu2"
 
-    @property
-    def num_key_value_groups(self) -> int:
-        return self.num_attention_heads // self.num_key_value_heads
-
     def param_count(self) -> int:
         """Exact parameter count, computed from shapes (no weights are built, so it works for Super too)."""
         D, F, Dh = self.hidden_size, self.intermediate_size, self.head_dim

@@ -14,7 +14,6 @@ mode-dependent system prompt unless the checkpoint or the caller turns it off.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 
 import torch
@@ -62,10 +61,6 @@ def aspect_label(width: int, height: int) -> str:
     return min(ASPECT_LABELS, key=lambda r: abs(int(r.split(",")[0]) / int(r.split(",")[1]) - ratio))
 
 
-def _plain_number(x: float) -> int | float:
-    return int(x) if float(x).is_integer() else float(x)
-
-
 def prompt_text(prompt: str, *, num_frames: int, fps: float, height: int, width: int, negative: bool = False,
                 use_resolution_template: bool = True, use_duration_template: bool = True) -> str:
     """The text the model reads for one branch, with the metadata of the output it should produce."""
@@ -78,7 +73,7 @@ def prompt_text(prompt: str, *, num_frames: int, fps: float, height: int, width:
             return prompt
         if not is_image and use_duration_template:
             structured["duration"] = f"{int(num_frames / fps)}s"
-            structured["fps"] = _plain_number(fps)
+            structured["fps"] = float(fps)  # as the release's action captions write it (16.0)
         if use_resolution_template:
             structured["resolution"] = {"H": int(height), "W": int(width)}
             structured["aspect_ratio"] = aspect_label(width, height)
@@ -138,12 +133,6 @@ class GenLayout:
         if self.action_steps:
             parts.append(action_positions(self.action_steps, offset, fps, cfg.base_fps))
         return torch.cat(parts, dim=1)
-
-
-def sound_latent_count(num_frames: int, fps: float, sample_rate: int = 48000, hop: int = 1920) -> int:
-    """Sound latents covering the video: ceil(samples / hop) with samples = int(frames / fps * rate)."""
-    samples = int(num_frames / fps * sample_rate)
-    return math.ceil(samples / hop)
 
 
 def branch_inputs(tokenizer, cfg: Cosmos3Config, text: str, *, is_image: bool,
