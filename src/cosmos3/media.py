@@ -16,7 +16,7 @@ import math
 import numbers
 import os
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
@@ -258,14 +258,23 @@ def _rotation_turns(frame: Any) -> int:
     return int(round(angle / 90.0)) % 4
 
 
-def read_video(path: PathLike, max_frames: int | None = None) -> tuple[torch.Tensor, float]:
+def read_video(path: PathLike, max_frames: int | None = None, *, start: float = 0.0,
+               indices: Sequence[int] | None = None) -> tuple[torch.Tensor, float]:
     """Decode a video (MP4 or anything FFmpeg reads) to uint8 RGB frames ``[T, H, W, 3]`` and its fps.
 
     Sizes are kept as they are (odd widths and heights included); display rotation metadata is applied.
-    ``max_frames`` stops decoding early, to bound memory on long inputs.
+    ``max_frames`` stops decoding early, to bound memory on long inputs. ``start`` (seconds) seeks to the frame
+    shown at that time (to within half a frame): episodes concatenated in one file are read this way. ``indices``
+    keeps only those frames (counted from ``start``), so memory holds the sampled frames alone.
     """
     if max_frames is not None and (isinstance(max_frames, bool) or not isinstance(max_frames, int) or max_frames < 1):
         raise ValueError(f"max_frames must be a positive integer or None, got {max_frames!r}")
+    if not (isinstance(start, numbers.Real) and math.isfinite(start) and start >= 0):
+        raise ValueError(f"start must be a finite number of seconds >= 0, got {start!r}")
+    wanted = sorted({int(i) for i in indices}) if indices is not None else None
+    if wanted is not None and (not wanted or wanted[0] < 0):
+        raise ValueError(f"indices must be non-empty and >= 0, got {indices!r}")
+    keep = set(wanted or ())
     frames: list[np.ndarray] = []
     times: list[float] = []
     with _open_input(path) as (p, container):
@@ -275,8 +284,19 @@ def read_video(path: PathLike, max_frames: int | None = None) -> tuple[torch.Ten
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         fps = _rate_of(stream)
+        half_frame = 0.5 / (fps or 30.0)
+        if start > half_frame and stream.time_base is not None:
+            container.seek(int((start - half_frame) / stream.time_base), stream=stream, backward=True)
         size: tuple[int, int] | None = None
+        index = -1
         for frame in container.decode(stream):
+            if start and frame.time is not None and frame.time < start - half_frame:
+                continue  # the seek lands on the key frame before `start`
+            index += 1
+            if wanted is not None and index not in keep:
+                if index > wanted[-1]:
+                    break
+                continue
             # A stream may change resolution mid-way; scale later frames to the first one so they stack.
             if size is None:
                 size = (frame.width, frame.height)
@@ -294,6 +314,8 @@ def read_video(path: PathLike, max_frames: int | None = None) -> tuple[torch.Ten
             if frame.time is not None:
                 times.append(float(frame.time))
             if max_frames is not None and len(frames) >= max_frames:
+                break
+            if wanted is not None and index >= wanted[-1]:
                 break
     if not frames:
         raise MediaError(p, "no decodable video frames")

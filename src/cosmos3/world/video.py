@@ -20,6 +20,8 @@ from pathlib import Path
 import av
 import numpy as np
 
+from ..media import MediaError, read_video
+
 CRF = 18  # visually lossless for flat synthetic colors; keeps tracking on decoded video within ~1 px
 PRESET = "veryfast"
 
@@ -95,23 +97,11 @@ def write_mp4(path: str | Path, frames: np.ndarray, fps: int, sound: np.ndarray 
 def read_frames(path: str | Path, start_s: float = 0.0, count: int | None = None) -> np.ndarray:
     """Decode frames [count, H, W, 3] uint8 starting at the frame whose timestamp is start_s (to within half a
     frame). count=None reads to the end of the file."""
-    with av.open(str(path)) as c:
-        vs = c.streams.video[0]
-        fps = float(vs.average_rate) if vs.average_rate else 30.0
-        tol = 0.5 / fps
-        if start_s > tol and vs.time_base is not None:
-            c.seek(int(max(start_s - tol, 0.0) / vs.time_base), stream=vs, backward=True)
-        out = []
-        for frame in c.decode(vs):
-            t = frame.time if frame.time is not None else 0.0
-            if t < start_s - tol:
-                continue
-            out.append(frame.to_ndarray(format="rgb24"))
-            if count is not None and len(out) == count:
-                break
-    if not out:
-        raise ValueError(f"{path}: no frames at {start_s:.3f} s")
-    return np.stack(out)
+    try:
+        frames, _ = read_video(path, max_frames=count, start=start_s)
+    except MediaError as e:
+        raise ValueError(f"{path}: no frames at {start_s:.3f} s ({e})") from None
+    return frames.numpy()
 
 
 def read_sound(path: str | Path, start_s: float = 0.0, duration_s: float | None = None) -> np.ndarray:
