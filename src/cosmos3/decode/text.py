@@ -81,7 +81,9 @@ class TextStream:
         return at is not None
 
     def push(self, token: int) -> str:
-        """A generated (non end-of-turn) token -> the text that is now safe to send."""
+        """A generated (non end-of-turn) token -> the text that is now safe to send (nothing once stopped)."""
+        if self.stopped:
+            return ""
         self.text += self.decoder.push(token)
         if self._cut():
             return self._release(len(self.text))
