@@ -120,3 +120,41 @@ def test_requests_admitted_together_prefill_together_and_a_broken_one_fails_alon
     assert results[1][0] == "error"
     for (kind, out), ref in zip([results[0], results[2], results[3]], alone):
         assert kind == "done" and out.text == ref.text and out.usage == ref.usage
+
+
+def test_a_request_whose_sampling_fails_ends_alone(models):
+    """temperature 1e-300 passes validation but overflows every logit: that request gets its own error while the
+    requests decoding beside it get exactly their answers alone (before, one such request failed the whole step)."""
+    import asyncio
+
+    from cosmos3.sampling import PLAIN, SamplingError
+    from cosmos3.serve.queues.batcher import ChatBatcher, ChatRequest
+
+    reasoner = models[1]
+    questions = [("Describe the scene.", 9), ("Why?", 6)]
+    alone = [reasoner.chat([{"role": "user", "content": q}], max_tokens=n, temperature=0) for q, n in questions]
+
+    async def run():
+        batcher = ChatBatcher(reasoner, max_batch=4, max_model_len=256)
+        reqs = [ChatRequest(reasoner.build_prompt([{"role": "user", "content": q}]),
+                            PLAIN.replace(max_tokens=n, temperature=0.0)) for q, n in questions]
+        reqs.insert(1, ChatRequest(reasoner.build_prompt([{"role": "user", "content": "Hmm?"}]),
+                                   PLAIN.replace(max_tokens=8, temperature=1e-300, seed=1)))
+        for r in reqs:
+            batcher.submit(r)
+        batcher.start()
+        try:
+            results = []
+            for r in reqs:
+                while (event := await asyncio.wait_for(r.events.get(), 60))[0] == "delta":
+                    pass
+                results.append(event)
+            return results
+        finally:
+            batcher.stop()
+
+    results = asyncio.run(run())
+    assert results[1][0] == "error" and isinstance(results[1][1], SamplingError)
+    assert "non-finite" in str(results[1][1])
+    for (kind, out), ref in zip([results[0], results[2]], alone):
+        assert kind == "done" and out.text == ref.text and out.usage == ref.usage
