@@ -78,7 +78,7 @@ def test_chat_errors(server, client, oai, media_dir, tmp_path):
         ({"messages": [{"role": "user", "content": "x"}], "max_tokens": 10_000}, "context_length_exceeded", None),
         ({"messages": [{"role": "user", "content": "x" * 400}]}, "prompt_too_long", "messages"),
         ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {
-            "url": "data:image/png;base64,AAAA"}}]}]}, "invalid_value", None),
+            "url": "data:image/png;base64,AAAA"}}]}]}, "invalid_media", "messages[0].content[0]"),
         ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {
             "url": "https://example.com/a.png"}}]}]}, "remote_media_disabled", None),
         ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {

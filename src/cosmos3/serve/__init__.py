@@ -43,8 +43,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-prompt-tokens", type=int, default=d.max_prompt_tokens)
     p.add_argument("--max-upload-bytes", type=int, default=d.max_upload_bytes)
     p.add_argument("--max-pixels", type=int, default=d.max_pixels, help="output width x height")
+    p.add_argument("--max-input-pixels", type=int, default=d.max_input_pixels,
+                   help="one input image or video frame (chat and generation), checked from its header before "
+                        "decoding (413 beyond)")
     p.add_argument("--max-frames", type=int, default=d.max_frames)
     p.add_argument("--max-steps", type=int, default=d.max_steps, help="num_inference_steps")
+    p.add_argument("--max-job-seconds", type=float, default=d.max_job_seconds,
+                   help="refuse (400) a generation request whose estimated compute on this device is longer; the "
+                        "estimate comes from two short timed runs of the checkpoint on the first request")
     p.add_argument("--log-level", default="info")
     return p
 
@@ -63,8 +69,9 @@ def serve_main(argv: list[str]) -> int:
             allowed_local_media_paths=args.allowed_local_media_path, allow_remote_media=args.allow_remote_media,
             device=args.device, max_queue=args.max_queue, generation_workers=args.generation_workers,
             max_batch=args.max_batch, max_model_len=args.max_model_len, max_prompt_tokens=args.max_prompt_tokens,
-            max_upload_bytes=args.max_upload_bytes, max_pixels=args.max_pixels, max_frames=args.max_frames,
-            max_steps=args.max_steps)
+            max_upload_bytes=args.max_upload_bytes, max_pixels=args.max_pixels,
+            max_input_pixels=args.max_input_pixels, max_frames=args.max_frames,
+            max_steps=args.max_steps, max_job_seconds=args.max_job_seconds)
         logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         app = create_app(config)
     except (ValueError, OSError) as e:

@@ -29,6 +29,9 @@ def prepare_chat(state, body: ChatCompletionRequest):
     state.check_model(body.model)
     if state.reasoner is None:
         raise APIError(400, "this checkpoint has no reasoner", code="unsupported")
+    chars = sum(len(m.content) if isinstance(m.content, str) else
+                sum(len(part.text) for part in m.content if part.type == "text") for m in body.messages)
+    state.check_prompt_chars(chars, "messages")  # before any tokenizing: an 8 MB prompt is refused at once
     messages = []
     for i, m in enumerate(body.messages):
         if isinstance(m.content, str):
@@ -44,7 +47,9 @@ def prepare_chat(state, body: ChatCompletionRequest):
             else:
                 kind = part.type[:-4]  # image / video
                 url = getattr(part, part.type).url
-                parts.append({"type": part.type, part.type: {"url": state.policy.resolve_url(url, where, kind)}})
+                resolved = state.policy.resolve_url(url, where, kind)
+                state.policy.check_chat_media(resolved, where, kind)  # kind and pixels, before any decoding
+                parts.append({"type": part.type, part.type: {"url": resolved}})
         messages.append({"role": m.role, "content": parts})
     think = bool(body.chat_template_kwargs and body.chat_template_kwargs.enable_thinking)
     video = body.media_io_kwargs.video if body.media_io_kwargs and body.media_io_kwargs.video else None

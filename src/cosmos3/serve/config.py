@@ -32,6 +32,7 @@ class ServerConfig:
     max_frames: int = 300  # output frames; input video frames too
     max_images: int = 4  # n of /v1/images/generations
     max_steps: int = 200  # num_inference_steps
+    max_job_seconds: float | None = None  # estimated compute of one generation job, this device (None: no limit)
     max_remote_bytes: int = 32 * 1024 * 1024
     remote_timeout_s: float = 20.0
 
@@ -39,6 +40,7 @@ class ServerConfig:
         self.storage = Path(self.storage)
         self.allowed_local_media_paths = [Path(p) for p in self.allowed_local_media_paths]
         for name in ("max_queue", "generation_workers", "max_batch", "max_model_len", "max_prompt_tokens",
-                     "max_upload_bytes", "max_pixels", "max_frames", "max_images", "max_steps", "default_max_tokens"):
+                     "max_upload_bytes", "max_pixels", "max_input_pixels", "max_frames", "max_images", "max_steps",
+                     "default_max_tokens"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)!r}")

@@ -1,7 +1,9 @@
 """Errors in the OpenAI shape: every failed request answers `{"error": {"message", "type", "param", "code"}}`.
 
 Handlers are installed for our own `APIError`, FastAPI's request validation errors (bad JSON, wrong types, unknown
-fields: all 400), Starlette's HTTP errors (404, 405, ...) and anything unexpected (500, logged, the server goes on).
+fields: all 400) and Starlette's HTTP errors (404, 405 with the path's real `Allow`, ...). Anything unexpected is
+answered by `CatchAll`, an ASGI middleware: a logged JSON 500 after which the connection stays usable (Starlette's
+own handler for `Exception` answers and then re-raises, so uvicorn drops the keep-alive connection).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 log = logging.getLogger("cosmos3.serve")
 
@@ -25,12 +28,27 @@ _CODES = {400: "invalid_value", 401: "invalid_api_key", 404: "not_found", 405: "
           500: "internal_error"}
 
 
+def short(value, limit: int = 80) -> str:
+    """repr() of a client-given value for an error message, cut to `limit` characters (a 100,000-character path is
+    not echoed back whole)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}...' ({len(str(value))} characters)"
+
+
+def _printable(text: str | None) -> str | None:
+    # lone surrogates cannot be encoded to UTF-8: escape them so the error body always renders
+    return text.encode("utf-8", "backslashreplace").decode("utf-8") if isinstance(text, str) else text
+
+
 class APIError(Exception):
     """An error answered to the client with `status` and the OpenAI error body."""
 
     def __init__(self, status: int, message: str, *, param: str | None = None, code: str | None = None,
                  type: str | None = None, headers: dict[str, str] | None = None):
         super().__init__(message)
+        message, param = _printable(message), _printable(param)
+        if isinstance(param, str) and len(param) > 200:
+            param = param[:200]
         self.status, self.message, self.param = status, message, param
         self.code = code or _CODES.get(status)
         self.type = type or _TYPES.get(status, "invalid_request_error")
@@ -55,27 +73,49 @@ def from_value_error(exc: ValueError, default_param: str | None = None) -> APIEr
 
 
 def _loc_to_param(loc: tuple) -> str | None:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    # drop the request part ("body", "query", ...) and pydantic's union-member tags ("str", "list[...]",
+    # "function-after[...]"), so the param is the field's own path, e.g. "messages.0.content"
+    parts: list[str] = []
+    for p in loc:
+        if p in ("body", "query", "path", "header", "form") or (isinstance(p, str) and (p in _TYPE_TAGS or "[" in p)):
+            continue
+        if not parts or parts[-1] != str(p):  # a discriminated union repeats its tag: image_url.image_url
+            parts.append(str(p))
     return ".".join(parts) or None
 
 
+_TYPE_TAGS = {"str", "int", "float", "bool", "list", "dict", "none", "bytes", "literal"}
+
+
+def pick_error(errors: list[dict]) -> dict:
+    """The most telling of pydantic's errors: for a union (text or a list of parts) the member that failed on the
+    value itself rather than on its type."""
+    for err in errors:
+        if not str(err.get("type", "")).endswith("_type"):
+            return err
+    return errors[0] if errors else {}
+
+
+def error_message(err: dict, param: str | None) -> str:
+    message = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
+    return f"{param}: {message}" if param else message
+
+
 def _validation_response(exc: RequestValidationError) -> JSONResponse:
-    errors = exc.errors()
-    first = errors[0] if errors else {}
+    errors = list(exc.errors())
+    first = pick_error(errors)
     kind = first.get("type", "")
     param = _loc_to_param(tuple(first.get("loc", ())))
     if kind == "json_invalid":
         return APIError(400, f"request body is not valid JSON: {first.get('ctx', {}).get('error', '')}".rstrip(": "),
                         code="invalid_json").response()
     if kind == "extra_forbidden":
-        return APIError(400, f"unknown or unsupported field {param!r}", param=param,
+        return APIError(400, f"unknown or unsupported field {short(param)}", param=param,
                         code="unknown_field").response()
     if kind == "missing":
-        return APIError(400, f"missing required field {param!r}", param=param, code="missing_field").response()
-    message = first.get("msg", "invalid request")
-    if param:
-        message = f"{param}: {message}"
-    return APIError(400, message, param=param, code="invalid_value").response()
+        return APIError(400, f"missing required field {short(param)}", param=param,
+                        code="missing_field").response()
+    return APIError(400, error_message(first, param), param=param, code="invalid_value").response()
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -90,13 +130,50 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException):
         message = exc.detail if isinstance(exc.detail, str) else "request failed"
+        headers = dict(exc.headers or {})
+        if message == "There was an error parsing the body":  # FastAPI's words for JSON it could not load
+            message = "the request body could not be parsed as JSON (malformed, or nested too deeply)"
         if exc.status_code == 404 and message == "Not Found":
-            message = f"no route {request.method} {request.url.path}"
+            message = f"no route {request.method} {short(request.url.path)}"
+        if exc.status_code == 405:
+            allowed = allowed_methods(request.app, request.scope)
+            headers["Allow"] = ", ".join(allowed)
+            message = f"{request.method} is not allowed on {short(request.url.path)}; allowed: {', '.join(allowed)}"
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
-        return APIError(exc.status_code, message, code=code, headers=dict(exc.headers or {})).response()
+        return APIError(exc.status_code, message, code=code, headers=headers).response()
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception):
-        log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return APIError(500, f"internal error ({type(exc).__name__}); the server keeps running",
-                        code="internal_error").response()
+
+def allowed_methods(app, scope) -> list[str]:
+    """Every method some route answers on this path (Starlette's 405 names only the first matching route's)."""
+    return [method for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+            if any(route.matches({**scope, "method": method})[0] == Match.FULL for route in app.router.routes)]
+
+
+class CatchAll:
+    """Outermost ASGI middleware: an exception that escaped every handler is logged and answered as a JSON 500, and
+    the connection stays open for the next request. (If the response had already started, nothing valid can be
+    sent: the exception goes on to the server, which closes that connection.)"""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = False
+
+        async def tracking_send(message):
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            log.exception("unexpected error on %s %s", scope.get("method"), scope.get("path"))
+            if started:
+                raise
+            error = APIError(500, f"internal error ({type(exc).__name__}); the server keeps running",
+                             code="internal_error")
+            await error.response()(scope, receive, send)

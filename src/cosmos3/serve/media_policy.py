@@ -11,12 +11,13 @@ import re
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from ..media import MediaError, probe_video
-from .errors import APIError
+from .errors import APIError, short
 
 _SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
+MAX_PATH_CHARS = 4096  # PATH_MAX; each path component at most NAME_MAX (255) bytes
 
 
 class Guardrail:
@@ -51,15 +52,27 @@ class MediaPolicy:
     def local_path(self, value: str, param: str) -> Path:
         """A local path (or file:// URL) -> its real path, if that lies under an allowed root and is a file."""
         raw = value[len("file://"):] if value.startswith("file://") else value
+        if "\x00" in raw:
+            raise APIError(400, f"{param}: the path contains a NUL byte", param=param, code="invalid_path")
+        if len(raw) > MAX_PATH_CHARS or any(len(part.encode("utf-8", "surrogateescape")) > 255
+                                            for part in raw.split("/")):
+            raise APIError(400, f"{param}: path of {len(raw)} characters is too long (at most {MAX_PATH_CHARS}, "
+                                "255 bytes per component)", param=param, code="invalid_path")
         if not self.roots:
             raise APIError(403, "local media paths are disabled on this server (start it with "
                                 "--allowed-local-media-path DIR)", param=param, code="path_not_allowed")
-        real = Path(os.path.realpath(raw))
-        if not any(real == root or root in real.parents for root in self.roots):
-            raise APIError(403, f"{value!r} is outside the allowed media paths", param=param,
+        try:
+            real = Path(os.path.realpath(raw))
+            inside = any(real == root or root in real.parents for root in self.roots)
+            is_file = inside and real.is_file()
+        except (OSError, ValueError) as e:
+            raise APIError(400, f"{param}: unusable path ({type(e).__name__}: {e.strerror if isinstance(e, OSError) else e})",
+                           param=param, code="invalid_path") from None
+        if not inside:
+            raise APIError(403, f"{short(value)} is outside the allowed media paths", param=param,
                            code="path_not_allowed")
-        if not real.is_file():
-            raise APIError(400, f"{value!r}: no such file", param=param, code="file_not_found")
+        if not is_file:
+            raise APIError(400, f"{short(value)}: no such file", param=param, code="file_not_found")
         return real
 
     # -------------------------------------------------------------------------------------------- remote
@@ -74,17 +87,17 @@ class MediaPolicy:
         try:
             with httpx.stream("GET", url, timeout=self.remote_timeout_s, follow_redirects=True) as r:
                 if r.status_code != 200:
-                    raise APIError(400, f"fetching {url!r} answered HTTP {r.status_code}", param=param,
+                    raise APIError(400, f"fetching {short(url)} answered HTTP {r.status_code}", param=param,
                                    code="remote_media_error")
                 data = bytearray()
                 for chunk in r.iter_bytes():
                     data += chunk
                     if len(data) > self.max_remote_bytes:
-                        raise APIError(413, f"{url!r} is larger than {self.max_remote_bytes} bytes", param=param,
+                        raise APIError(413, f"{short(url)} is larger than {self.max_remote_bytes} bytes", param=param,
                                        code="media_too_large")
                 return bytes(data)
         except httpx.HTTPError as e:
-            raise APIError(400, f"fetching {url!r} failed: {e}", param=param, code="remote_media_error") from None
+            raise APIError(400, f"fetching {short(url)} failed: {e}", param=param, code="remote_media_error") from None
 
     def resolve_url(self, url: str, param: str, kind: str) -> str:
         """A chat media URL -> what the reasoner may read: data URIs as they are, allowed local files as real
@@ -102,34 +115,107 @@ class MediaPolicy:
 
     # -------------------------------------------------------------------------------------------- inputs
 
-    def check_image(self, data: bytes | Path, param: str) -> None:
-        """An image upload: decodable, and not more pixels than allowed (checked from the header first)."""
+    def image_size(self, data: bytes | Path, param: str) -> tuple[int, int]:
+        """(width, height) declared by an image's header, refused above max_input_pixels. Nothing is decoded."""
         try:
             with Image.open(io.BytesIO(data) if isinstance(data, bytes) else data) as im:
                 w, h = im.size
-                if w * h > self.max_input_pixels:
-                    raise APIError(400, f"image of {w}x{h} pixels is above the limit of {self.max_input_pixels}",
-                                   param=param, code="too_many_pixels")
+        except UnidentifiedImageError:
+            raise APIError(400, f"{param}: not a readable image (not PNG, JPEG or WEBP data)", param=param,
+                           code="invalid_media") from None
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+            raise APIError(400, f"{param}: not a readable image ({e})", param=param, code="invalid_media") from None
+        self._check_pixels(w, h, "image", param)
+        return w, h
+
+    def _check_pixels(self, w: int, h: int, what: str, param: str) -> None:
+        if w * h > self.max_input_pixels:
+            raise APIError(413, f"{param}: {what} of {w}x{h} = {w * h} pixels is above this server's limit of "
+                                f"{self.max_input_pixels} (--max-input-pixels)", param=param, code="too_many_pixels")
+        if w < 1 or h < 1:
+            raise APIError(400, f"{param}: {what} of {w}x{h} pixels is empty", param=param, code="invalid_media")
+
+    def check_image(self, data: bytes | Path, param: str) -> None:
+        """An image upload: not more pixels than allowed (from the header, before decoding), then decodable."""
+        self.image_size(data, param)
+        try:
+            with Image.open(io.BytesIO(data) if isinstance(data, bytes) else data) as im:
                 im.load()
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+            raise APIError(400, f"{param}: not a readable image ({e})", param=param, code="invalid_media") from None
+
+    def video_size(self, path: Path, param: str) -> tuple[int, int]:
+        """(width, height) of a video's first stream from the container and codec headers, refused above
+        max_input_pixels. Nothing is decoded."""
+        import av
+
+        try:
+            with av.open(str(path)) as container:
+                if not container.streams.video:
+                    raise APIError(400, f"{param}: no video stream", param=param, code="invalid_media")
+                ctx = container.streams.video[0].codec_context
+                w, h = int(ctx.width or 0), int(ctx.height or 0)
         except APIError:
             raise
-        except (OSError, ValueError, Image.DecompressionBombError) as e:
-            raise APIError(400, f"not a readable image ({e})", param=param, code="invalid_media") from None
+        except (av.FFmpegError, OSError, ValueError, UnicodeDecodeError) as e:
+            raise APIError(400, f"{param}: not a readable video ({str(e).splitlines()[0] if str(e) else e})",
+                           param=param, code="invalid_media") from None
+        self._check_pixels(w, h, "video frame", param)
+        return w, h
 
     def check_video(self, path: Path, param: str) -> dict:
+        self.video_size(path, param)  # before probe_video decodes its first frame
         try:
             info = probe_video(path)
         except (MediaError, ValueError, OSError) as e:
-            raise APIError(400, f"not a readable video ({str(e).splitlines()[0]})", param=param,
+            raise APIError(400, f"{param}: not a readable video ({str(e).splitlines()[0]})", param=param,
                            code="invalid_media") from None
         w, h, n = info.get("width") or 0, info.get("height") or 0, info.get("frames") or 0
-        if w * h > self.max_input_pixels:
-            raise APIError(400, f"video of {w}x{h} pixels is above the limit of {self.max_input_pixels}",
-                           param=param, code="too_many_pixels")
+        self._check_pixels(w, h, "video frame", param)
         if n > self.max_frames * 8:  # only the first / last few frames are used; refuse absurdly long inputs
             raise APIError(400, f"video of {n} frames is above the limit of {self.max_frames * 8}", param=param,
                            code="too_many_frames")
         return info
+
+    def check_chat_media(self, url: str, param: str, kind: str) -> None:
+        """A resolved chat media URL (data URI or allowed real path): its kind matches the part (`image_url` /
+        `video_url`) and its declared size is within max_input_pixels, all before the reasoner decodes it."""
+        if url.startswith("data:"):
+            head, _, payload = url.partition(",")
+            if not _ or ";base64" not in head:
+                raise APIError(400, f"{param}: malformed data URI (expected data:<mime>;base64,<payload>)",
+                               param=param, code="invalid_media")
+            try:
+                data = base64.b64decode(payload, validate=True)
+            except (ValueError, TypeError):
+                raise APIError(400, f"{param}: data URI payload is not valid base64", param=param,
+                               code="invalid_media") from None
+            if not data:
+                raise APIError(400, f"{param}: empty data URI", param=param, code="invalid_media")
+            head_bytes = data[:16]
+        else:
+            with open(url, "rb") as f:
+                head_bytes = f.read(16)
+            data = Path(url)
+        found = sniff_kind(head_bytes)
+        if kind == "image":
+            if found == "video":
+                raise APIError(400, f"{param}: image_url holds a video; send it as a video_url part", param=param,
+                               code="invalid_media")
+            self.image_size(data, param)
+            return
+        if found == "image":
+            raise APIError(400, f"{param}: video_url holds an image; send it as an image_url part", param=param,
+                           code="invalid_media")
+        if isinstance(data, Path):
+            self.video_size(data, param)
+            return
+        import tempfile
+
+        with tempfile.NamedTemporaryFile(suffix=".mp4") as tmp:
+            tmp.write(data)
+            tmp.flush()
+            self.video_size(Path(tmp.name), param)
 
 
 def sniff_kind(head: bytes) -> str | None:

@@ -6,11 +6,36 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
-from .errors import APIError
+from .errors import APIError, _loc_to_param, error_message, pick_error, short
 
-STRICT = ConfigDict(extra="forbid")
+# inf / nan are refused in every number (JSON bodies may spell them Infinity / NaN, forms "inf").
+STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+MAX_SEED = 2**63 - 1
+MAX_JSON_DEPTH = 32  # extra_params nesting (the deepest real field, action, is 2 levels)
+
+
+def _valid_unicode(value: str) -> str:
+    """Text must be encodable: a lone UTF-16 surrogate (JSON "\\ud800") would fail later, deep in the tokenizer."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(f"lone UTF-16 surrogate {value[e.start]!r} at position {e.start}; text must be valid "
+                         "Unicode") from None
+    return value
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("contains a NUL byte")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_valid_unicode)]
+# a media URL: a data URI (any length, bounded by the body limit) or a path / URL; checked again by MediaPolicy
+URLText = Annotated[str, AfterValidator(_valid_unicode), AfterValidator(_no_nul)]
 
 
 # ------------------------------------------------------------------------------------------------ chat
@@ -19,12 +44,12 @@ STRICT = ConfigDict(extra="forbid")
 class TextPart(BaseModel):
     model_config = STRICT
     type: Literal["text"]
-    text: str
+    text: Text
 
 
 class MediaURL(BaseModel):
     model_config = STRICT
-    url: str = Field(min_length=1)
+    url: URLText = Field(min_length=1, examples=["data:image/png;base64,iVBORw0KGgo..."])
     detail: Literal["auto"] | None = None  # OpenAI's field; only the default behaviour exists here
 
 
@@ -46,7 +71,7 @@ ContentPart = Annotated[Union[TextPart, ImagePart, VideoPart], Field(discriminat
 class ChatMessage(BaseModel):
     model_config = STRICT
     role: Literal["system", "user", "assistant"]
-    content: str | list[ContentPart]
+    content: Text | list[ContentPart]
 
 
 class StreamOptions(BaseModel):
@@ -72,7 +97,7 @@ class ChatTemplateKwargs(BaseModel):
 
 class ChatCompletionRequest(BaseModel):
     model_config = STRICT
-    model: str | None = None
+    model: Text | None = None
     messages: list[ChatMessage] = Field(min_length=1)
     stream: bool = False
     stream_options: StreamOptions | None = None
@@ -84,8 +109,8 @@ class ChatCompletionRequest(BaseModel):
     presence_penalty: float | None = None
     repetition_penalty: float | None = None
     frequency_penalty: float | None = None  # accepted only as 0 (no such penalty in the sampler)
-    seed: int | None = Field(default=None, ge=0, lt=2**63)
-    stop: str | list[str] | None = None
+    seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
+    stop: Text | list[Text] | None = None
     n: int = 1
     ignore_eos: bool = False  # vLLM's extension: decode max_tokens tokens whatever the model says (benchmarks)
     logprobs: bool | None = None
@@ -112,7 +137,7 @@ class ChatCompletionRequest(BaseModel):
 _STEPS = dict(ge=1, le=1000)
 _GUIDANCE = dict(ge=0.0, le=20.0)
 _SHIFT = dict(gt=0.0, le=100.0)
-_SEED = dict(ge=0, lt=2**63)
+_SEED = dict(ge=0, le=MAX_SEED)
 
 
 class ImageExtraArgs(BaseModel):
@@ -124,10 +149,10 @@ class ImageExtraArgs(BaseModel):
 
 class ImageGenerationRequest(BaseModel):
     model_config = STRICT
-    model: str | None = None
-    prompt: str
-    negative_prompt: str | None = None
-    size: str | None = None
+    model: Text | None = None
+    prompt: Text
+    negative_prompt: Text | None = None
+    size: Text | None = Field(default=None, examples=["256x256"])
     n: int = Field(default=1, ge=1)
     num_inference_steps: int | None = Field(default=None, **_STEPS)
     guidance_scale: float | None = Field(default=None, **_GUIDANCE)
@@ -137,17 +162,25 @@ class ImageGenerationRequest(BaseModel):
     output_format: Literal["png", "jpeg"] = "png"
     extra_args: ImageExtraArgs | None = None
 
+    @field_validator("seed")
+    @classmethod
+    def _seeds_fit(cls, value: int | None, info: ValidationInfo) -> int | None:
+        n = info.data.get("n", 1)  # image i gets seed + i: every one of them must be a valid seed
+        if value is not None and isinstance(n, int) and value + n - 1 > MAX_SEED:
+            raise ValueError(f"seed + n - 1 = {value + n - 1} is above {MAX_SEED} (image i gets seed + i)")
+        return value
+
 
 class ExtraParams(BaseModel):
     """The `extra_params` JSON of the video endpoints (vLLM-Omni's names)."""
 
     model_config = STRICT
     action_mode: Literal["policy", "forward_dynamics", "inverse_dynamics"] | None = None
-    domain_name: str | None = None
+    domain_name: Text | None = None
     raw_action_dim: int | None = Field(default=None, ge=1, le=64)
     action_chunk_size: int | None = Field(default=None, ge=1, le=300)
     action: list[list[float]] | None = None
-    action_path: str | None = None
+    action_path: URLText | None = None
     condition_frame_indexes_vision: list[int] | None = None
     condition_video_keep: Literal["first", "last"] | None = None
     use_resolution_template: bool | None = None
@@ -160,13 +193,13 @@ class VideoRequest(BaseModel):
     """The form fields of POST /v1/videos and /v1/videos/sync (input_reference is handled as a file)."""
 
     model_config = STRICT
-    model: str | None = None
-    prompt: str = ""
-    negative_prompt: str | None = None
-    size: str | None = None
+    model: Text | None = None
+    prompt: Text = ""
+    negative_prompt: Text | None = None
+    size: Text | None = Field(default=None, examples=["256x256"])
     seconds: float | None = Field(default=None, gt=0, le=60)
     num_frames: int | None = Field(default=None, ge=1)
-    fps: float | None = Field(default=None, gt=0)
+    fps: float | None = Field(default=None, gt=0, le=120)
     num_inference_steps: int | None = Field(default=None, **_STEPS)
     guidance_scale: float | None = Field(default=None, **_GUIDANCE)
     flow_shift: float | None = Field(default=None, **_SHIFT)
@@ -185,9 +218,26 @@ class VideoRequest(BaseModel):
                 value = json.loads(value)
             except json.JSONDecodeError as e:
                 raise ValueError(f"not valid JSON ({e.msg} at position {e.pos})") from None
+            except RecursionError:
+                raise ValueError(f"JSON nested too deeply (at most {MAX_JSON_DEPTH} levels)") from None
             if not isinstance(value, dict):
                 raise ValueError("expected a JSON object")
+        if _depth(value) > MAX_JSON_DEPTH:
+            raise ValueError(f"JSON nested too deeply (at most {MAX_JSON_DEPTH} levels)")
         return value
+
+
+def _depth(value: Any, limit: int = MAX_JSON_DEPTH) -> int:
+    """Nesting depth of lists / dicts, counted without recursion and stopping past `limit`."""
+    stack, deepest = [(value, 1)], 0
+    while stack:
+        item, d = stack.pop()
+        if isinstance(item, (list, dict)):
+            deepest = max(deepest, d)
+            if deepest > limit:
+                return deepest
+            stack.extend((v, d + 1) for v in (item.values() if isinstance(item, dict) else item))
+    return deepest
 
 
 def parse_model(model: type[BaseModel], data: dict) -> BaseModel:
@@ -195,12 +245,11 @@ def parse_model(model: type[BaseModel], data: dict) -> BaseModel:
     try:
         return model.model_validate(data)
     except ValidationError as e:
-        first = e.errors()[0]
-        param = ".".join(str(p) for p in first.get("loc", ())) or None
+        first = pick_error(list(e.errors()))
+        param = _loc_to_param(tuple(first.get("loc", ())))
         if first.get("type") == "extra_forbidden":
-            raise APIError(400, f"unknown or unsupported field {param!r}", param=param, code="unknown_field")
-        message = first.get("msg", "invalid value")
-        raise APIError(400, f"{param}: {message}" if param else message, param=param, code="invalid_value")
+            raise APIError(400, f"unknown or unsupported field {short(param)}", param=param, code="unknown_field")
+        raise APIError(400, error_message(first, param), param=param, code="invalid_value")
 
 
 def parse_size(size: str | None, param: str = "size") -> tuple[int | None, int | None]:
@@ -208,6 +257,7 @@ def parse_size(size: str | None, param: str = "size") -> tuple[int | None, int |
     if size is None:
         return None, None
     parts = size.lower().replace("*", "x").split("x")
-    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
-        raise APIError(400, f"size={size!r}: expected 'WIDTHxHEIGHT', e.g. '832x480'", param=param)
+    if len(parts) != 2 or not all(p.strip().isascii() and p.strip().isdigit() and len(p.strip()) <= 6
+                                  for p in parts):
+        raise APIError(400, f"size={short(size)}: expected 'WIDTHxHEIGHT', e.g. '832x480'", param=param)
     return int(parts[0]), int(parts[1])
