@@ -21,6 +21,7 @@ from PIL import Image
 
 from .actions import ACTION_DIM, Embodiment, VIEWPOINT_SENTENCES, get_embodiment, load_actions, pad_actions
 from .media import read_image, video_frames
+from .sequence import prompt_text
 
 MODES = ("forward_dynamics", "inverse_dynamics", "policy")
 ACTION_DEFAULTS = (30, 1.0, 10.0)  # steps, guidance, flow shift (DESIGN 2.6)
@@ -102,26 +103,29 @@ def build_canvas(image, video, num_frames: int, tier: int) -> Canvas:
     return Canvas(pixels.permute(1, 0, 2, 3)[None], target_h, target_w, content_h, content_w)
 
 
-def action_caption(instruction: str, embodiment: Embodiment, num_frames: int, fps: float, height: int,
-                   width: int) -> str:
-    """The structured JSON caption the action models were trained on."""
-    seconds = num_frames / fps
-    minutes, rest = divmod(round(seconds), 60)
+def action_instruction(instruction: str, viewpoint: str | None, num_frames: int, fps: float) -> str:
+    """The instruction part of the action caption (a JSON object): the camera framing sentence and the instruction
+    as one action spanning the clip. Training items carry this; `action_caption` adds the clip's metadata."""
     text = instruction.strip()
     if text and not text.endswith((".", "!", "?")):
         text += "."
+    minutes, rest = divmod(round(num_frames / fps), 60)
     caption: dict = {}
-    framing = VIEWPOINT_SENTENCES.get(embodiment.viewpoint)
+    framing = VIEWPOINT_SENTENCES.get(viewpoint) if viewpoint is not None else None
     if framing:
         caption["cinematography"] = {"framing": framing}
-    ratio = width / height
     caption["actions"] = [{"time": f"0:00-{minutes}:{rest:02d}", "description": text}]
-    caption["duration"] = f"{int(seconds)}s"
-    caption["fps"] = float(fps)
-    caption["resolution"] = {"H": int(height), "W": int(width)}
-    caption["aspect_ratio"] = min(("1,1", "4,3", "3,4", "16,9", "9,16"),
-                                  key=lambda r: abs(int(r.split(",")[0]) / int(r.split(",")[1]) - ratio))
     return json.dumps(caption)
+
+
+def action_caption(instruction: str, embodiment: Embodiment | str, num_frames: int, fps: float, height: int,
+                   width: int) -> str:
+    """The structured JSON caption the action models were trained on: `action_instruction` plus duration, fps,
+    resolution and aspect ratio as the prompt templates write them (`sequence.prompt_text`), the one rule that
+    training (train/batch.py) applies to the same instruction, so both read byte-identical prompts."""
+    emb = get_embodiment(embodiment) if isinstance(embodiment, str) else embodiment
+    return prompt_text(action_instruction(instruction, emb.viewpoint, num_frames, fps), num_frames=num_frames,
+                       fps=fps, height=height, width=width)
 
 
 @dataclass

@@ -24,11 +24,14 @@ import torch
 from PIL import Image
 
 from . import spec
+from .action_modes import ACTION_DEFAULTS, chunk_actions
 from .actions import ACTION_STATS_FILE, ActionStats, denormalize, get_embodiment, load_stats_file, normalize
 from .checkpoint import CheckpointError, default_dtype, load_transformer, resolve_checkpoint
-from .diffusion import Latents, encode_branches, load_scheduler_config, make_scheduler, sample, set_schedule, with_noise
+from .diffusion import (SAMPLERS, Latents, encode_branches, load_scheduler_config, make_scheduler, sample, set_schedule,
+                        with_noise)
 from .media import read_image, video_frames, write_image, write_video
 from .model import Cosmos3Omni
+from .model.heads import patch_grid
 from .sequence import GenLayout, branch_inputs, prompt_text
 from .vae import SoundCodec, VideoVAE
 
@@ -131,19 +134,151 @@ def video_to_pixels(video, height: int, width: int, keep: int, which: str) -> to
     return pixels
 
 
+# ------------------------------------------------------------------------------------------------ requests
+
+DEFAULTS_FILE = "cosmos3_defaults.json"  # a checkpoint's native settings (older folders: model_index.json's key)
+VIDEO_MODES = ("t2i", "t2v", "i2v", "v2v")
+ACTION_MODES = ("forward_dynamics", "inverse_dynamics", "policy")
+
+
+def read_native_defaults(root: str | os.PathLike) -> dict:
+    """A checkpoint folder's native settings: cosmos3_defaults.json, else the "cosmos3_defaults" key that older
+    folders kept in model_index.json (diffusers warns about unknown keys there), else {}."""
+    root = Path(root)
+    for path, key in ((root / DEFAULTS_FILE, None), (root / "model_index.json", "cosmos3_defaults")):
+        if path.is_file():
+            try:
+                data = json.loads(path.read_text())
+            except json.JSONDecodeError as e:
+                raise CheckpointError(f"{path}: not valid JSON ({e.msg})") from None
+            data = data.get(key) if key else data
+            if data:
+                if not isinstance(data, dict):
+                    raise CheckpointError(f"{path}: native settings must be a JSON object")
+                return dict(data)
+    return {}
+
+
+def describe_defaults(defaults: dict) -> str:
+    """One line: what a request that leaves everything out gets from these native settings."""
+    d = {**_RELEASE_DEFAULTS, **defaults}
+    return (f"{d['resolution']} {d['aspect_ratio']}, {d['num_frames']} frames, {d['fps']:g} fps, "
+            f"{d['num_inference_steps']} steps, guidance {d['guidance_scale']:g}, flow shift {d['flow_shift']:g}; "
+            f"images {d['image_num_inference_steps']} steps, guidance {d['image_guidance_scale']:g}; actions "
+            f"{d['action_num_inference_steps']} steps, guidance {d['action_guidance_scale']:g}, chunk "
+            f"{d['action_chunk_size'] or 'the embodiment’s'}")
+
+
+class RequestError(ValueError):
+    """A refused request; `field` names the argument (the server maps it to its parameter)."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+def _number(value, lo: float, hi: float, lo_open: bool = False) -> bool:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        return False
+    return (lo < value if lo_open else lo <= value) and value <= hi
+
+
+@dataclass
+class GenRequest:
+    """One generation request, resolved: every default filled in and every argument checked (`Generator.resolve`).
+    `Generator.run` does the model work; `as_kwargs()` is the same request as explicit `generate` arguments."""
+
+    mode: str  # t2i | t2v | i2v | v2v | forward_dynamics | inverse_dynamics | policy
+    prompt: str
+    negative_prompt: str | None
+    num_frames: int  # output frames (an action chunk: chunk + 1)
+    fps: float
+    steps: int
+    guidance: float
+    shift: float  # 1.0 with fixed sigmas
+    seed: int | None  # None only when a torch.Generator is given
+    generator: torch.Generator | None = None
+    height: int | None = None  # output size; None for action modes (it follows the input's aspect in the canvas)
+    width: int | None = None
+    sigmas: list[float] | None = None
+    image: object = None
+    video: object = None
+    enable_sound: bool = False
+    condition_frame_indexes: tuple[int, ...] | None = None  # v2v: latent frames kept clean
+    condition_video_keep: str = "first"
+    use_resolution_template: bool = True
+    use_duration_template: bool = True
+    use_system_prompt: bool = True
+    guidance_interval: tuple[float, float] | None = None
+    sampler: str | None = None
+    upsample_prompt: bool = False
+    progress: bool = True
+    callback: object = None
+    # action modes
+    tier: int | None = None  # canvas tier (256 / 480 / 704 / 720)
+    action: object = None  # action_modes.ActionRequest
+    actions_arg: object = None  # the actions as given (for as_kwargs)
+    warnings: tuple[str, ...] = ()  # what the checkpoint was not trained for (warned once per Generator)
+
+    @property
+    def is_action(self) -> bool:
+        return self.action is not None
+
+    @property
+    def chunks(self) -> int:
+        """Sampling runs: 1, or the chunks of a long forward-dynamics rollout."""
+        if self.action is None or self.mode != "forward_dynamics":
+            return 1
+        return max(1, math.ceil(self.action.all_actions.shape[0] / self.action.chunk))
+
+    @property
+    def total_frames(self) -> int:
+        return self.num_frames if self.chunks == 1 else self.chunks * (self.num_frames - 1) + 1
+
+    def as_kwargs(self) -> dict:
+        """Explicit `generate` arguments that resolve to this same request (what a server queues)."""
+        kw = dict(prompt=self.prompt, negative_prompt=self.negative_prompt, image=self.image, video=self.video,
+                  fps=self.fps, num_inference_steps=self.steps, guidance_scale=self.guidance,
+                  flow_shift=None if self.sigmas is not None else self.shift, sigmas=self.sigmas,
+                  seed=self.seed, generator=self.generator, use_system_prompt=self.use_system_prompt,
+                  guidance_interval=self.guidance_interval, sampler=self.sampler,
+                  upsample_prompt=self.upsample_prompt)
+        if self.is_action:
+            kw.update(action_mode=self.mode, embodiment=self.action.embodiment.name, actions=self.actions_arg,
+                      action_chunk_size=self.action.chunk, resolution=f"{self.tier}p")
+        else:
+            kw.update(num_frames=self.num_frames, height=self.height, width=self.width,
+                      enable_sound=self.enable_sound, condition_frame_indexes=self.condition_frame_indexes,
+                      condition_video_keep=self.condition_video_keep,
+                      use_resolution_template=self.use_resolution_template,
+                      use_duration_template=self.use_duration_template)
+        return {k: v for k, v in kw.items() if v is not None}
+
+
+@dataclass
+class _Plan:
+    """What one sampling run needs; the modes differ only in how these are built."""
+
+    layout: GenLayout
+    clean: Latents
+    texts: list[str]  # the positive branch's text, then the negative's when guidance != 1
+    is_image: bool
+    raw_action_dim: int | None = None
+    crop: object = None  # action canvases: latents -> the part covering the input
+
+
+# Defaults of a checkpoint without native settings (DESIGN 2.6): the release's.
+_RELEASE_DEFAULTS = dict(resolution=spec.DEFAULT_RESOLUTION, aspect_ratio=spec.DEFAULT_ASPECT_RATIO,
+                         num_frames=spec.DEFAULT_NUM_FRAMES, fps=spec.DEFAULT_FPS,
+                         num_inference_steps=VIDEO_DEFAULTS[0], guidance_scale=VIDEO_DEFAULTS[1],
+                         flow_shift=VIDEO_DEFAULTS[2], image_num_inference_steps=IMAGE_DEFAULTS[0],
+                         image_guidance_scale=IMAGE_DEFAULTS[1], image_flow_shift=IMAGE_DEFAULTS[2],
+                         action_num_inference_steps=ACTION_DEFAULTS[0], action_guidance_scale=ACTION_DEFAULTS[1],
+                         action_flow_shift=ACTION_DEFAULTS[2],
+                         action_chunk_size=None, action_resolution="480p")
+
+
 # ------------------------------------------------------------------------------------------------ generator
-
-
-def native_video_settings(defaults: dict, resolution, aspect_ratio, height, width, num_frames, fps) -> tuple:
-    """Fill what a video / image request leaves out from a checkpoint's native settings -> (resolution, aspect_ratio,
-    num_frames, fps). An exact size keeps its own aspect; an image (1 frame) stays square unless told otherwise."""
-    if height is None and width is None:
-        resolution = defaults.get("resolution") if resolution is None else resolution
-        if num_frames != 1 and aspect_ratio is None:
-            aspect_ratio = defaults.get("aspect_ratio")
-    num_frames = defaults.get("num_frames") if num_frames is None else num_frames
-    fps = defaults.get("fps") if fps is None else fps
-    return resolution, aspect_ratio, num_frames, fps
 
 
 class Generator:
@@ -155,14 +290,14 @@ class Generator:
         # {embodiment name: ActionStats} of a checkpoint trained on normalized actions (action_stats.json): its
         # action modes take and give raw actions, normalized on the way in and denormalized on the way out.
         self.action_stats = {}
-        for name, stats in (action_stats or {}).items():
-            emb = get_embodiment(name)
+        for name_, stats in (action_stats or {}).items():
+            emb = get_embodiment(name_)
             if not isinstance(stats, ActionStats) or stats.dim != emb.raw_dim:
-                raise ValueError(f"action_stats[{name!r}]: expected ActionStats of {emb.raw_dim} dimensions "
+                raise ValueError(f"action_stats[{name_!r}]: expected ActionStats of {emb.raw_dim} dimensions "
                                  f"({emb.name}), got {stats!r:.80}")
             self.action_stats[emb.name] = stats
-        # A checkpoint's native settings (model_index.json "cosmos3_defaults"; pico has them): used in place of the
-        # release's defaults for whatever a call leaves out.
+        # A checkpoint's native settings (cosmos3_defaults.json; pico has them): used in place of the release's
+        # defaults for whatever a call leaves out.
         self.defaults = dict(defaults or {})
         self.scheduler_config = scheduler_config
         self.default_use_system_prompt = default_use_system_prompt
@@ -170,6 +305,7 @@ class Generator:
         self.name = name
         self.path: Path | None = None  # set by from_pretrained; the reasoner for prompt upsampling reads from it
         self._reasoner = None
+        self._warned: set[str] = set()
         if vae.channels != model.config.latent_channel:
             raise CheckpointError(f"vae z_dim {vae.channels} does not match transformer latent_channel "
                                   f"{model.config.latent_channel}")
@@ -205,7 +341,7 @@ class Generator:
         gen = cls(model, vae, tokenizer, load_scheduler_config(root), sound,
                   default_use_system_prompt=index.get("default_use_system_prompt", True),
                   native_flow_schedule=index.get("use_native_flow_schedule", False), name=root.name,
-                  defaults=index.get("cosmos3_defaults"), action_stats=load_stats_file(root / ACTION_STATS_FILE))
+                  defaults=read_native_defaults(root), action_stats=load_stats_file(root / ACTION_STATS_FILE))
         gen.path = root
         return gen
 
@@ -230,43 +366,220 @@ class Generator:
             return prompt
         return json.dumps(structured)
 
-    # -------------------------------------------------------------------------------------------- checks
+    # -------------------------------------------------------------------------------------------- resolve
 
-    def _check(self, prompt, negative_prompt, image, video, steps, guidance, flow_shift, seed, generator,
-               enable_sound, condition_video_keep, settings: spec.Settings) -> None:
+    def _native(self, value, key: str):
+        """An argument as given, else the checkpoint's native setting, else the release's default."""
+        if value is not None:
+            return value
+        return self.defaults.get(key, _RELEASE_DEFAULTS.get(key))
+
+    def resolve(self, prompt: str = "", negative_prompt: str | None = None, image=None, video=None,
+                num_frames: int | None = None, fps: float | None = None, height: int | None = None,
+                width: int | None = None, resolution: str | None = None, aspect_ratio: str | None = None,
+                num_inference_steps: int | None = None, guidance_scale: float | None = None,
+                flow_shift: float | None = None, seed: int | None = None, generator: torch.Generator | None = None,
+                enable_sound: bool = False, action_mode: str | None = None, embodiment: str | None = None,
+                actions=None, action_chunk_size: int | None = None,
+                condition_frame_indexes: list[int] | tuple[int, ...] | None = None,
+                condition_video_keep: str = "first", use_resolution_template: bool = True,
+                use_duration_template: bool = True, use_system_prompt: bool | None = None, progress: bool = True,
+                guidance_interval: tuple[float, float] | None = None, sampler: str | None = None,
+                sigmas: list[float] | None = None, callback=None, upsample_prompt: bool = False) -> GenRequest:
+        """Fill in what a request leaves out (the checkpoint's native settings, the embodiment's) and check
+        everything, with no model work: a bad argument raises ValueError naming it (`.field`). Arguments are those
+        of `generate`."""
         if not isinstance(prompt, str):
-            raise ValueError(f"prompt: expected a string, got {type(prompt).__name__}")
+            raise RequestError("prompt", f"expected a string, got {type(prompt).__name__}")
         if negative_prompt is not None and not isinstance(negative_prompt, str):
-            raise ValueError(f"negative_prompt: expected a string or None, got {type(negative_prompt).__name__}")
+            raise RequestError("negative_prompt", f"expected a string or None, got {type(negative_prompt).__name__}")
+        if upsample_prompt and not prompt.strip():
+            raise RequestError("upsample_prompt", "needs a non-empty prompt to expand")
+        if not prompt.strip() and image is None and video is None and actions is None:
+            raise RequestError("prompt", "empty, with no image, video or actions to condition on: give a prompt "
+                                         "(an unconditional run is not supported)")
         if image is not None and video is not None:
-            raise ValueError("image, video: give one conditioning input, not both")
-        if image is not None and settings.is_image:
-            raise ValueError("image: image conditioning needs a video (num_frames > 1); text-to-image takes none")
-        if video is not None and settings.is_image:
-            raise ValueError("video: video conditioning needs num_frames > 1")
-        if not isinstance(steps, int) or isinstance(steps, bool) or not 1 <= steps <= 1000:
-            raise ValueError(f"num_inference_steps: expected an integer in [1, 1000], got {steps!r}")
-        if not isinstance(guidance, (int, float)) or isinstance(guidance, bool) or not (
-                0.0 <= guidance <= MAX_GUIDANCE):
-            raise ValueError(f"guidance_scale: expected a number in [0, {MAX_GUIDANCE:g}], got {guidance!r}")
-        if guidance > WARN_GUIDANCE:
-            warnings.warn(f"guidance_scale={guidance} is above {WARN_GUIDANCE:g}: expect over-saturated output",
-                          stacklevel=3)
-        if not isinstance(flow_shift, (int, float)) or isinstance(flow_shift, bool) or not (
-                0 < flow_shift <= 100 and math.isfinite(flow_shift)):
-            raise ValueError(f"flow_shift: expected a number in (0, 100], got {flow_shift!r}")
+            raise RequestError("image", "image, video: give one conditioning input, not both")
+        for name, source in (("image", image), ("video", video)):
+            if isinstance(source, (str, os.PathLike)) and not os.path.isfile(source):
+                raise RequestError(name, f"no such file {source}")
         if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63):
-            raise ValueError(f"seed: expected a non-negative integer, got {seed!r}")
+            raise RequestError("seed", f"expected a non-negative integer, got {seed!r}")
         if seed is not None and generator is not None:
-            raise ValueError("seed, generator: give one of them, not both")
+            raise RequestError("seed", "seed, generator: give one of them, not both")
+        if sampler is not None and sampler not in SAMPLERS:
+            raise RequestError("sampler", f"expected one of {sorted(SAMPLERS)}, got {sampler!r}")
+        if guidance_interval is not None and not (
+                isinstance(guidance_interval, (list, tuple)) and len(guidance_interval) == 2
+                and all(_number(x, 0.0, math.inf) for x in guidance_interval)
+                and guidance_interval[0] <= guidance_interval[1]):
+            raise RequestError("guidance_interval", f"expected (low, high) sigmas, 0 <= low <= high, got "
+                                                    f"{guidance_interval!r}")
+        if sigmas is not None:
+            if flow_shift is not None:
+                raise RequestError("sigmas", "sigmas, flow_shift: a fixed sigma list is used as given; do not also "
+                                             "shift it")
+            values = [float(x) for x in sigmas] if isinstance(sigmas, (list, tuple)) and all(
+                _number(x, 0.0, 1.0) for x in sigmas) else []
+            if not values or any(not 0 < x <= 1 for x in values) or any(a <= b for a, b in zip(values, values[1:])):
+                raise RequestError("sigmas", f"expected a decreasing list of numbers in (0, 1], got {sigmas!r}")
+            sigmas = values
+        if condition_video_keep not in ("first", "last"):
+            raise RequestError("condition_video_keep", f"expected 'first' or 'last', got {condition_video_keep!r}")
+        common = dict(prompt=prompt, negative_prompt=negative_prompt, image=image, video=video, generator=generator,
+                      seed=seed,
+                      sigmas=sigmas, guidance_interval=tuple(guidance_interval) if guidance_interval else None,
+                      sampler=sampler, upsample_prompt=upsample_prompt, progress=progress, callback=callback,
+                      use_system_prompt=self.default_use_system_prompt if use_system_prompt is None
+                      else bool(use_system_prompt))
+        if action_mode is not None or embodiment is not None or actions is not None or action_chunk_size is not None:
+            req = self._resolve_action(common, action_mode, embodiment, actions, action_chunk_size, fps, resolution,
+                                       height, width, num_frames, aspect_ratio, condition_frame_indexes, enable_sound,
+                                       num_inference_steps, guidance_scale, flow_shift)
+        else:
+            req = self._resolve_video(common, num_frames, fps, height, width, resolution, aspect_ratio,
+                                      num_inference_steps, guidance_scale, flow_shift, enable_sound,
+                                      condition_frame_indexes, condition_video_keep, use_resolution_template,
+                                      use_duration_template)
+        if req.sigmas is not None:
+            req.steps = len(req.sigmas)  # a fixed sigma list is the schedule
+        if not isinstance(req.steps, int) or isinstance(req.steps, bool) or not 1 <= req.steps <= 1000:
+            raise RequestError("num_inference_steps", f"expected an integer in [1, 1000], got {req.steps!r}")
+        if not _number(req.guidance, 0.0, MAX_GUIDANCE):
+            raise RequestError("guidance_scale", f"expected a number in [0, {MAX_GUIDANCE:g}], got {req.guidance!r}")
+        if not _number(req.shift, 0.0, 100.0, lo_open=True):
+            raise RequestError("flow_shift", f"expected a number in (0, 100], got {req.shift!r}")
+        if req.guidance > WARN_GUIDANCE:
+            warnings.warn(f"guidance_scale={req.guidance} is above {WARN_GUIDANCE:g}: expect over-saturated output",
+                          stacklevel=3)
+        if req.seed is None and generator is None:
+            req.seed = int(torch.seed() % 2**63)  # drawn here, so the resolved request reproduces its output
+        for message in req.warnings:
+            if message not in self._warned:
+                self._warned.add(message)
+                warnings.warn(message, stacklevel=3)
+        return req
+
+    def _resolve_video(self, common, num_frames, fps, height, width, resolution, aspect_ratio, steps, guidance,
+                       shift, enable_sound, condition_frame_indexes, condition_video_keep, use_resolution_template,
+                       use_duration_template) -> GenRequest:
+        if height is None and width is None:
+            resolution = self._native(resolution, "resolution") if self.defaults else resolution
+            if num_frames != 1 and aspect_ratio is None and self.defaults:
+                aspect_ratio = self.defaults.get("aspect_ratio")
+        num_frames = self.defaults.get("num_frames") if num_frames is None else num_frames
+        fps = self.defaults.get("fps") if fps is None else fps
+        if num_frames == 1 and aspect_ratio is None and height is None:
+            aspect_ratio = spec.DEFAULT_IMAGE_ASPECT_RATIO  # text-to-image is square unless told otherwise
+        settings = spec.resolve_settings(resolution=resolution, aspect_ratio=aspect_ratio, height=height,
+                                         width=width, num_frames=num_frames, fps=fps)
+        image, video = common["image"], common["video"]
+        if image is not None and settings.is_image:
+            raise RequestError("image", "image conditioning needs a video (num_frames > 1); text-to-image takes none")
+        if video is not None and settings.is_image:
+            raise RequestError("video", "video conditioning needs num_frames > 1")
         if enable_sound:
             if self.sound is None or not self.model.config.sound_gen:
-                raise ValueError("enable_sound: this checkpoint does not generate sound (no sound_tokenizer/ or no "
-                                 "sound heads)")
+                raise RequestError("enable_sound", "this checkpoint does not generate sound (no sound_tokenizer/ or "
+                                                   "no sound heads)")
             if settings.is_image:
-                raise ValueError("enable_sound: sound goes with video (num_frames > 1), not with an image")
-        if condition_video_keep not in ("first", "last"):
-            raise ValueError(f"condition_video_keep: expected 'first' or 'last', got {condition_video_keep!r}")
+                raise RequestError("enable_sound", "sound goes with video (num_frames > 1), not with an image")
+        mode = "t2i" if settings.is_image else "v2v" if video is not None else "i2v" if image is not None else "t2v"
+        indexes = None
+        if mode == "v2v":
+            Tl = self.vae.latent_shape(settings.num_frames, settings.height, settings.width)[1]
+            given = condition_frame_indexes if condition_frame_indexes is not None else (0, 1)
+            indexes = tuple(sorted(set(given))) if isinstance(given, (list, tuple)) else ()
+            if not indexes or any(not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < Tl for i in indexes):
+                raise RequestError("condition_frame_indexes", f"expected latent frame indexes in [0, {Tl}), got "
+                                                              f"{condition_frame_indexes!r}")
+        kind = "image_" if settings.is_image else ""
+        if common["sigmas"] is not None:
+            shift = 1.0
+        elif shift is None:
+            shift = self.defaults.get("flow_shift", _RELEASE_DEFAULTS[kind + "flow_shift"])
+        notes = []
+        native_tier = self.defaults.get("resolution")
+        if native_tier and settings.resolution != spec.resolve_settings(resolution=native_tier).resolution:
+            notes.append(f"{self.name} was trained at {native_tier}; {settings.width}x{settings.height} is outside "
+                         "its training (expect poor results)")
+        return GenRequest(
+            mode=mode, num_frames=settings.num_frames, fps=float(settings.fps), height=settings.height,
+            width=settings.width, shift=shift, enable_sound=bool(enable_sound), condition_frame_indexes=indexes,
+            condition_video_keep=condition_video_keep, use_resolution_template=bool(use_resolution_template),
+            use_duration_template=bool(use_duration_template),
+            steps=self.defaults.get("num_inference_steps", _RELEASE_DEFAULTS[kind + "num_inference_steps"])
+            if steps is None else steps,
+            guidance=self.defaults.get("guidance_scale", _RELEASE_DEFAULTS[kind + "guidance_scale"])
+            if guidance is None else guidance,
+            warnings=tuple(notes), **common)
+
+    def _resolve_action(self, common, action_mode, embodiment, actions, action_chunk_size, fps, resolution, height,
+                        width, num_frames, aspect_ratio, condition_frame_indexes, enable_sound, steps, guidance,
+                        shift) -> GenRequest:
+        from .action_modes import resolve_action_request, tier_of
+
+        if action_mode is None:
+            raise RequestError("action_mode", "embodiment / actions / action_chunk_size need an action_mode "
+                                              "('forward_dynamics', 'inverse_dynamics' or 'policy')")
+        for name, value in (("height", height), ("width", width), ("num_frames", num_frames),
+                            ("aspect_ratio", aspect_ratio), ("condition_frame_indexes", condition_frame_indexes)):
+            if value is not None:
+                raise RequestError(name, "action modes size the output from the input and the resolution tier (and "
+                                         f"the length from action_chunk_size); do not pass {name}")
+        if enable_sound:
+            raise RequestError("enable_sound", "action modes do not generate sound")
+        if not self.model.config.action_gen:
+            raise RequestError("action_mode", "this checkpoint has no action heads (action_gen is false)")
+        resolution = self._native(resolution, "resolution" if "resolution" in self.defaults else "action_resolution")
+        fps = self.defaults.get("fps") if fps is None else fps
+        chunk = self.defaults.get("action_chunk_size") if action_chunk_size is None else action_chunk_size
+        request = resolve_action_request(action_mode, embodiment, actions, chunk, fps, common["image"],
+                                         common["video"])
+        emb = request.embodiment
+        if emb.domain_id >= self.model.config.num_embodiment_domains:
+            raise RequestError("embodiment", f"{emb.name} has domain id {emb.domain_id}, but this checkpoint has "
+                                             f"action heads for {self.model.config.num_embodiment_domains} domains only")
+        if emb.raw_dim > self.model.config.action_dim:
+            raise RequestError("embodiment", f"{emb.name} actions are {emb.raw_dim} wide, wider than this "
+                                             f"checkpoint's action_dim {self.model.config.action_dim}")
+        tier = tier_of(resolution)
+        notes = []
+        if self.action_stats and emb.name not in self.action_stats:
+            notes.append(f"{self.name} has no action statistics for embodiment {emb.name} (it learnt "
+                         f"{', '.join(sorted(self.action_stats))}): its actions go in and out raw (expect poor "
+                         "results)")
+        native_tier = self.defaults.get("resolution")
+        if native_tier and tier != tier_of(native_tier):
+            notes.append(f"{self.name} was trained at {native_tier}; the {tier}p tier is outside its training "
+                         "(expect poor results)")
+        if common["sigmas"] is not None:
+            shift = 1.0
+        elif shift is None:
+            shift = self.defaults.get("flow_shift", _RELEASE_DEFAULTS["action_flow_shift"])
+        return GenRequest(
+            mode=request.mode, num_frames=request.chunk + 1, fps=request.fps, shift=shift, tier=tier, action=request,
+            actions_arg=actions, steps=self._native(steps, "action_num_inference_steps"),
+            guidance=self._native(guidance, "action_guidance_scale"), warnings=tuple(notes), **common)
+
+    def workload(self, req: GenRequest) -> dict:
+        """What sets a request's cost: generation tokens per CFG branch, branches, steps, sampling runs, and pixels
+        decoded (an action canvas counts as its tier's largest; the input's aspect picks it at run time)."""
+        from .action_modes import CANVASES
+
+        if req.is_action:
+            H, W = max(CANVASES[req.tier].values(), key=lambda hw: hw[0] * hw[1])
+        else:
+            H, W = req.height, req.width
+        _, Tl, Hl, Wl = self.vae.latent_shape(req.num_frames, H, W)
+        rows, cols = patch_grid(Hl, Wl, self.model.config.latent_patch_size)
+        tokens = Tl * rows * cols
+        if req.enable_sound:
+            tokens += self.sound.latent_count(req.num_frames, req.fps)
+        if req.is_action:
+            tokens += req.action.chunk
+        return dict(tokens=tokens, branches=2 if req.guidance != 1.0 else 1, steps=req.steps, runs=req.chunks,
+                    decode_pixels=req.chunks * req.num_frames * H * W)
 
     # -------------------------------------------------------------------------------------------- generate
 
@@ -282,219 +595,142 @@ class Generator:
                  use_duration_template: bool = True, use_system_prompt: bool | None = None, progress: bool = True,
                  guidance_interval: tuple[float, float] | None = None, sampler: str | None = None,
                  sigmas: list[float] | None = None, callback=None, upsample_prompt: bool = False) -> GenerationResult:
-        if upsample_prompt:
-            if not isinstance(prompt, str) or not prompt.strip():
-                raise ValueError("upsample_prompt: needs a non-empty prompt to expand")
-            prompt = self.upsample_prompt(prompt, seed=seed)
-        if self.defaults:
-            d = self.defaults
-            pick = lambda value, key: d.get(key) if value is None else value  # noqa: E731
-            if action_mode is not None:
-                resolution, fps = pick(resolution, "resolution"), pick(fps, "fps")
-                action_chunk_size = pick(action_chunk_size, "action_chunk_size")
-                num_inference_steps = pick(num_inference_steps, "action_num_inference_steps")
-                guidance_scale = pick(guidance_scale, "action_guidance_scale")
-            else:
-                resolution, aspect_ratio, num_frames, fps = native_video_settings(
-                    d, resolution, aspect_ratio, height, width, num_frames, fps)
-                num_inference_steps = pick(num_inference_steps, "num_inference_steps")
-                guidance_scale = pick(guidance_scale, "guidance_scale")
-            flow_shift = pick(flow_shift, "flow_shift") if sigmas is None else flow_shift
-        if action_mode is not None or embodiment is not None or actions is not None or action_chunk_size is not None:
-            if action_mode is None:
-                raise ValueError("action_mode: embodiment / actions / action_chunk_size need an action_mode "
-                                 "('forward_dynamics', 'inverse_dynamics' or 'policy')")
-            return self._generate_actions(**{k: v for k, v in locals().items() if k != "self"})
-        started = time.perf_counter()
-        if num_frames == 1 and aspect_ratio is None and height is None:
-            aspect_ratio = spec.DEFAULT_IMAGE_ASPECT_RATIO  # text-to-image is square unless told otherwise
-        settings = spec.resolve_settings(resolution=resolution, aspect_ratio=aspect_ratio, height=height,
-                                         width=width, num_frames=num_frames, fps=fps)
-        d_steps, d_guidance, d_shift = IMAGE_DEFAULTS if settings.is_image else VIDEO_DEFAULTS
-        steps = d_steps if num_inference_steps is None else num_inference_steps
-        guidance = d_guidance if guidance_scale is None else guidance_scale
-        shift = d_shift if flow_shift is None else flow_shift
-        if sigmas is not None:
-            if flow_shift is not None:
-                raise ValueError("sigmas, flow_shift: a fixed sigma list is used as given; do not also shift it")
-            shift = 1.0
-            values = [float(x) for x in sigmas] if isinstance(sigmas, (list, tuple)) else []
-            if not values or any(not 0 < x <= 1 for x in values) or any(a <= b for a, b in zip(values, values[1:])):
-                raise ValueError(f"sigmas: expected a decreasing list of numbers in (0, 1], got {sigmas!r}")
-        self._check(prompt, negative_prompt, image, video, steps, guidance, shift, seed, generator, enable_sound,
-                    condition_video_keep, settings)
-        T, H, W, fps = settings.num_frames, settings.height, settings.width, float(settings.fps)
-        C, Tl, Hl, Wl = self.vae.latent_shape(T, H, W)
+        """`run(resolve(...))`: every argument is checked before any model work."""
+        return self.run(self.resolve(**{k: v for k, v in locals().items() if k != "self"}))
 
-        mode = "t2i" if settings.is_image else "v2v" if video is not None else "i2v" if image is not None else "t2v"
-        vision_noisy = torch.ones(Tl, dtype=torch.bool)
-        clean = Latents(vision=torch.zeros(C, Tl, Hl, Wl))
-        if mode == "i2v":
-            vision_noisy[0] = False
-            clean.vision[:, :1] = self.vae.encode(image_to_pixels(image, H, W)[:, :, None])
-        elif mode == "v2v":
-            indexes = sorted(set(condition_frame_indexes if condition_frame_indexes is not None else (0, 1)))
-            if not indexes or any(not isinstance(i, int) or not 0 <= i < Tl for i in indexes):
-                raise ValueError(f"condition_frame_indexes: expected latent frame indexes in [0, {Tl}), "
-                                 f"got {condition_frame_indexes!r}")
-            keep = max(indexes) * self.vae.temporal + 1
-            encoded = self.vae.encode(video_to_pixels(video, H, W, keep, condition_video_keep))
-            vision_noisy[indexes] = False
-            clean.vision[:, indexes] = encoded[:, indexes]
-
-        sound_latents = self.sound.latent_count(T, fps) if enable_sound else 0
-        layout = GenLayout(latent_shape=(C, Tl, Hl, Wl), vision_noisy=vision_noisy, fps=fps,
-                           sound_latents=sound_latents,
-                           sound_fps=self.model.config.sound_latent_fps)
-        if sound_latents:
-            clean.sound = torch.zeros(self.model.config.sound_dim, sound_latents)
-
-        # Noise in the reference's order: vision, then sound (then actions), from one CPU generator.
-        if generator is None:
-            seed = int(torch.seed() % 2**63) if seed is None else seed
-            generator = torch.Generator("cpu").manual_seed(seed)
-        noise = Latents(vision=torch.randn((1, *clean.vision.shape), generator=generator)[0])
-        if clean.sound is not None:
-            noise.sound = torch.randn(clean.sound.shape, generator=generator)
-        latents = with_noise(clean, noise, layout)
-
-        use_sys = self.default_use_system_prompt if use_system_prompt is None else use_system_prompt
-        texts = [prompt_text(prompt, num_frames=T, fps=fps, height=H, width=W, negative=False,
-                             use_resolution_template=use_resolution_template,
-                             use_duration_template=use_duration_template)]
-        if guidance != 1.0:
-            texts.append(prompt_text(negative_prompt or "", num_frames=T, fps=fps, height=H, width=W, negative=True,
-                                     use_resolution_template=use_resolution_template,
-                                     use_duration_template=use_duration_template))
-        prompts = [branch_inputs(self.tokenizer, self.model.config, t, is_image=settings.is_image,
-                                 use_system_prompt=use_sys) for t in texts]
-        prepared = time.perf_counter()
-        with torch.inference_mode():
-            branches = encode_branches(self.model, layout, prompts)
-        scheduler = make_scheduler(self.scheduler_config, flow_shift=shift, sampler=sampler)
-        timesteps = set_schedule(scheduler, steps, sigmas=sigmas, native=self.native_flow_schedule)
-        latents = sample(self.model, layout, latents, clean, branches, scheduler, timesteps, guidance,
-                         guidance_interval=guidance_interval, callback=callback, progress=progress)
-        denoised = time.perf_counter()
-        del branches, noise, scheduler  # the prompts' und caches: free them before the VAE decode's peak
-        frames = self.vae.decode(latents.vision)
-        sound = self.sound.decode(latents.sound) if latents.sound is not None else None
-        done = time.perf_counter()
-        return GenerationResult(
-            frames=frames, latents=latents.vision.float().cpu(), fps=fps, mode=mode, seed=seed, sound=sound,
-            prompt=prompt,
-            sample_rate=self.sound.sample_rate if self.sound else 48000,
-            timings=dict(prepare_s=prepared - started, denoise_s=denoised - prepared, decode_s=done - denoised,
-                         total_s=done - started, steps=len(timesteps),
-                         peak_memory_bytes=_peak_memory_bytes(self.device)))
-
-    def _generate_actions(self, *, prompt, negative_prompt, image, video, fps, resolution, height, width,
-                          num_frames, aspect_ratio, num_inference_steps, guidance_scale, flow_shift, seed, generator,
-                          enable_sound, action_mode, embodiment, actions, action_chunk_size, condition_frame_indexes,
-                          use_system_prompt, progress, guidance_interval, sampler, sigmas, callback,
-                          **_) -> GenerationResult:
-        """forward_dynamics / inverse_dynamics / policy (DESIGN 2.8). Long action files roll out chunk by chunk."""
+    def run(self, req: GenRequest) -> GenerationResult:
+        """Generate a resolved request. Every mode is one sampling run per chunk (`_sample`); they differ only in
+        the plan: which tokens are clean, which noisy, and the prompt texts."""
         from tqdm.auto import tqdm
 
-        from .action_modes import ACTION_DEFAULTS, chunk_actions, resolve_action_request, tier_of
-
         started = time.perf_counter()
-        for name, value in (("height", height), ("width", width), ("num_frames", num_frames),
-                            ("aspect_ratio", aspect_ratio), ("condition_frame_indexes", condition_frame_indexes)):
-            if value is not None:
-                raise ValueError(f"{name}: action modes size the output from the input and the resolution tier "
-                                 f"(and the length from action_chunk_size); do not pass {name}")
-        if enable_sound:
-            raise ValueError("enable_sound: action modes do not generate sound")
-        if not self.model.config.action_gen:
-            raise ValueError("action_mode: this checkpoint has no action heads (action_gen is false)")
-        request = resolve_action_request(action_mode, embodiment, actions, action_chunk_size, fps, image, video)
-        if request.embodiment.domain_id >= self.model.config.num_embodiment_domains:
-            raise ValueError(f"embodiment: {request.embodiment.name} has domain id {request.embodiment.domain_id}, "
-                             f"but this checkpoint has action heads for {self.model.config.num_embodiment_domains} "
-                             "domains only")
-        if request.embodiment.raw_dim > self.model.config.action_dim:
-            raise ValueError(f"embodiment: {request.embodiment.name} actions are {request.embodiment.raw_dim} wide, "
-                             f"wider than this checkpoint's action_dim {self.model.config.action_dim}")
-        tier = tier_of(resolution)
-        steps = ACTION_DEFAULTS[0] if num_inference_steps is None else num_inference_steps
-        guidance = ACTION_DEFAULTS[1] if guidance_scale is None else guidance_scale
-        shift = ACTION_DEFAULTS[2] if flow_shift is None else flow_shift
-        self._check(prompt, negative_prompt, None, None, steps, guidance, shift, seed, generator, False, "first",
-                    spec.Settings(width=64, height=64, num_frames=request.chunk + 1, fps=request.fps,
-                                  latent_frames=1))
-        if generator is None:
-            seed = int(torch.seed() % 2**63) if seed is None else seed
-            generator = torch.Generator("cpu").manual_seed(seed)
-        common = dict(prompt=prompt, negative_prompt=negative_prompt, tier=tier, steps=steps, guidance=guidance,
-                      shift=shift, generator=generator, use_system_prompt=use_system_prompt, progress=progress,
-                      guidance_interval=guidance_interval, sampler=sampler, sigmas=sigmas, callback=callback)
-
-        if request.mode != "forward_dynamics" or request.all_actions.shape[0] <= request.chunk:
-            frames, latents, predicted = self._action_chunk(request, image, video, request.actions, **common)
-        else:  # a long rollout: each chunk starts from the last frame the previous one generated
-            pieces, condition = [], (image, video)
-            starts = range(0, request.all_actions.shape[0], request.chunk)
-            for k in tqdm(starts, desc="action chunks", unit="chunk", disable=not progress):
-                clean = chunk_actions(request.all_actions[k:k + request.chunk], request.chunk)
-                frames, latents, predicted = self._action_chunk(request, *condition, clean, **common)
+        prompt = req.prompt
+        if req.upsample_prompt:
+            prompt = self.upsample_prompt(prompt, seed=req.seed)
+        generator = req.generator if req.generator is not None else torch.Generator("cpu").manual_seed(req.seed)
+        timings = dict(prepare_s=0.0, denoise_s=0.0, decode_s=0.0)
+        if not req.is_action:
+            frames, latents, sound = self._sample(self._video_plan(req, prompt), req, generator, timings, started)
+            result = GenerationResult(frames=frames, latents=latents, fps=req.fps, mode=req.mode, seed=req.seed,
+                                      sound=sound, prompt=prompt,
+                                      sample_rate=self.sound.sample_rate if self.sound else 48000)
+        else:
+            action = req.action
+            condition, pieces, predicted = (req.image, req.video), [], None
+            whole = action.all_actions
+            starts = range(0, whole.shape[0], action.chunk) if req.chunks > 1 else [0]
+            for k in tqdm(starts, desc="action chunks", unit="chunk", disable=not req.progress or req.chunks == 1):
+                clean = action.actions if req.chunks == 1 else chunk_actions(whole[k:k + action.chunk], action.chunk)
+                since = time.perf_counter()
+                plan = self._action_plan(req, prompt, *condition, clean)
+                frames, latents, predicted = self._sample(plan, req, generator, timings, since)
                 pieces.append(frames if not pieces else frames[1:])
-                condition = (Image.fromarray(frames[-1].numpy()), None)
-            frames = torch.cat(pieces)
-        done = time.perf_counter()
-        return GenerationResult(frames=frames, latents=latents, fps=request.fps, mode=request.mode, seed=seed,
-                                actions=predicted,
-                                timings=dict(total_s=done - started, steps=steps,
-                                             peak_memory_bytes=_peak_memory_bytes(self.device)))
+                condition = (Image.fromarray(frames[-1].numpy()), None)  # the next chunk starts from the last frame
+            result = GenerationResult(frames=torch.cat(pieces), latents=latents, fps=req.fps, mode=req.mode,
+                                      seed=req.seed, actions=predicted, prompt=prompt)
+        result.timings = dict(timings, total_s=time.perf_counter() - started, steps=req.steps,
+                              peak_memory_bytes=_peak_memory_bytes(self.device))
+        return result
 
-    def _action_chunk(self, request, image, video, clean_actions, *, prompt, negative_prompt, tier, steps,
-                      guidance, shift, generator, use_system_prompt, progress, guidance_interval, sampler, sigmas,
-                      callback):
-        """One chunk: (uint8 frames [chunk + 1, h, w, 3], latents, predicted actions [chunk, raw_dim] or None)."""
+    # -------------------------------------------------------------------------------------------- plans
+
+    def _video_plan(self, req: GenRequest, prompt: str) -> _Plan:
+        """t2i / t2v / i2v / v2v (+ sound): the conditioning frames are clean, the rest noisy."""
+        T, H, W = req.num_frames, req.height, req.width
+        C, Tl, Hl, Wl = self.vae.latent_shape(T, H, W)
+        vision_noisy = torch.ones(Tl, dtype=torch.bool)
+        clean = Latents(vision=torch.zeros(C, Tl, Hl, Wl))
+        if req.mode == "i2v":
+            vision_noisy[0] = False
+            clean.vision[:, :1] = self.vae.encode(image_to_pixels(req.image, H, W)[:, :, None])
+        elif req.mode == "v2v":
+            indexes = list(req.condition_frame_indexes)
+            keep = max(indexes) * self.vae.temporal + 1
+            encoded = self.vae.encode(video_to_pixels(req.video, H, W, keep, req.condition_video_keep))
+            vision_noisy[indexes] = False
+            clean.vision[:, indexes] = encoded[:, indexes]
+        sound_latents = self.sound.latent_count(T, req.fps) if req.enable_sound else 0
+        if sound_latents:
+            clean.sound = torch.zeros(self.model.config.sound_dim, sound_latents)
+        layout = GenLayout(latent_shape=(C, Tl, Hl, Wl), vision_noisy=vision_noisy, fps=req.fps,
+                           sound_latents=sound_latents, sound_fps=self.model.config.sound_latent_fps)
+        templates = dict(num_frames=T, fps=req.fps, height=H, width=W,
+                         use_resolution_template=req.use_resolution_template,
+                         use_duration_template=req.use_duration_template)
+        texts = [prompt_text(prompt, negative=False, **templates)]
+        if req.guidance != 1.0:
+            texts.append(prompt_text(req.negative_prompt or "", negative=True, **templates))
+        return _Plan(layout, clean, texts, is_image=req.mode == "t2i")
+
+    def _action_plan(self, req: GenRequest, prompt: str, image, video, clean_actions) -> _Plan:
+        """forward_dynamics (first frame and actions clean), inverse_dynamics (every frame clean), policy (first
+        frame clean) on the tier's canvas."""
         from .action_modes import action_caption, build_canvas
 
-        emb, chunk, mode = request.embodiment, request.chunk, request.mode
-        canvas = build_canvas(image, video, chunk + 1, tier)
+        emb, chunk, mode = req.action.embodiment, req.action.chunk, req.mode
+        canvas = build_canvas(image, video, chunk + 1, req.tier)
         # Causal VAE: the first latent frame needs only the first pixel frame.
         pixels = canvas.pixels if mode == "inverse_dynamics" else canvas.pixels[:, :, :1]
         encoded = canvas.crop_latents(self.vae.encode(pixels))
-        C, Tl = self.vae.channels, 1 + chunk // self.vae.temporal
+        C, Tl, width = self.vae.channels, 1 + chunk // self.vae.temporal, self.model.config.action_dim
         h, w = encoded.shape[2:]
         vision_noisy = torch.ones(Tl, dtype=torch.bool)
         vision_noisy[: encoded.shape[1]] = False
-        clean = Latents(vision=torch.zeros(C, Tl, h, w), actions=torch.zeros(chunk, self.model.config.action_dim))
+        clean = Latents(vision=torch.zeros(C, Tl, h, w), actions=torch.zeros(chunk, width))
         clean.vision[:, : encoded.shape[1]] = encoded
         action_noisy = torch.ones(chunk, dtype=torch.bool)
-        stats = self.action_stats.get(emb.name)
         if mode == "forward_dynamics":
+            stats = self.action_stats.get(emb.name)
             if stats is not None:
                 raw = clean_actions[:, : emb.raw_dim].double().numpy()
                 clean_actions = clean_actions.clone()
                 clean_actions[:, : emb.raw_dim] = torch.from_numpy(normalize(raw, stats)).to(clean_actions.dtype)
-            clean.actions = clean_actions[:, : self.model.config.action_dim].clone()
+            clean.actions = clean_actions[:, :width].clone()
             action_noisy[:] = False
-        layout = GenLayout(latent_shape=(C, Tl, h, w), vision_noisy=vision_noisy, fps=request.fps,
-                           action_steps=chunk, action_noisy=action_noisy, domain_id=emb.domain_id)
-        noise = Latents(vision=torch.randn((1, C, Tl, h, w), generator=generator)[0],
-                        actions=torch.randn((chunk, self.model.config.action_dim), generator=generator))
-        latents = with_noise(clean, noise, layout)
-        latents.actions[:, emb.raw_dim:] = 0
+        layout = GenLayout(latent_shape=(C, Tl, h, w), vision_noisy=vision_noisy, fps=req.fps, action_steps=chunk,
+                           action_noisy=action_noisy, domain_id=emb.domain_id)
+        texts = [action_caption(prompt, emb, chunk + 1, req.fps, canvas.height, canvas.width)]
+        if req.guidance != 1.0:
+            texts.append(req.negative_prompt or "")  # the action models take the negative prompt as it is
+        return _Plan(layout, clean, texts, is_image=False, raw_action_dim=emb.raw_dim)
 
-        texts = [action_caption(prompt, emb, chunk + 1, request.fps, canvas.height, canvas.width)]
-        if guidance != 1.0:
-            texts.append(negative_prompt or "")  # the action models take the negative prompt as it is
-        use_sys = self.default_use_system_prompt if use_system_prompt is None else use_system_prompt
-        prompts = [branch_inputs(self.tokenizer, self.model.config, t, is_image=False, use_system_prompt=use_sys)
-                   for t in texts]
+    # -------------------------------------------------------------------------------------------- sampling
+
+    def _sample(self, plan: _Plan, req: GenRequest, generator: torch.Generator, timings: dict, since: float):
+        """The one sampling path: noise (vision, sound, actions, in the reference's order, from one CPU generator),
+        prompts, denoising, decoding -> (uint8 frames, vision latents, sound or predicted actions)."""
+        clean, layout = plan.clean, plan.layout
+        noise = Latents(vision=torch.randn((1, *clean.vision.shape), generator=generator)[0])
+        if clean.sound is not None:
+            noise.sound = torch.randn(clean.sound.shape, generator=generator)
+        if clean.actions is not None:
+            noise.actions = torch.randn(clean.actions.shape, generator=generator)
+        latents = with_noise(clean, noise, layout)
+        if plan.raw_action_dim is not None:
+            latents.actions[:, plan.raw_action_dim:] = 0
+        prompts = [branch_inputs(self.tokenizer, self.model.config, t, is_image=plan.is_image,
+                                 use_system_prompt=req.use_system_prompt) for t in plan.texts]
         with torch.inference_mode():
             branches = encode_branches(self.model, layout, prompts)
-        scheduler = make_scheduler(self.scheduler_config, flow_shift=shift, sampler=sampler)
-        timesteps = set_schedule(scheduler, steps, sigmas=sigmas, native=self.native_flow_schedule)
-        latents = sample(self.model, layout, latents, clean, branches, scheduler, timesteps, guidance,
-                         guidance_interval=guidance_interval, raw_action_dim=emb.raw_dim, callback=callback,
-                         progress=progress)
-        predicted = None if mode == "forward_dynamics" else latents.actions[:, : emb.raw_dim].float().cpu()
-        if predicted is not None and stats is not None:
-            predicted = torch.from_numpy(denormalize(predicted.numpy(), stats))
-        del branches, noise, scheduler  # free the prompts' und caches before the VAE decode's peak
-        return self.vae.decode(latents.vision), latents.vision.float().cpu(), predicted
+        scheduler = make_scheduler(self.scheduler_config, flow_shift=req.shift, sampler=req.sampler)
+        timesteps = set_schedule(scheduler, req.steps, sigmas=req.sigmas, native=self.native_flow_schedule)
+        denoising = time.perf_counter()
+        latents = sample(self.model, layout, latents, clean, branches, scheduler, timesteps, req.guidance,
+                         guidance_interval=req.guidance_interval, raw_action_dim=plan.raw_action_dim,
+                         callback=req.callback, progress=req.progress)
+        decoding = time.perf_counter()
+        del branches, noise, scheduler  # the prompts' und caches: free them before the VAE decode's peak
+        frames = self.vae.decode(latents.vision)
+        extra = None
+        if latents.sound is not None:
+            extra = self.sound.decode(latents.sound)
+        elif plan.raw_action_dim is not None and req.mode != "forward_dynamics":
+            extra = latents.actions[:, : plan.raw_action_dim].float().cpu()
+            stats = self.action_stats.get(req.action.embodiment.name)
+            if stats is not None:
+                extra = torch.from_numpy(denormalize(extra.numpy(), stats))
+        done = time.perf_counter()
+        timings["prepare_s"] += denoising - since
+        timings["denoise_s"] += decoding - denoising
+        timings["decode_s"] += done - decoding
+        return frames, latents.vision.float().cpu(), extra

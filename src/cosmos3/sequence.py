@@ -129,9 +129,11 @@ class GenLayout:
         parts = [vision_positions(T, rows, cols, offset, fps, cfg.base_fps, cfg.unified_3d_mrope_reset_spatial_ids)]
         if self.sound_latents:
             sound_fps = self.sound_fps if cfg.enable_fps_modulation else None
-            parts.append(sound_positions(self.sound_latents, offset, sound_fps, cfg.base_fps))
+            parts.append(sound_positions(self.sound_latents, offset, sound_fps, cfg.base_fps,
+                                         cfg.unified_3d_mrope_reset_spatial_ids))
         if self.action_steps:
-            parts.append(action_positions(self.action_steps, offset, fps, cfg.base_fps))
+            parts.append(action_positions(self.action_steps, offset, fps, cfg.base_fps,
+                                          cfg.unified_3d_mrope_reset_spatial_ids))
         return torch.cat(parts, dim=1)
 
 

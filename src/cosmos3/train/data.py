@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from ..actions import (ACTION_DIM, ACTION_STATS_FILE, VIEWPOINT_SENTENCES, ActionStats, get_embodiment,
+from ..actions import (ACTION_DIM, ACTION_STATS_FILE, ActionStats, get_embodiment,
                        load_stats_file, normalize, save_stats_file)
 from ..fileio import atomic_write
 
@@ -63,18 +63,12 @@ class GenItem:
 
 
 def action_caption(task: str, viewpoint: str | None, num_frames: int, fps: float) -> str:
-    """The structured caption the release trains action models with (a JSON object): the camera framing sentence,
-    the instruction as one action spanning the clip; duration / fps / resolution keys are added by the prompt
-    templates (cosmos3.sequence.prompt_text)."""
-    desc = task.strip()
-    if desc and not desc.endswith((".", "!", "?")):
-        desc += "."
-    seconds = round(num_frames / fps)
-    caption: dict = {}
-    if viewpoint in VIEWPOINT_SENTENCES:
-        caption["cinematography"] = {"framing": VIEWPOINT_SENTENCES[viewpoint]}
-    caption["actions"] = [{"time": f"0:00-{seconds // 60}:{seconds % 60:02d}", "description": desc}]
-    return json.dumps(caption)
+    """The caption an action sample carries: the instruction part of the release's JSON action caption
+    (`action_modes.action_instruction`); duration / fps / resolution / aspect keys are added by the prompt templates
+    (`sequence.prompt_text`) exactly as `action_modes.action_caption` adds them at inference."""
+    from ..action_modes import action_instruction
+
+    return action_instruction(task, viewpoint, num_frames, fps)
 
 
 # ------------------------------------------------------------------------------------------------ encoding
