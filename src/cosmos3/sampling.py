@@ -100,11 +100,27 @@ def truncate(logits: torch.Tensor, p: SamplingParams) -> torch.Tensor:
 
 def _check_finite(best: float, p: SamplingParams) -> None:
     # NaN wins max(), and +inf (e.g. a logit divided by temperature 1e-300) turns the softmax into NaN: either way
-    # there is no distribution to draw from. Checked here, on one scalar, rather than letting multinomial fail (on
-    # CUDA it would be a device-side assert that takes the whole process down).
+    # there is no distribution to draw from, and the row must end with this error rather than a made-up token.
     if best != best or best in (float("inf"), float("-inf")):
         raise SamplingError(f"sampling failed: non-finite token scores ({best}) with temperature={p.temperature}, "
                             f"repetition_penalty={p.repetition_penalty}, presence_penalty={p.presence_penalty}")
+
+
+def draw(logits: torch.Tensor, p: SamplingParams, generator: torch.Generator | None) -> int:
+    """Penalized logits [V] float -> the next token: argmax at temperature 0, else a draw after `truncate`.
+    SamplingError when the scores allow no draw. One device sync per call (the best score and the token together)."""
+    if p.temperature == 0:
+        best, token = logits.max(-1)  # the first best on ties, as argmax and transformers' greedy search
+    else:
+        logits = truncate(logits, p)
+        best = logits.max()
+        # multinomial must never see NaN / inf: on CUDA its check is a device-side assert that takes the whole
+        # process (every other request) down. A refused row draws from a harmless stand-in and is failed below.
+        probs = torch.where(torch.isfinite(best), logits.softmax(-1), 1.0)
+        token = torch.multinomial(probs, 1, generator=generator)[0]
+    best, token = torch.stack([best, token.to(best.dtype)]).tolist()  # exact: ids < 2**24
+    _check_finite(best, p)
+    return int(token)
 
 
 class Sampler:
@@ -131,12 +147,4 @@ class Sampler:
 
     def __call__(self, logits: torch.Tensor) -> int:
         """logits [V] (any float dtype) -> the next token id; SamplingError when they allow no draw."""
-        p = self.params
-        logits = penalize(logits.float(), p, self.seen, self.output_counts)
-        if p.temperature == 0:
-            token = int(torch.argmax(logits))  # the first best on ties, as transformers' greedy search
-            _check_finite(float(logits[token]), p)
-            return token
-        logits = truncate(logits, p)
-        _check_finite(float(logits.max()), p)
-        return int(torch.multinomial(logits.softmax(-1), 1, generator=self.generator))
+        return draw(penalize(logits.float(), self.params, self.seen, self.output_counts), self.params, self.generator)
