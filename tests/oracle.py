@@ -230,3 +230,38 @@ def folder_parity_error(folder, prompt: str, seed: int, flow_shift: float, **kw)
     ref = pipe(prompt, generator=torch.Generator().manual_seed(seed), output_type="latent", enable_safety_check=False,
                **kw)
     return relative_error(ours.latents, ref.video[0])
+
+
+# ------------------------------------------------------------------------------------------ reference positions
+
+
+def pipeline_positions(model, num_text: int, latent_thw: tuple[int, int, int], fps: float, sound_len: int = 0,
+                       action_len: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(text [3, L], gen [3, N]) position ids, for a vision latent of (T, H, W) (before patching), as diffusers' Cosmos3OmniPipeline builds them, by its own segment
+    builders run on `model` (a diffusers Cosmos3OmniTransformer), never from our rope / sequence functions.
+    Sound ticks at the transformer's sound_latent_fps; actions at the video fps, as the pipeline passes them."""
+    from types import SimpleNamespace
+
+    from diffusers import Cosmos3OmniPipeline
+
+    stub = SimpleNamespace(transformer=model, vae_scale_factor_temporal=4)
+    text = Cosmos3OmniPipeline._prepare_text_segment(stub, list(range(num_text)), device="cpu")
+    offset, curr = text["vision_start_temporal_offset"], num_text
+    T, H, W = latent_thw
+    vision = Cosmos3OmniPipeline._prepare_vision_segment(
+        stub, torch.zeros(1, 1, T, H, W), has_image_condition=False, mrope_offset=offset, vision_fps=fps,
+        curr=curr, device="cpu")
+    parts = [vision["vision_mrope_ids"]]
+    curr += vision["num_vision_tokens"]
+    if sound_len:
+        sound = Cosmos3OmniPipeline._prepare_sound_segment(
+            stub, torch.zeros(1, sound_len), mrope_offset=offset,
+            sound_fps=float(model.config.sound_latent_fps), curr=curr, device="cpu")
+        parts.append(sound["sound_mrope_ids"])
+        curr += sound_len
+    if action_len:
+        action = Cosmos3OmniPipeline._prepare_action_segment(
+            stub, torch.zeros(action_len, 1), condition_frame_indexes=[], mrope_offset=offset, action_fps=fps,
+            curr=curr, device="cpu")
+        parts.append(action["action_mrope_ids"])
+    return text["text_mrope_ids"].float(), torch.cat([p.float() for p in parts], dim=1)

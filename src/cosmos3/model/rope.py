@@ -14,7 +14,7 @@ Position ids of a generation request (DESIGN 2.3, checked against the diffusers 
     offset   O = L + temporal_modality_margin
     vision   T = O + j * base_fps / fps for latent frame j (only when there are several frames; one frame gets
              floor(O)); H, W = 0.. per patch row / column
-    sound    T = O + k * base_fps / sound_latent_fps (floor(O) for a single latent); H = W = 0
+    sound    T = O + k * base_fps / sound_latent_fps (floor(O) for a single latent); H = W = 0 (floor(O) if not reset)
     action   T = O + (i + 1) * (base_fps / 4) / fps for step i (floor(O) + 1 for a single step); H = W = 0
 """
 
@@ -107,14 +107,18 @@ def vision_positions(frames: int, rows: int, cols: int, offset: float, fps: floa
     return torch.stack([t.reshape(-1), h.reshape(-1), w.reshape(-1)])
 
 
-def sound_positions(latents: int, offset: float, sound_fps: float | None, base_fps: float = 24.0) -> torch.Tensor:
-    """[3, latents]: one token per sound latent, H = W = 0."""
+def sound_positions(latents: int, offset: float, sound_fps: float | None, base_fps: float = 24.0,
+                    reset_spatial: bool = True) -> torch.Tensor:
+    """[3, latents]: one token per sound latent, H = W = 0 (floor(offset) when spatial ids are not reset)."""
     t = _temporal_ids(latents, offset, sound_fps, float(base_fps))
-    return torch.stack([t, torch.zeros_like(t), torch.zeros_like(t)])
+    hw = torch.full_like(t, 0.0 if reset_spatial else float(int(offset)))
+    return torch.stack([t, hw, hw.clone()])
 
 
-def action_positions(steps: int, offset: float, fps: float | None, base_fps: float = 24.0) -> torch.Tensor:
+def action_positions(steps: int, offset: float, fps: float | None, base_fps: float = 24.0,
+                     reset_spatial: bool = True) -> torch.Tensor:
     """[3, steps]: action i belongs to video frame i + 1 (frame 0 is the observation before any action).
-    Actions tick once per video frame (fps) against the latent base clock (base_fps / 4)."""
+    Actions tick once per video frame (fps) against the latent base clock (base_fps / 4). H = W as for sound."""
     t = _temporal_ids(steps, offset, fps, base_fps / VAE_TEMPORAL_COMPRESSION, first=1)
-    return torch.stack([t, torch.zeros_like(t), torch.zeros_like(t)])
+    hw = torch.full_like(t, 0.0 if reset_spatial else float(int(offset)))
+    return torch.stack([t, hw, hw.clone()])
