@@ -158,3 +158,17 @@ def test_a_request_whose_sampling_fails_ends_alone(models):
     assert "non-finite" in str(results[1][1])
     for (kind, out), ref in zip([results[0], results[2]], alone):
         assert kind == "done" and out.text == ref.text and out.usage == ref.usage
+
+
+def test_server_reasoner_ends_turns_at_the_checkpoint_generation_config(checkpoint, tmp_path):
+    import json
+    import shutil
+
+    from cosmos3.serve.runtime import load_models
+
+    root = tmp_path / "ckpt"
+    shutil.copytree(checkpoint, root)
+    plain = load_models(root, "cpu")[1]
+    assert plain.end_of_turn == plain.tokenizer.eos_ids
+    (root / "generation_config.json").write_text(json.dumps({"eos_token_id": [5, 258]}))
+    assert load_models(root, "cpu")[1].end_of_turn == (5, 258)

@@ -15,6 +15,7 @@ import torch
 def load_models(checkpoint: str | Path, device: str | None = None):
     """-> (generator or None, reasoner or None)."""
     from ..checkpoint import CheckpointError, resolve_checkpoint
+    from ..decode import end_of_turn_ids
     from ..generator import Generator
     from ..model.vision import VisionProcessor, VisionTower
     from ..reasoner import Reasoner
@@ -31,6 +32,7 @@ def load_models(checkpoint: str | Path, device: str | None = None):
             vision = VisionTower.from_pretrained(vision_dir, gen.model.dtype, gen.device)
         tokenizer = TextTokenizer.from_pretrained(root / "text_tokenizer")
         processor = VisionProcessor.from_dirs(vision_dir, root, root / "text_tokenizer")
-        return gen, Reasoner(gen.model, tokenizer, vision, processor)
+        eot = end_of_turn_ids(root, tokenizer.eos_ids, gen.model.config.vocab_size)  # generation_config.json
+        return gen, Reasoner(gen.model, tokenizer, vision, processor, eot)
     dev = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return None, Reasoner.from_pretrained(root, device=dev)
