@@ -8,6 +8,7 @@ import base64
 import io
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -118,8 +119,13 @@ class MediaPolicy:
     def image_size(self, data: bytes | Path, param: str) -> tuple[int, int]:
         """(width, height) declared by an image's header, refused above max_input_pixels. Nothing is decoded."""
         try:
-            with Image.open(io.BytesIO(data) if isinstance(data, bytes) else data) as im:
-                w, h = im.size
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit decides
+                with Image.open(io.BytesIO(data) if isinstance(data, bytes) else data) as im:
+                    w, h = im.size
+        except Image.DecompressionBombError as e:  # Pillow refuses > 2 x its MAX_IMAGE_PIXELS at open
+            raise APIError(413, f"{param}: image is above this server's limit of {self.max_input_pixels} pixels "
+                                f"(--max-input-pixels): {e}", param=param, code="too_many_pixels") from None
         except UnidentifiedImageError:
             raise APIError(400, f"{param}: not a readable image (not PNG, JPEG or WEBP data)", param=param,
                            code="invalid_media") from None
