@@ -170,11 +170,12 @@ def describe_defaults(defaults: dict) -> str:
 
 
 class RequestError(ValueError):
-    """A refused request; `field` names the argument (the server maps it to its parameter)."""
+    """A refused request; `field` names the argument (the server maps it to its parameter); `code` is
+    "unsupported" when the request is fine but this checkpoint cannot do it."""
 
-    def __init__(self, field: str, message: str):
+    def __init__(self, field: str, message: str, code: str = "invalid_value"):
         super().__init__(f"{field}: {message}")
-        self.field = field
+        self.field, self.code = field, code
 
 
 def _number(value, lo: float, hi: float, lo_open: bool = False) -> bool:
@@ -481,7 +482,7 @@ class Generator:
         if enable_sound:
             if self.sound is None or not self.model.config.sound_gen:
                 raise RequestError("enable_sound", "this checkpoint does not generate sound (no sound_tokenizer/ or "
-                                                   "no sound heads)")
+                                                   "no sound heads)", code="unsupported")
             if settings.is_image:
                 raise RequestError("enable_sound", "sound goes with video (num_frames > 1), not with an image")
         mode = "t2i" if settings.is_image else "v2v" if video is not None else "i2v" if image is not None else "t2v"
@@ -530,7 +531,8 @@ class Generator:
         if enable_sound:
             raise RequestError("enable_sound", "action modes do not generate sound")
         if not self.model.config.action_gen:
-            raise RequestError("action_mode", "this checkpoint has no action heads (action_gen is false)")
+            raise RequestError("action_mode", "this checkpoint has no action heads (action_gen is false)",
+                               code="unsupported")
         resolution = self._native(resolution, "resolution" if "resolution" in self.defaults else "action_resolution")
         fps = self.defaults.get("fps") if fps is None else fps
         chunk = self.defaults.get("action_chunk_size") if action_chunk_size is None else action_chunk_size
@@ -539,10 +541,12 @@ class Generator:
         emb = request.embodiment
         if emb.domain_id >= self.model.config.num_embodiment_domains:
             raise RequestError("embodiment", f"{emb.name} has domain id {emb.domain_id}, but this checkpoint has "
-                                             f"action heads for {self.model.config.num_embodiment_domains} domains only")
+                                             f"action heads for {self.model.config.num_embodiment_domains} domains only",
+                               code="unsupported")
         if emb.raw_dim > self.model.config.action_dim:
             raise RequestError("embodiment", f"{emb.name} actions are {emb.raw_dim} wide, wider than this "
-                                             f"checkpoint's action_dim {self.model.config.action_dim}")
+                                             f"checkpoint's action_dim {self.model.config.action_dim}",
+                               code="unsupported")
         tier = tier_of(resolution)
         notes = []
         if self.action_stats and emb.name not in self.action_stats:

@@ -1,5 +1,18 @@
-"""Images and videos: request -> `Generator.generate` keyword arguments (validated before queueing), results ->
-files, bytes and job bodies."""
+"""Images and videos: request -> a resolved `Generator.resolve` request (every rule is the Generator's; the server
+adds only its limits and the API's own fields), results -> files, bytes and job bodies.
+
+Compute limit (`max_job_seconds`). The cost of a request is estimated from the checkpoint's own speed on this device,
+measured once by two short timed runs (`CostModel.calibrate`, on the first request that needs it) and scaled by the
+request's size:
+
+    seconds = runs x steps x (c + k x branches x F(N)) + d x decoded pixels + p
+    F(N)    = 2 P N + 4 L D N^2      (per branch: gen-pathway matmuls, and attention of the N gen tokens)
+
+N is the generation tokens of one branch (vision patches, sound latents, action steps), P the parameters a gen
+token passes through (about half the transformer), L x D layers x hidden width; c is the per-step overhead, k
+seconds per FLOP, d seconds per decoded pixel and p the fixed preparation time, all measured. Larger runs use the
+hardware better than the calibration's, so the estimate errs on the long side.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +20,10 @@ import base64
 import io
 import math
 import secrets
+import threading
+import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +37,15 @@ from .jobs import atomic_write_bytes
 from .media_policy import refuse_if, sniff_kind
 from .schemas import ExtraParams, ImageGenerationRequest, VideoRequest, parse_size
 
+# Generator argument -> the API parameter a refusal names.
+PARAMS = {"image": "input_reference", "video": "input_reference", "enable_sound": "generate_sound",
+          "resolution": "size", "aspect_ratio": "size", "action_mode": "extra_params.action_mode",
+          "embodiment": "extra_params.domain_name", "actions": "extra_params.action",
+          "action_chunk_size": "extra_params.action_chunk_size",
+          "condition_frame_indexes": "extra_params.condition_frame_indexes_vision",
+          "condition_video_keep": "extra_params.condition_video_keep",
+          "use_system_prompt": "extra_params.use_system_prompt"}
+
 
 def _need_generator(state):
     if state.generator is None:
@@ -28,37 +53,54 @@ def _need_generator(state):
     return state.generator
 
 
-def _check_settings(state, width, height, num_frames, fps, param_prefix: str = "") -> None:
-    cfg = state.config
-    if width is not None and width * height > cfg.max_pixels:
-        raise APIError(400, f"size {width}x{height} is above this server's limit of {cfg.max_pixels} pixels",
-                       param="size", code="too_many_pixels")
-    if num_frames is not None and num_frames > cfg.max_frames:
-        raise APIError(400, f"num_frames={num_frames} is above this server's limit of {cfg.max_frames}",
-                       param="num_frames", code="too_many_frames")
-    # what the generator will fill in (the checkpoint's native settings, e.g. pico's), so the limits see that size
-    from ..generator import native_video_settings
+def frames_for_seconds(seconds: float, fps: float) -> int:
+    """`seconds` of video at `fps` -> a frame count the model takes: at least seconds x fps, rounded up to 4k + 1."""
+    return max(spec.MIN_FRAMES, spec.round_frames(math.ceil(seconds * fps - 1e-9)))
 
-    native = getattr(state.generator, "defaults", None) or {}
-    tier, aspect, num_frames, fps = native_video_settings(native, None, None, height, width, num_frames, fps)
-    if num_frames == 1 and width is None:
-        aspect = "1:1"
+
+def resolve(state, kwargs: dict, renamed: dict | None = None):
+    """`Generator.resolve(**kwargs)` -> its GenRequest; a refusal becomes a 400 naming the API parameter."""
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # off-table sizes are allowed; the warning is for the CLI
-            settings = spec.resolve_settings(height=height, width=width, num_frames=num_frames, fps=fps,
-                                             resolution=tier, aspect_ratio=aspect)
-    except spec.SettingsError as e:
-        raise APIError(400, str(e), param=param_prefix + e.field, code="invalid_value") from None
-    if settings.width * settings.height > cfg.max_pixels:
-        raise APIError(400, f"the default size {settings.width}x{settings.height} is above this server's limit of "
-                            f"{cfg.max_pixels} pixels; give a smaller size", param="size", code="too_many_pixels")
+            warnings.simplefilter("ignore")  # off-table sizes and untrained settings are allowed; the CLI warns
+            return state.generator.resolve(**kwargs)
+    except ActionError as e:
+        raise from_value_error(e, (renamed or {}).get("actions", "extra_params.action")) from None
+    except ValueError as e:
+        field = getattr(e, "field", None)
+        param = {**PARAMS, **(renamed or {})}.get(field, field)
+        raise APIError(400, str(e).splitlines()[0], param=param, code=getattr(e, "code", "invalid_value")) from None
 
 
-def _check_steps(state, steps: int | None) -> None:
-    if steps is not None and steps > state.config.max_steps:
-        raise APIError(400, f"num_inference_steps={steps} is above this server's limit of {state.config.max_steps}",
+def check_limits(state, req, seconds_given: bool = False) -> None:
+    """This server's limits on a resolved request (the defaults it filled in included)."""
+    cfg = state.config
+    if req.width is not None and req.width * req.height > cfg.max_pixels:
+        raise APIError(400, f"size {req.width}x{req.height} is above this server's limit of {cfg.max_pixels} pixels; "
+                            "give a smaller size", param="size", code="too_many_pixels")
+    if req.is_action:
+        from ..action_modes import CANVASES
+
+        if max(h * w for h, w in CANVASES[req.tier].values()) > cfg.max_pixels:
+            raise APIError(400, f"size={req.tier}p is above this server's limit of {cfg.max_pixels} pixels",
+                           param="size", code="too_many_pixels")
+    if req.total_frames > cfg.max_frames:
+        raise APIError(400, f"num_frames={req.total_frames} is above this server's limit of {cfg.max_frames}",
+                       param="seconds" if seconds_given else "num_frames", code="too_many_frames")
+    if req.steps > cfg.max_steps:
+        raise APIError(400, f"num_inference_steps={req.steps} is above this server's limit of {cfg.max_steps}",
                        param="num_inference_steps", code="too_many_steps")
+    limit = getattr(cfg, "max_job_seconds", None)
+    if limit:
+        model = cost_model(state)
+        estimate = model.estimate(state.generator.workload(req))
+        if estimate > limit:
+            w = state.generator.workload(req)
+            raise APIError(400, f"this request would take about {estimate:,.0f} s on this server ({w['tokens']:,} "
+                                f"tokens x {w['steps']} steps x {w['branches']} branches x {w['runs']} runs, "
+                                f"{w['decode_pixels'] / 1e6:,.1f} Mpixels decoded), above its limit of {limit:g} s "
+                                "(--max-job-seconds); ask for fewer frames, a smaller size or fewer steps",
+                           param=None, code="job_too_long")
 
 
 def _prompt(state, text: str, max_sequence_length: int | None, param: str = "prompt") -> str:
@@ -73,6 +115,83 @@ def _prompt(state, text: str, max_sequence_length: int | None, param: str = "pro
     return text
 
 
+def _explicit_size_limit(state, width, height) -> None:
+    """A given size above the pixel limit is refused as such, before the resolver judges the size itself."""
+    if width is not None and height is not None and width * height > state.config.max_pixels:
+        raise APIError(400, f"size {width}x{height} is above this server's limit of {state.config.max_pixels} "
+                            "pixels", param="size", code="too_many_pixels")
+
+
+# ------------------------------------------------------------------------------------------------ compute estimate
+
+
+@dataclass
+class CostModel:
+    """seconds = runs x steps x (step_s + flop_s x branches x F(N)) + pixel_s x decoded pixels + fixed_s."""
+
+    params: float  # P: parameters one gen token passes through
+    attention: float  # 4 L D
+    step_s: float = 0.0
+    flop_s: float = 0.0
+    pixel_s: float = 0.0
+    fixed_s: float = 0.0
+
+    @classmethod
+    def for_generator(cls, generator) -> "CostModel":
+        cfg = generator.model.config
+        total = sum(p.numel() for p in generator.model.parameters())
+        return cls(params=total / 2, attention=4.0 * cfg.num_hidden_layers * cfg.hidden_size)
+
+    def flops(self, tokens: int) -> float:
+        return 2.0 * self.params * tokens + self.attention * tokens * tokens
+
+    def estimate(self, w: dict) -> float:
+        per_step = self.step_s + self.flop_s * w["branches"] * self.flops(w["tokens"])
+        return w["runs"] * w["steps"] * per_step + self.pixel_s * w["decode_pixels"] + self.fixed_s
+
+    def calibrate(self, generator, repeat: int = 2) -> "CostModel":
+        """Time two short text-to-video runs of the checkpoint on its device (the fastest of `repeat` each) and fit
+        the step overhead, the seconds per FLOP, per decoded pixel and the fixed part."""
+        points = []
+        for height, width, frames in ((64, 64, 5), (256, 256, 9)):
+            best = None
+            for _ in range(repeat):
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    req = generator.resolve("calibration", num_frames=frames, height=height, width=width,
+                                            num_inference_steps=2, guidance_scale=2.0, seed=0, progress=False)
+                t = generator.run(req).timings
+                if best is None or t["total_s"] < best[0]["total_s"]:
+                    best = (t, generator.workload(req))
+            points.append(best)
+        (t1, w1), (t2, w2) = points
+        s1, s2 = t1["denoise_s"] / w1["steps"], t2["denoise_s"] / w2["steps"]
+        f1, f2 = (w["branches"] * self.flops(w["tokens"]) for w in (w1, w2))
+        self.flop_s = max((s2 - s1) / (f2 - f1), 0.0) if f2 > f1 else 0.0
+        if self.flop_s == 0.0:  # noise hid the growth: charge the larger run's step time wholly to its FLOPs
+            self.flop_s = s2 / f2
+        self.step_s = max(s1 - self.flop_s * f1, 0.0)
+        self.pixel_s = t2["decode_s"] / w2["decode_pixels"]
+        self.fixed_s = max(t1["prepare_s"], t2["prepare_s"])
+        return self
+
+
+_COST_LOCK = threading.Lock()
+
+
+def cost_model(state) -> CostModel:
+    """The server's cost model, calibrated on the first request that needs it (before any job of this server runs:
+    every generation request passes here first)."""
+    with _COST_LOCK:
+        model = getattr(state, "cost_model", None)
+        if model is None:
+            started = time.perf_counter()
+            model = CostModel.for_generator(state.generator).calibrate(state.generator)
+            model.calibration_s = time.perf_counter() - started
+            state.cost_model = model
+        return model
+
+
 # ------------------------------------------------------------------------------------------------ images
 
 
@@ -82,18 +201,20 @@ def image_kwargs(state, body: ImageGenerationRequest) -> list[dict[str, Any]]:
     if body.n > state.config.max_images:
         raise APIError(400, f"n={body.n} is above this server's limit of {state.config.max_images}", param="n")
     width, height = parse_size(body.size)
-    _check_settings(state, width, height, 1, None)
-    _check_steps(state, body.num_inference_steps)
+    _explicit_size_limit(state, width, height)
     extra = body.extra_args
     if not (extra and extra.guardrails is False):
         refuse_if(state.guardrail.check_prompt(body.prompt, "image"), "prompt")
     seed = body.seed if body.seed is not None else secrets.randbelow(2**31)
-    base = dict(prompt=_prompt(state, body.prompt, None), negative_prompt=body.negative_prompt, num_frames=1,
-                width=width, height=height, num_inference_steps=body.num_inference_steps,
-                guidance_scale=body.guidance_scale, flow_shift=body.flow_shift)
+    kwargs = dict(prompt=_prompt(state, body.prompt, None), negative_prompt=body.negative_prompt, num_frames=1,
+                  width=width, height=height, num_inference_steps=body.num_inference_steps,
+                  guidance_scale=body.guidance_scale, flow_shift=body.flow_shift, seed=seed)
     if extra is not None:
-        base.update(use_resolution_template=extra.use_resolution_template, use_system_prompt=extra.use_system_prompt)
-    base = {k: v for k, v in base.items() if v is not None}
+        kwargs.update(use_resolution_template=extra.use_resolution_template,
+                      use_system_prompt=extra.use_system_prompt)
+    req = resolve(state, {k: v for k, v in kwargs.items() if v is not None})
+    check_limits(state, req)
+    base = req.as_kwargs()
     return [dict(base, seed=seed + i) for i in range(body.n)]
 
 
@@ -123,17 +244,15 @@ def save_reference(state, data: bytes, folder: Path, param: str = "input_referen
     return kind, path
 
 
-def _actions(state, extra: ExtraParams) -> dict[str, Any]:
+def _actions(state, extra: ExtraParams) -> tuple[dict[str, Any], dict[str, str]]:
+    """The action fields of extra_params -> (generate arguments, {argument: API parameter} for refusals)."""
     given = {k for k in ("domain_name", "raw_action_dim", "action_chunk_size", "action", "action_path")
              if getattr(extra, k) is not None}
     if extra.action_mode is None:
         if given:
             name = sorted(given)[0]
             raise APIError(400, f"extra_params.{name} needs extra_params.action_mode", param=f"extra_params.{name}")
-        return {}
-    if state.generator.model.config.action_gen is False:
-        raise APIError(400, "this checkpoint does not generate actions", param="extra_params.action_mode",
-                       code="unsupported")
+        return {}, {}
     if extra.domain_name is None:
         raise APIError(400, "extra_params.domain_name is required with an action_mode",
                        param="extra_params.domain_name", code="missing_field")
@@ -141,10 +260,6 @@ def _actions(state, extra: ExtraParams) -> dict[str, Any]:
         emb = get_embodiment(extra.domain_name)
     except ActionError as e:
         raise from_value_error(e, "extra_params.domain_name") from None
-    mcfg = state.generator.model.config
-    if emb.domain_id >= mcfg.num_embodiment_domains or emb.raw_dim > mcfg.action_dim:
-        raise APIError(400, f"extra_params.domain_name: this checkpoint has no action head for {emb.name}",
-                       param="extra_params.domain_name", code="unsupported")
     if extra.raw_action_dim is not None and extra.raw_action_dim != emb.raw_dim:
         raise APIError(400, f"extra_params.raw_action_dim={extra.raw_action_dim} does not match {emb.name} "
                             f"(raw dim {emb.raw_dim})", param="extra_params.raw_action_dim")
@@ -153,8 +268,7 @@ def _actions(state, extra: ExtraParams) -> dict[str, Any]:
     if extra.action is not None and extra.action_path is not None:
         raise APIError(400, "give extra_params.action or extra_params.action_path, not both",
                        param="extra_params.action")
-    source = extra.action
-    param = "extra_params.action"
+    source, param = extra.action, "extra_params.action"
     if extra.action_path is not None:
         param = "extra_params.action_path"
         source = str(state.policy.local_path(extra.action_path, param))
@@ -164,48 +278,42 @@ def _actions(state, extra: ExtraParams) -> dict[str, Any]:
                                           emb)
         except (ActionError, ValueError) as e:
             raise from_value_error(e, param) from None
-    return {k: v for k, v in out.items() if v is not None}
+    return {k: v for k, v in out.items() if v is not None}, {"actions": param}
 
 
-def _action_tier(state, size: str | None) -> str | None:
+def _action_tier(size: str | None) -> str | None:
     """Action modes take a resolution tier: `size` may name it ("256p") or be one of the tier's table sizes."""
     if size is None:
         return None
     if size.lower() in spec.RESOLUTION_TIERS:
-        tier = size.lower()
-    else:
-        w, h = parse_size(size)
-        tier = next((t for t, table in spec.RESOLUTIONS.items() if (w, h) in table.values()), None)
-        if tier is None:
-            raise APIError(400, f"size={size!r}: action modes take a tier ({', '.join(spec.RESOLUTION_TIERS)}) or "
-                                "one of its published sizes", param="size")
-    if max(w * h for w, h in spec.RESOLUTIONS[tier].values()) > state.config.max_pixels:
-        raise APIError(400, f"size={size!r} is above this server's limit of {state.config.max_pixels} pixels",
-                       param="size", code="too_many_pixels")
+        return size.lower()
+    w, h = parse_size(size)
+    tier = next((t for t, table in spec.RESOLUTIONS.items() if (w, h) in table.values()), None)
+    if tier is None:
+        raise APIError(400, f"size={size!r}: action modes take a tier ({', '.join(spec.RESOLUTION_TIERS)}) or one "
+                            "of its published sizes", param="size")
     return tier
 
 
-def video_kwargs(state, body: VideoRequest, reference: tuple[str, Path] | None) -> dict[str, Any]:
-    """Validated keyword arguments for Generator.generate (plus 'seed', always set, so a job can be reproduced)."""
+def video_request(state, body: VideoRequest, reference: tuple[str, Path] | None):
+    """A video request -> the Generator's resolved request (after this server's own checks and limits)."""
     _need_generator(state)
     state.check_model(body.model)
     extra = body.extra_params or ExtraParams()
-    _check_steps(state, body.num_inference_steps)
-    fps = body.fps
-    if fps is not None and float(fps).is_integer():
-        fps = int(fps)
-    num_frames = body.num_frames
-    if body.seconds is not None:
-        if num_frames is not None:
-            raise APIError(400, "give seconds or num_frames, not both", param="seconds")
-        num_frames = max(spec.MIN_FRAMES, math.ceil(body.seconds * (fps or spec.DEFAULT_FPS)))
-    actions = _actions(state, extra)
-    resolution = width = height = None
-    if not actions:
-        width, height = parse_size(body.size)
-        _check_settings(state, width, height, num_frames, fps)
-    else:
-        resolution = _action_tier(state, body.size)  # the canvas comes from the tier and the input
+    if body.seconds is not None and body.num_frames is not None:
+        raise APIError(400, "give seconds or num_frames, not both", param="seconds")
+    actions, renamed = _actions(state, extra)
+    kind = reference[0] if reference else None
+    if kind != "video":
+        for name in ("condition_frame_indexes_vision", "condition_video_keep"):
+            if getattr(extra, name) is not None:
+                raise APIError(400, f"extra_params.{name} needs a video input_reference", param=f"extra_params.{name}")
+    kwargs: dict[str, Any] = dict(
+        prompt=body.prompt, negative_prompt=body.negative_prompt, fps=body.fps,
+        num_inference_steps=body.num_inference_steps, guidance_scale=body.guidance_scale,
+        flow_shift=body.flow_shift, seed=body.seed if body.seed is not None else secrets.randbelow(2**31),
+        use_system_prompt=extra.use_system_prompt)
+    if actions:
         for name in ("num_frames", "seconds", "generate_sound"):
             if getattr(body, name):
                 raise APIError(400, f"{name}: action modes take their length from extra_params.action_chunk_size "
@@ -215,31 +323,38 @@ def video_kwargs(state, body: VideoRequest, reference: tuple[str, Path] | None) 
             if getattr(extra, name) is not None:  # action modes write their own caption and canvas
                 raise APIError(400, f"extra_params.{name} is not used by action modes", param=f"extra_params.{name}",
                                code="unsupported")
-        if fps is not None and not 1 <= fps <= 120:
-            raise APIError(400, f"fps={fps}: action modes take 1 to 120", param="fps")
-    if body.generate_sound and state.generator.sound is None:
-        raise APIError(400, "generate_sound: this checkpoint does not generate sound", param="generate_sound",
-                       code="unsupported")
-    kind = reference[0] if reference else None
-    if kind != "video":
-        for name in ("condition_frame_indexes_vision", "condition_video_keep"):
-            if getattr(extra, name) is not None:
-                raise APIError(400, f"extra_params.{name} needs a video input_reference", param=f"extra_params.{name}")
-    if extra.guardrails is not False:
-        refuse_if(state.guardrail.check_prompt(body.prompt, "video"), "prompt")
-    kwargs: dict[str, Any] = dict(
-        prompt=_prompt(state, body.prompt, body.max_sequence_length), negative_prompt=body.negative_prompt,
-        width=width, height=height, num_frames=num_frames, fps=fps, resolution=resolution,
-        num_inference_steps=body.num_inference_steps,
-        guidance_scale=body.guidance_scale, flow_shift=body.flow_shift,
-        seed=body.seed if body.seed is not None else secrets.randbelow(2**31),
-        enable_sound=body.generate_sound or None, condition_frame_indexes=extra.condition_frame_indexes_vision,
-        condition_video_keep=extra.condition_video_keep, use_resolution_template=extra.use_resolution_template,
-        use_duration_template=extra.use_duration_template, use_system_prompt=extra.use_system_prompt)
+        kwargs.update(actions, resolution=_action_tier(body.size))
+    else:
+        width, height = parse_size(body.size)
+        _explicit_size_limit(state, width, height)
+        if body.num_frames is not None and body.num_frames > state.config.max_frames:
+            raise APIError(400, f"num_frames={body.num_frames} is above this server's limit of "
+                                f"{state.config.max_frames}", param="num_frames", code="too_many_frames")
+        kwargs.update(width=width, height=height, num_frames=body.num_frames, enable_sound=body.generate_sound,
+                      condition_frame_indexes=extra.condition_frame_indexes_vision,
+                      condition_video_keep=extra.condition_video_keep,
+                      use_resolution_template=extra.use_resolution_template,
+                      use_duration_template=extra.use_duration_template)
     if reference is not None:
         kwargs[kind] = str(reference[1])
-    kwargs.update(actions)
-    return {k: v for k, v in kwargs.items() if v is not None}
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    if body.seconds is not None and not actions:
+        # seconds at the fps the clip is written with: the request's, else the checkpoint's native one
+        fps = resolve(state, {**kwargs, "num_frames": spec.MIN_FRAMES}, renamed).fps
+        kwargs["num_frames"] = frames_for_seconds(body.seconds, fps)
+        renamed = {**renamed, "num_frames": "seconds"}
+    req = resolve(state, kwargs, renamed)
+    check_limits(state, req, seconds_given=body.seconds is not None)
+    if extra.guardrails is not False:
+        refuse_if(state.guardrail.check_prompt(body.prompt, "video"), "prompt")
+    req.prompt = _prompt(state, req.prompt, body.max_sequence_length)
+    return req
+
+
+def video_kwargs(state, body: VideoRequest, reference: tuple[str, Path] | None) -> dict[str, Any]:
+    """Explicit keyword arguments for Generator.generate: the resolved request, every default filled in (so the job
+    record shows the size, frames and fps it will get; 'seed' always set, so a job can be reproduced)."""
+    return video_request(state, body, reference).as_kwargs()
 
 
 def action_body(state, result, kwargs: dict) -> dict | None:
