@@ -20,7 +20,12 @@ def test_shipped_folder_is_small_and_complete():
         assert (PICO / part).is_dir(), part
     assert resolve_checkpoint("pico") == PICO
     index = json.loads((PICO / "model_index.json").read_text())
-    assert index["_class_name"] == "Cosmos3OmniPipeline" and "cosmos3_defaults" in index
+    # the native settings live beside model_index.json, where diffusers does not warn about an unknown key
+    assert index["_class_name"] == "Cosmos3OmniPipeline" and "cosmos3_defaults" not in index
+    from cosmos3.generator import read_native_defaults
+
+    assert json.loads((PICO / "cosmos3_defaults.json").read_text()) == read_native_defaults(PICO)
+    assert read_native_defaults(PICO)["num_frames"] == 33
     from cosmos3.actions import ACTION_STATS_FILE, load_stats_file
 
     assert set(load_stats_file(PICO / ACTION_STATS_FILE)) == {"umi", "camera_pose"}  # actions learnt normalized

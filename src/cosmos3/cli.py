@@ -89,8 +89,34 @@ def time_denoising_step(cfg: Cosmos3Config, text_tokens: int = 64, frames: int =
                 text_tokens=lengths, finite=bool(torch.isfinite(velocity).all()))
 
 
+def print_checkpoint_defaults(name: str) -> None:
+    """What `generate` uses on a checkpoint when a setting is left out, read from its folder (no model loaded)."""
+    import json
+
+    from .actions import ACTION_STATS_FILE, load_stats_file
+    from .checkpoint import CheckpointError, resolve_checkpoint
+    from .generator import DEFAULTS_FILE, describe_defaults, read_native_defaults
+
+    root = resolve_checkpoint(name)
+    if not root.is_dir():
+        raise CheckpointError(f"{root}: no such checkpoint directory")
+    native = read_native_defaults(root)
+    print(f"checkpoint {root}")
+    if native:
+        source = DEFAULTS_FILE if (root / DEFAULTS_FILE).is_file() else "model_index.json"
+        print(f"  native settings ({source}): {json.dumps(native)}")
+    else:
+        print("  no native settings: the release's defaults apply")
+    print(f"  a request that leaves them out gets: {describe_defaults(native)}")
+    stats = load_stats_file(root / ACTION_STATS_FILE)
+    print(f"  action statistics (actions normalized): {', '.join(sorted(stats)) if stats else 'none (raw actions)'}")
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     print_info()
+    if args.checkpoint:
+        print()
+        print_checkpoint_defaults(args.checkpoint)
     if args.step:
         cfg = PRESETS[args.preset]
         print()
@@ -136,21 +162,26 @@ def add_generate_parser(sub) -> None:
     p.add_argument("-o", "--output", default="output.mp4", help=".mp4, .jpg/.png (image) or .json (actions)")
     p.add_argument("--image", help="conditioning image (JPG/PNG/WEBP)")
     p.add_argument("--video", help="conditioning video (MP4)")
-    p.add_argument("--num-frames", type=int, help="frames (1 = image; 5..300, rounded up to 4k+1; default 189)")
-    p.add_argument("--fps", type=float, help="frames per second (10, 16, 24, 30; default 24)")
+    d = _native_help()
+    p.add_argument("--num-frames", type=int, help=f"frames (1 = image; 5..300, rounded up to 4k+1); {d('num_frames')}")
+    p.add_argument("--fps", type=float, help=f"frames per second (10, 16, 24, 30); {d('fps')}")
     p.add_argument("--height", type=int, help="exact height (with --width)")
     p.add_argument("--width", type=int, help="exact width (with --height)")
-    p.add_argument("--resolution", help="tier: 256p, 480p (default), 720p")
-    p.add_argument("--aspect-ratio", help="16:9 (default for video), 4:3, 1:1 (default for images), 3:4, 9:16")
-    p.add_argument("--num-inference-steps", type=int, help="denoising steps (default 35; images 50; actions 30)")
-    p.add_argument("--guidance-scale", type=float, help="classifier-free guidance (default 6; images 4; actions 1)")
-    p.add_argument("--flow-shift", type=float, help="sigma shift (default 10; images 3)")
+    p.add_argument("--resolution", help=f"tier: 256p, 480p, 720p; {d('resolution')}")
+    p.add_argument("--aspect-ratio", help=f"16:9, 4:3, 1:1 (images: 1:1), 3:4, 9:16; {d('aspect_ratio')}")
+    p.add_argument("--num-inference-steps", type=int,
+                   help=f"denoising steps; {d('num_inference_steps', 'image_num_inference_steps', 'action_num_inference_steps')}")
+    p.add_argument("--guidance-scale", type=float,
+                   help=f"classifier-free guidance; {d('guidance_scale', 'image_guidance_scale', 'action_guidance_scale')}")
+    p.add_argument("--flow-shift", type=float, help=f"sigma shift; {d('flow_shift', 'image_flow_shift', 'action_flow_shift')}")
     p.add_argument("--seed", type=int, help="random seed (printed when not given)")
     p.add_argument("--sound", action="store_true", help="also generate synchronized sound (video modes)")
     p.add_argument("--action-mode", choices=["forward_dynamics", "inverse_dynamics", "policy"])
     p.add_argument("--embodiment", help="embodiment for action modes (e.g. droid_lerobot, umi, av)")
     p.add_argument("--actions", help="action file for forward_dynamics (JSON [T, D] or .npy)")
-    p.add_argument("--action-chunk-size", type=int, help="actions per chunk (default: the embodiment's)")
+    p.add_argument("--action-chunk-size", type=int,
+                   help="actions per chunk; default: the checkpoint's (pico: "
+                        f"{_pico_defaults().get('action_chunk_size') or 'the embodiment’s'}), else the embodiment's")
     p.add_argument("--condition-frame-indexes", type=_number_list,
                    help="latent frames of --video kept clean (default 0,1)")
     p.add_argument("--condition-video-keep", choices=["first", "last"], default="first")
@@ -163,6 +194,33 @@ def add_generate_parser(sub) -> None:
     p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help="default: float32 on CPU, bf16 on GPU")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_generate)
+
+
+def _pico_defaults() -> dict:
+    from .checkpoint import EMBEDDED
+    from .generator import read_native_defaults
+
+    try:
+        return read_native_defaults(EMBEDDED["pico"])
+    except Exception:  # a broken install still gets its help
+        return {}
+
+
+def _native_help():
+    """`--help` text of a default: the checkpoint's native setting (pico's shown), else the release's."""
+    from .generator import native_value
+
+    pico = _pico_defaults()
+
+    def text(*keys: str) -> str:
+        def show(defaults):
+            values = [native_value(defaults, k) for k in keys]
+            values = [f"{v:g}" if isinstance(v, float) else str(v) for v in values]
+            return "; ".join(f"{label}{v}" for label, v in zip(("", "images ", "actions "), values))
+
+        return f"default: the checkpoint's native setting (pico: {show(pico)}; checkpoints without one: {show({})})"
+
+    return text
 
 
 def _read_prompt(args) -> str:
@@ -194,7 +252,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if negative and negative.endswith(".json") and os.path.isfile(negative):
         negative = open(negative, encoding="utf-8").read().strip()
     dtype = getattr(torch, args.dtype) if args.dtype else None
-    from .generator import Generator
+    from .generator import Generator, require_input
+
+    require_input(prompt, args.image, args.video, args.actions)  # before the model loads
 
     start = time.perf_counter()
     gen = Generator.from_pretrained(args.checkpoint, device=args.device, dtype=dtype)
@@ -236,6 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
                           description="Print versions, the device, and each preset's size.")
     info.add_argument("--step", action="store_true",
                       help="also time one CFG denoising step of a small network with random weights")
+    info.add_argument("--checkpoint", help="also print this checkpoint's native settings (a folder or 'pico')")
     info.add_argument("--preset", default="tiny", choices=sorted(PRESETS),
                       help="network for --step (default: tiny; nano/super need tens of GB)")
     info.set_defaults(func=cmd_info)

@@ -159,9 +159,24 @@ def read_native_defaults(root: str | os.PathLike) -> dict:
     return {}
 
 
+# A setting a checkpoint does not state falls back to the one it shares (images and actions take the native flow
+# shift, images the native steps and guidance, actions the native tier), then to the release's default.
+_FALLBACK = {"image_num_inference_steps": "num_inference_steps", "image_guidance_scale": "guidance_scale",
+             "image_flow_shift": "flow_shift", "action_flow_shift": "flow_shift", "action_resolution": "resolution"}
+
+
+def native_value(defaults: dict, key: str):
+    """What a request that leaves `key` out gets on a checkpoint with these native settings."""
+    if key in defaults:
+        return defaults[key]
+    if _FALLBACK.get(key) in defaults:
+        return defaults[_FALLBACK[key]]
+    return _RELEASE_DEFAULTS[key]
+
+
 def describe_defaults(defaults: dict) -> str:
     """One line: what a request that leaves everything out gets from these native settings."""
-    d = {**_RELEASE_DEFAULTS, **defaults}
+    d = {key: native_value(defaults, key) for key in _RELEASE_DEFAULTS}
     return (f"{d['resolution']} {d['aspect_ratio']}, {d['num_frames']} frames, {d['fps']:g} fps, "
             f"{d['num_inference_steps']} steps, guidance {d['guidance_scale']:g}, flow shift {d['flow_shift']:g}; "
             f"images {d['image_num_inference_steps']} steps, guidance {d['image_guidance_scale']:g}; actions "
@@ -176,6 +191,13 @@ class RequestError(ValueError):
     def __init__(self, field: str, message: str, code: str = "invalid_value"):
         super().__init__(f"{field}: {message}")
         self.field, self.code = field, code
+
+
+def require_input(prompt: str, image=None, video=None, actions=None) -> None:
+    """A request needs something to generate from: a prompt, or an image, video or actions."""
+    if not (prompt or "").strip() and image is None and video is None and actions is None:
+        raise RequestError("prompt", "empty, with no image, video or actions to condition on: give a prompt "
+                                     "(an unconditional run is not supported)")
 
 
 def _number(value, lo: float, hi: float, lo_open: bool = False) -> bool:
@@ -371,9 +393,7 @@ class Generator:
 
     def _native(self, value, key: str):
         """An argument as given, else the checkpoint's native setting, else the release's default."""
-        if value is not None:
-            return value
-        return self.defaults.get(key, _RELEASE_DEFAULTS.get(key))
+        return native_value(self.defaults, key) if value is None else value
 
     def resolve(self, prompt: str = "", negative_prompt: str | None = None, image=None, video=None,
                 num_frames: int | None = None, fps: float | None = None, height: int | None = None,
@@ -396,9 +416,7 @@ class Generator:
             raise RequestError("negative_prompt", f"expected a string or None, got {type(negative_prompt).__name__}")
         if upsample_prompt and not prompt.strip():
             raise RequestError("upsample_prompt", "needs a non-empty prompt to expand")
-        if not prompt.strip() and image is None and video is None and actions is None:
-            raise RequestError("prompt", "empty, with no image, video or actions to condition on: give a prompt "
-                                         "(an unconditional run is not supported)")
+        require_input(prompt, image, video, actions)
         if image is not None and video is not None:
             raise RequestError("image", "image, video: give one conditioning input, not both")
         for name, source in (("image", image), ("video", video)):
@@ -465,11 +483,11 @@ class Generator:
                        shift, enable_sound, condition_frame_indexes, condition_video_keep, use_resolution_template,
                        use_duration_template) -> GenRequest:
         if height is None and width is None:
-            resolution = self._native(resolution, "resolution") if self.defaults else resolution
-            if num_frames != 1 and aspect_ratio is None and self.defaults:
-                aspect_ratio = self.defaults.get("aspect_ratio")
-        num_frames = self.defaults.get("num_frames") if num_frames is None else num_frames
-        fps = self.defaults.get("fps") if fps is None else fps
+            resolution = self._native(resolution, "resolution")
+            if num_frames != 1 and aspect_ratio is None:
+                aspect_ratio = native_value(self.defaults, "aspect_ratio")
+        num_frames = self._native(num_frames, "num_frames")
+        fps = self._native(fps, "fps")
         if num_frames == 1 and aspect_ratio is None and height is None:
             aspect_ratio = spec.DEFAULT_IMAGE_ASPECT_RATIO  # text-to-image is square unless told otherwise
         settings = spec.resolve_settings(resolution=resolution, aspect_ratio=aspect_ratio, height=height,
@@ -498,7 +516,7 @@ class Generator:
         if common["sigmas"] is not None:
             shift = 1.0
         elif shift is None:
-            shift = self.defaults.get("flow_shift", _RELEASE_DEFAULTS[kind + "flow_shift"])
+            shift = native_value(self.defaults, kind + "flow_shift")
         notes = []
         native_tier = self.defaults.get("resolution")
         if native_tier and settings.resolution != spec.resolve_settings(resolution=native_tier).resolution:
@@ -509,10 +527,8 @@ class Generator:
             width=settings.width, shift=shift, enable_sound=bool(enable_sound), condition_frame_indexes=indexes,
             condition_video_keep=condition_video_keep, use_resolution_template=bool(use_resolution_template),
             use_duration_template=bool(use_duration_template),
-            steps=self.defaults.get("num_inference_steps", _RELEASE_DEFAULTS[kind + "num_inference_steps"])
-            if steps is None else steps,
-            guidance=self.defaults.get("guidance_scale", _RELEASE_DEFAULTS[kind + "guidance_scale"])
-            if guidance is None else guidance,
+            steps=self._native(steps, kind + "num_inference_steps"),
+            guidance=self._native(guidance, kind + "guidance_scale"),
             warnings=tuple(notes), **common)
 
     def _resolve_action(self, common, action_mode, embodiment, actions, action_chunk_size, fps, resolution, height,
@@ -533,8 +549,8 @@ class Generator:
         if not self.model.config.action_gen:
             raise RequestError("action_mode", "this checkpoint has no action heads (action_gen is false)",
                                code="unsupported")
-        resolution = self._native(resolution, "resolution" if "resolution" in self.defaults else "action_resolution")
-        fps = self.defaults.get("fps") if fps is None else fps
+        resolution = self._native(resolution, "action_resolution")
+        fps = self.defaults.get("fps") if fps is None else fps  # else the embodiment's
         chunk = self.defaults.get("action_chunk_size") if action_chunk_size is None else action_chunk_size
         request = resolve_action_request(action_mode, embodiment, actions, chunk, fps, common["image"],
                                          common["video"])
@@ -560,7 +576,7 @@ class Generator:
         if common["sigmas"] is not None:
             shift = 1.0
         elif shift is None:
-            shift = self.defaults.get("flow_shift", _RELEASE_DEFAULTS["action_flow_shift"])
+            shift = native_value(self.defaults, "action_flow_shift")
         return GenRequest(
             mode=request.mode, num_frames=request.chunk + 1, fps=request.fps, shift=shift, tier=tier, action=request,
             actions_arg=actions, steps=self._native(steps, "action_num_inference_steps"),
@@ -712,6 +728,8 @@ class Generator:
         latents = with_noise(clean, noise, layout)
         if plan.raw_action_dim is not None:
             latents.actions[:, plan.raw_action_dim:] = 0
+        # Denoise on the model's device (noise is drawn on the host, so a seed gives the same run on any device).
+        latents, clean = (x.map(lambda _, t: t.to(self.device)) for x in (latents, clean))
         prompts = [branch_inputs(self.tokenizer, self.model.config, t, is_image=plan.is_image,
                                  use_system_prompt=req.use_system_prompt) for t in plan.texts]
         with torch.inference_mode():

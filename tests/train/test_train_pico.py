@@ -54,7 +54,8 @@ def test_components_are_the_release_classes_and_shapes(smoke):
     assert (audio.config.sampling_rate, audio._hop_size, audio.config.vocoder_input_dim) == (
         48000, 1920, PICO_CONFIG["sound_dim"])
     index = json.loads((folder / "model_index.json").read_text())
-    assert index["_class_name"] == "Cosmos3OmniPipeline" and index["cosmos3_defaults"] == NATIVE
+    assert index["_class_name"] == "Cosmos3OmniPipeline" and "cosmos3_defaults" not in index
+    assert json.loads((folder / "cosmos3_defaults.json").read_text()) == NATIVE
     # the generator learnt both embodiments' actions normalized with the training world's statistics
     from cosmos3.actions import ACTION_STATS_FILE, load_stats_file
 
@@ -127,3 +128,65 @@ def test_embedded_name_resolution(tmp_path, monkeypatch):
     (tmp_path / "pico").mkdir()  # a local folder of that name wins
     assert resolve_checkpoint("pico") == ck.Path("pico")
     assert resolve_checkpoint(tmp_path / "other") == tmp_path / "other"
+
+
+# ---------------------------------------------------------------------------------------------- pico v2 (issue 21)
+
+
+def test_v1_design_keeps_the_world_defaults_and_every_stage():
+    from cosmos3.train.pico import ALL_STAGES, DESIGNS, PicoPlan
+    from cosmos3.world.export import WorldConfig
+
+    v1 = DESIGNS["v1"]
+    assert v1.world.config() == WorldConfig() and v1.stages == ALL_STAGES and v1.world.num_frames == 33
+    assert (PicoPlan().design, PicoPlan().vae_steps, v1.vae.spatial, v1.vae.base_dim) == ("v1", 1500, 16, 8)
+    v2 = DESIGNS["v2"]
+    cfg = v2.world.config()
+    assert cfg.tabletop.num_frames == 17 and cfg.tabletop.table.px_per_m > cfg.tabletop.table.__class__().px_per_m
+    assert cfg.camera.duration_s == cfg.tabletop.duration_s and v2.vae.spatial == 8
+
+
+def test_v2_world_and_vae_pause_resume_and_match_an_uninterrupted_run(tmp_path):
+    import shutil
+
+    from diffusers import AutoencoderKLWan
+    from safetensors.torch import load_file
+
+    from cosmos3.train.pico import PicoPlan, StagePaused, run
+    from cosmos3.world.lerobot import LeRobotDataset
+
+    def plan_at(out):
+        plan = PicoPlan.smoke(out, "v2")
+        plan.progress, plan.vae_steps, plan.vae_eval_every, plan.heldout_clips = False, 3, 2, (1, 0)
+        return plan
+
+    a = plan_at(tmp_path / "a")
+    a.stage_hours = 1e-9  # stops after the first step
+    with pytest.raises(StagePaused, match="step 1/3"):
+        run(a)
+    assert (a.output / "vae_train" / "state.pt").is_file() and not (a.output / "vae.json").exists()
+    b = plan_at(tmp_path / "b")  # the same world, trained without a pause
+    (b.output).mkdir()
+    for name in ("world", "eval_world", "world.json", "design.json"):
+        (shutil.copytree if (a.output / name).is_dir() else shutil.copy)(a.output / name, b.output / name)
+    a.stage_hours = None
+    run(a)
+    run(b)
+    figures = json.loads((a.output / "vae.json").read_text())
+    assert figures["steps"] == 3 and figures["latent_hw"] == [24, 40] and figures["heldout_clips"] == 1
+    curve = [json.loads(r) for r in (a.output / "vae_train" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in curve] == [2, 3] and all(r["heldout_psnr_db"] > 0 for r in curve)
+    wa = load_file(str(a.output / "ckpt" / "vae" / "diffusion_pytorch_model.safetensors"))
+    wb = load_file(str(b.output / "ckpt" / "vae" / "diffusion_pytorch_model.safetensors"))
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    vae = AutoencoderKLWan.from_pretrained(a.output / "ckpt" / "vae")
+    assert (vae.config.scale_factor_spatial, vae.config.z_dim) == (8, 48)
+    with torch.no_grad():
+        z = vae.encode(torch.zeros(1, 3, 17, 192, 320)).latent_dist.mode()
+    assert tuple(z.shape) == (1, 48, 5, 24, 40)
+    ds = LeRobotDataset(a.output / "world" / "tabletop", chunk_size=16, stride=16)
+    assert tuple(ds[0]["frames"].shape) == (17, 192, 320, 3)
+    with pytest.raises(ValueError, match="no stage generator"):
+        run(a, ["generator"])
+    with pytest.raises(ValueError, match="holds a pico v2 run"):
+        run(PicoPlan.smoke(a.output))
