@@ -220,7 +220,7 @@ def _assemble(plan: PicoPlan) -> dict:
     (staging / "vision_encoder" / "preprocessor_config.json").write_text(json.dumps(processor))
     (staging / "vision_encoder" / "video_preprocessor_config.json").write_text(json.dumps(processor))
     index = json.loads((staging / "model_index.json").read_text())
-    index["cosmos3_defaults"] = NATIVE
+    (staging / "cosmos3_defaults.json").write_text(json.dumps(NATIVE, indent=2) + "\n")  # not in model_index
     (staging / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
     (staging / "config.json").write_text(json.dumps({"model_type": "cosmos3_omni", "name": "pico",
                                                      "trained_on": "cosmos3.world (synthetic)"}, indent=2) + "\n")
