@@ -33,7 +33,6 @@ class ServerConfig:
     max_images: int = 4  # n of /v1/images/generations
     max_steps: int = 200  # num_inference_steps
     max_job_seconds: float | None = None  # estimated compute of one generation job, this device (None: no limit)
-    max_job_seconds: float | None = None  # estimated compute of one generation job, this device (None: no limit)
     max_remote_bytes: int = 32 * 1024 * 1024
     remote_timeout_s: float = 20.0
 
