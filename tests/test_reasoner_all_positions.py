@@ -1,0 +1,124 @@
+"""The Reasoner's prefill against transformers' Qwen3-VL at EVERY prompt position, at a depth where every deepstack
+layer matters.
+
+test_reasoner.py compares the last token's logits only, at a random depth of 2 or 3 text layers: a deepstack feature
+dropped from the last layer that takes one then changes nothing the last token sees, and the bug passes half the
+runs. Here the text stack has 3 or 4 layers, the vision tower 3 to 4 blocks with 3 deepstack layers, and the logits
+of every position (the visual tokens' own rows included) must match; the mRoPE ids must equal transformers'
+`get_rope_index`. Fresh random shapes and weights each run.
+"""
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from cosmos3.model import KVCache
+from cosmos3.reasoner import Reasoner
+from cosmos3.tokenizers import byte_level_tokenizer
+
+IMAGE_CONFIG = {"patch_size": 16, "temporal_patch_size": 2, "merge_size": 2, "image_mean": [0.5] * 3,
+                "image_std": [0.5] * 3, "size": {"shortest_edge": 4096, "longest_edge": 16384}}
+VIDEO_CONFIG = {"size": {"shortest_edge": 4096, "longest_edge": 65536}, "fps": 2, "max_frames": 16}
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    import json
+
+    from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
+
+    seed = random.SystemRandom().randrange(2**31)
+    print(f"random seed: {seed}")
+    rng, gen = random.Random(seed), torch.Generator().manual_seed(seed)
+    tok = byte_level_tokenizer()
+    kv, head_dim, hidden = rng.choice([1, 2]), rng.choice([16, 32]), rng.choice([64, 96])
+    layers = rng.choice([3, 4])
+    half = head_dim // 2
+    section = [half - 2 * (half * 5 // 16), half * 5 // 16, half * 5 // 16]
+    depth = rng.choice([3, 4])
+    deep = sorted(rng.sample(range(depth), 3))
+    cfg = Qwen3VLConfig(
+        text_config=dict(vocab_size=len(tok) + rng.randint(0, 40), hidden_size=hidden, intermediate_size=128,
+                         num_hidden_layers=layers, num_attention_heads=kv * rng.choice([1, 2]),
+                         num_key_value_heads=kv, head_dim=head_dim, rms_norm_eps=1e-6,
+                         rope_parameters={"rope_type": "default", "rope_theta": rng.choice([1e4, 5e6]),
+                                          "mrope_section": section, "mrope_interleaved": True}),
+        vision_config=dict(depth=depth, hidden_size=32, intermediate_size=48, num_heads=2, out_hidden_size=hidden,
+                           num_position_embeddings=16, deepstack_visual_indexes=deep, patch_size=16,
+                           spatial_merge_size=2, temporal_patch_size=2),
+        image_token_id=tok.image_pad_id, video_token_id=tok.video_pad_id,
+        vision_start_token_id=tok.vision_start_id, vision_end_token_id=tok.vision_end_id)
+    ref = Qwen3VLForConditionalGeneration(cfg).eval()
+    with torch.no_grad():  # every parameter random, norms around 1 (defaults of 1 and 0 would hide mistakes)
+        for name, p in ref.named_parameters():
+            if "norm" in name and name.endswith("weight"):
+                p.copy_(1.0 + 0.5 * torch.randn(p.shape, generator=gen))
+            else:
+                p.copy_(torch.randn(p.shape, generator=gen) / max(p.shape[-1], 1) ** 0.5)
+    root = tmp_path_factory.mktemp("reasoner-deep")
+    ref.save_pretrained(root)
+    tok.save_pretrained(root)
+    (root / "preprocessor_config.json").write_text(json.dumps(IMAGE_CONFIG))
+    (root / "video_preprocessor_config.json").write_text(json.dumps(VIDEO_CONFIG))
+    reasoner = Reasoner.from_pretrained(root)
+    assert reasoner.model.config.num_hidden_layers >= 3 and reasoner.vision.num_deepstack == 3
+    return reasoner, ref, tok, rng
+
+
+def _hf_inputs(prompt, tok) -> dict:
+    ids = prompt.input_ids[None]
+    types = torch.zeros_like(ids)
+    types[ids == tok.image_pad_id], types[ids == tok.video_pad_id] = 1, 2
+    kw = dict(input_ids=ids, attention_mask=torch.ones_like(ids), mm_token_type_ids=types)
+    for kind, pix, grid in (("image", "pixel_values", "image_grid_thw"),
+                            ("video", "pixel_values_videos", "video_grid_thw")):
+        items = [m for m in prompt.media if m.kind == kind]
+        if items:
+            kw[pix] = torch.cat([m.pixels for m in items])
+            kw[grid] = torch.tensor([m.grid for m in items])
+    return kw
+
+
+def _messages(kind: str, rng: random.Random) -> list[dict]:
+    nrng = np.random.default_rng(rng.randrange(2**31))
+    frame = lambda h, w: nrng.integers(0, 256, (h, w, 3), dtype=np.uint8)  # noqa: E731
+    content = []
+    if kind in ("video", "mixed"):
+        content.append({"type": "video", "video": [frame(48, 64) for _ in range(rng.choice([3, 4, 5]))]})
+    if kind in ("image", "mixed"):
+        content.append({"type": "image", "image": frame(rng.randint(40, 90), rng.randint(40, 90))})
+    content.append({"type": "text", "text": "What happens here? Answer briefly."})
+    return [{"role": "user", "content": content}]
+
+
+@pytest.mark.parametrize("kind", ["text", "image", "video", "mixed"])
+def test_prefill_logits_at_every_position_match_qwen3vl(kind, built):
+    reasoner, ref, tok, rng = built
+    prompt = reasoner.build_prompt(_messages(kind, rng))
+    L = prompt.input_ids.shape[0]
+    seen = []
+    hook = reasoner.model.norm.register_forward_hook(lambda mod, args, out: seen.append(out))
+    try:
+        cache = KVCache.allocate(reasoner.model.config, 1, L + 1, torch.float32)
+        last = reasoner.prefill(prompt, cache)
+    finally:
+        hook.remove()
+    with torch.no_grad():
+        ours = reasoner.model.logits(seen[-1][0, :L])  # [L, V], the prefill's own hidden states
+    kw = _hf_inputs(prompt, tok)
+    with torch.no_grad():
+        theirs = ref(**kw).logits[0]
+    assert ours.shape == theirs.shape
+    torch.testing.assert_close(last, ours[-1], rtol=1e-5, atol=1e-5)
+    scale = theirs.abs().max(dim=-1).values  # per position
+    worst = float(((ours - theirs).abs().max(dim=-1).values / scale).max())
+    assert worst < 1e-4, f"worst position's relative error {worst:.2e}"
+    if kind != "text":
+        visual = prompt.visual_mask
+        assert bool(visual.any())
+        pos, delta = ref.model.get_rope_index(kw["input_ids"], kw["mm_token_type_ids"],
+                                              image_grid_thw=kw.get("image_grid_thw"),
+                                              video_grid_thw=kw.get("video_grid_thw"))
+        assert torch.equal(pos[:, 0].float(), prompt.positions) and int(delta) == prompt.rope_delta
