@@ -74,9 +74,9 @@ class SamplingError(ValueError):
 
 def penalize(logits: torch.Tensor, p: SamplingParams, seen: torch.Tensor, output_counts: torch.Tensor) -> torch.Tensor:
     """Repetition penalty on every token of the prompt or output, then presence penalty on output tokens. [V] float."""
-    if p.repetition_penalty != 1.0:
-        before = logits[seen]
-        logits[seen] = torch.where(before > 0, before / p.repetition_penalty, before * p.repetition_penalty)
+    if p.repetition_penalty != 1.0:  # elementwise over the vocabulary: a boolean index would sync with the device
+        penalized = torch.where(logits > 0, logits / p.repetition_penalty, logits * p.repetition_penalty)
+        logits = torch.where(seen, penalized, logits)
     if p.presence_penalty != 0.0:
         logits = logits - p.presence_penalty * (output_counts > 0).float()
     return logits
@@ -94,7 +94,8 @@ def truncate(logits: torch.Tensor, p: SamplingParams) -> torch.Tensor:
         # Drop a token when the tokens ranked above it already reach top_p; the best token always stays.
         drop = (probs.cumsum(-1) - probs) >= p.top_p
         drop[0] = False
-        logits = logits.index_put((order[drop],), torch.tensor(float("-inf"), device=logits.device))
+        # back to vocabulary order by a scatter (a boolean index would sync with the device)
+        logits = logits.scatter(-1, order, sorted_logits.masked_fill(drop, float("-inf")))
     return logits
 
 

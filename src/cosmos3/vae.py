@@ -93,9 +93,12 @@ class VideoVAE:
                 chunk = to_uint8(chunk.clamp(-1.0, 1.0)[0])  # [t, H, W, 3]
                 if frames is None:
                     total = 1 + (z.shape[2] - 1) * self.temporal
-                    frames = torch.empty((total, *chunk.shape[1:]), dtype=torch.uint8)
-                frames[cursor:cursor + chunk.shape[0]] = chunk.cpu()
+                    # pinned host memory on a GPU: each chunk's copy overlaps the next chunk's decode (no sync)
+                    frames = torch.empty((total, *chunk.shape[1:]), dtype=torch.uint8, pin_memory=chunk.is_cuda)
+                frames[cursor:cursor + chunk.shape[0]].copy_(chunk, non_blocking=chunk.is_cuda)
                 cursor += chunk.shape[0]
+            if frames is not None and frames.is_pinned():
+                torch.cuda.synchronize(self.device)  # the last copies have landed before the host reads them
         finally:
             vae.clear_cache()
         return frames[:cursor]

@@ -96,7 +96,8 @@ class DomainAwareLinear(nn.Module):
 
     def forward(self, x: torch.Tensor, domain_id: torch.Tensor | int) -> torch.Tensor:
         """x [n, in] with one domain per row ([n] ids) or a single domain for all rows -> [n, out]."""
-        ids = torch.as_tensor(domain_id, device=x.device, dtype=torch.long).reshape(-1)
+        # Checked where the ids are (the host for an int: no device sync per denoising step), then moved.
+        ids = torch.as_tensor(domain_id, dtype=torch.long).reshape(-1)
         if ids.numel() != 1 and ids.numel() != x.shape[0]:
             raise ValueError(f"domain ids: expected 1 or {x.shape[0]} (one per action token), got {ids.numel()}")
         if bool(((ids < 0) | (ids >= self.num_domains)).any()):
@@ -104,5 +105,6 @@ class DomainAwareLinear(nn.Module):
         if ids.numel() == 1:  # one embodiment for every token: a plain matmul
             weight = self.fc.weight[ids[0]].view(self.in_features, self.out_features)
             return x @ weight + self.bias.weight[ids[0]]
+        ids = ids.to(x.device)
         weight = self.fc.weight[ids].view(-1, self.in_features, self.out_features)
         return torch.bmm(x.unsqueeze(1), weight).squeeze(1) + self.bias.weight[ids]

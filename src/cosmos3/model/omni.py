@@ -21,7 +21,7 @@ from torch import nn
 
 from ..config import Cosmos3Config
 from .heads import DomainAwareLinear, TimestepEmbedder, patch_grid, patchify, unpatchify
-from .mot import KVCache, MoTLayer, RMSNorm, UndCache
+from .mot import KVCache, MoTLayer, RMSNorm, UndCache, cache_causal_mask
 from .rope import MRoPE
 
 
@@ -134,6 +134,17 @@ class Cosmos3Omni(nn.Module):
         """
         x = embeds.to(self.device, self.dtype)
         rope = self.rope(positions)
+        if cache is not None and mask is None and write_at is not None:
+            # Work out the attention span once per forward, not in every layer: reading write_at.max() is a device
+            # sync (none when write_at is on the host), and one per layer stalls the queue of every decode step.
+            host = write_at.cpu()
+            span = int(host.max()) + 1
+            if span == x.shape[1] and write_at.ndim == 1:
+                write_at = host  # a prefill (plain causal attention, fused): the layers read its span on the host
+            else:
+                write_at = write_at.to(self.device)
+                cache = KVCache([k[:, :, :span] for k in cache.keys], [v[:, :, :span] for v in cache.values])
+                mask = cache_causal_mask(write_at, span, x.shape[0])
         for i, layer in enumerate(self.layers):
             x, _, _ = layer.und(x, rope, mask, self.attention_backend, cache, i, write_at)
             if deepstack is not None and i < len(deepstack[1]):
@@ -146,7 +157,9 @@ class Cosmos3Omni(nn.Module):
     def _add_timestep(self, tokens: torch.Tensor, per_frame: int, noisy: torch.Tensor,
                       t: torch.Tensor) -> torch.Tensor:
         """Add the timestep embedding to the tokens of noisy frames ([F * per_frame, D] tokens, [F] noisy)."""
-        noisy = noisy.to(self.device)
+        # The frame masks stay where the caller made them (the host): a host bool mask indexes a device tensor with
+        # no device sync (torch turns it into indices on the host), where a mask on the device makes every check
+        # and every boolean index wait for the device.
         if not bool(noisy.any()):
             return tokens
         emb = self.time_embedder(t.to(self.device)).to(tokens.dtype)  # [1, D], or one row per noisy token
@@ -234,7 +247,7 @@ class Cosmos3Omni(nn.Module):
         T, H, W = inputs.vision_shape
         rows, cols = patch_grid(H, W, p)
         n_vision, n_sound, _ = inputs.token_counts(p)
-        vision_noisy = inputs.vision_noisy.to(hidden.device)
+        vision_noisy = inputs.vision_noisy  # host masks: boolean indexing without a device sync (_add_timestep)
         vision = hidden[:n_vision].view(T, rows * cols, -1)[vision_noisy]  # [T_noisy, h*w, D]
         out_vision = hidden.new_zeros(C, T, H, W)
         if vision.shape[0]:
@@ -242,12 +255,12 @@ class Cosmos3Omni(nn.Module):
             out_vision[:, vision_noisy] = unpatchify(pred, vision.shape[0], H, W, p).to(out_vision.dtype)
         out = GenOutputs(out_vision)
         if inputs.sound is not None:
-            noisy = inputs.sound_noisy.to(hidden.device)
+            noisy = inputs.sound_noisy
             sound = hidden[n_vision:n_vision + n_sound]
             out.sound = hidden.new_zeros(inputs.sound.shape)
             out.sound[:, noisy] = self.audio_proj_out(sound[noisy]).transpose(0, 1).to(out.sound.dtype)
         if inputs.actions is not None:
-            noisy = inputs.action_noisy.to(hidden.device)
+            noisy = inputs.action_noisy
             actions = hidden[n_vision + n_sound:]
             out.actions = hidden.new_zeros(inputs.actions.shape)
             out.actions[noisy] = self.action_proj_out(actions[noisy], inputs.domain_id).to(out.actions.dtype)

@@ -20,6 +20,7 @@ Position ids of a generation request (DESIGN 2.3, checked against the diffusers 
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -51,7 +52,9 @@ class MRoPE(torch.nn.Module):
     def forward(self, positions: torch.Tensor, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
         if positions.ndim == 1:  # plain 1D positions: the same id on every axis
             positions = positions.unsqueeze(0).expand(3, -1)
-        with torch.autocast(device_type=positions.device.type, enabled=False):
+        kind = positions.device.type  # autocast off where it exists (a device without autocast has none to undo)
+        with torch.autocast(device_type=kind, enabled=False) if torch.amp.is_autocast_available(kind) else \
+                contextlib.nullcontext():
             # bf16 cannot hold consecutive integers past 256, so positions must never be cast down.
             per_slot = positions.float()[self.slot_axes]  # [S, N]
             freqs = per_slot.transpose(0, 1) * self.inv_freq  # [N, S]
