@@ -37,8 +37,9 @@ def _layout(cfg, rng, gen, *, sound: bool, action: bool) -> GenLayout:
 def _written_out(cfg, layout: GenLayout, L: int) -> torch.Tensor:
     """DESIGN 2.3 in float64: text 0..L-1; O = L + margin; vision T = O + j * base_fps / fps for latent frame j
     (floor(O) for one frame), H/W the patch row/column (plus floor(O) when not reset); sound T = O + k * base_fps /
-    sound_fps (floor(O) for one latent), H = W = 0 (floor(O) when not reset, as for vision); action i: T = O + (i + 1) * (base_fps / 4) / fps (floor(O) + 1 for one
-    step). Without fps modulation every T is floor(O) + index (+1 for actions)."""
+    sound_fps (floor(O) for one latent), H = W = 0 (floor(O) when not reset, as for vision); action i:
+    T = O + (i + 1) * (base_fps / 4) / fps (floor(O) + 1 for one step), H and W as sound's. Without fps modulation
+    every T is floor(O) + index (+1 for actions)."""
     mod = cfg.enable_fps_modulation
     O = L + cfg.unified_3d_mrope_temporal_modality_margin
     _, T, H, W = layout.latent_shape

@@ -9,8 +9,9 @@ Shapes:
 
 The tower itself is transformers' `Qwen3VLVisionModel` (DESIGN 1.3: its weights load as they are). Images are
 processed by transformers' PIL image processor, so image pixels are the reference's exactly. Transformers' video
-processor needs torchvision (never installed here), so video frames are resized with PIL (bicubic, as for images)
-and patchified here in the video processor's layout; a two-frame video of one image gives that image's patches.
+processor needs torchvision (never installed here), so video frames are resized here as torchvision resizes a uint8
+tensor on CPU (the native uint8 antialiased bicubic of `interpolate`, which is not PIL's bit for bit) and patchified
+in the video processor's layout; a two-frame video of one image gives that image's patches when no resize is needed.
 """
 
 from __future__ import annotations
@@ -159,8 +160,10 @@ class VisionProcessor:
         T, H, W, _ = frames.shape
         Tp, P, M = self.temporal_patch_size, self.patch_size, self.merge_size
         h, w = video_resize(max(T, Tp), H, W, self.factor, Tp, self.video_min_pixels, self.video_max_pixels)
-        resized = [np.asarray(Image.fromarray(f.numpy()).resize((w, h), Image.BICUBIC)) for f in frames]
-        x = torch.from_numpy(np.stack(resized)).float().permute(0, 3, 1, 2)  # [T, C, h, w]
+        x = torch.as_tensor(frames).permute(0, 3, 1, 2).contiguous()  # uint8 [T, C, H, W]
+        if (h, w) != (H, W):  # torchvision's resize of a uint8 CPU tensor, as transformers' video processor runs it
+            x = nn.functional.interpolate(x, size=(h, w), mode="bicubic", align_corners=False, antialias=True)
+        x = x.float()
         mean = torch.tensor(self.mean).view(1, 3, 1, 1)
         std = torch.tensor(self.std).view(1, 3, 1, 1)
         x = (x * (1.0 / 255.0) - mean) / std
