@@ -183,3 +183,31 @@ def test_float64_network_keeps_float64_everywhere():
         v = denoise_step(model, layout, latents, torch.tensor(300.0), branches, 4.0)
         assert v.vision.dtype == torch.float32
     assert not wrong, wrong[:5]
+
+
+def test_masked_grouped_attention_off_the_cpu_repeats_kv_heads(monkeypatch):
+    """On CUDA, SDPA has no fused kernel for GQA with a mask (it would fall back to the math kernel and hold every
+    score): off the CPU a masked GQA call must reach SDPA with the kv heads repeated and enable_gqa off; on the CPU
+    (measured as fast, no copy) and without a mask it keeps enable_gqa. Same result either way."""
+    import torch.nn.functional as F
+
+    from cosmos3.model import attention as attention_module
+
+    calls = []
+    real = F.scaled_dot_product_attention
+
+    def spy(q, k, v, **kw):
+        calls.append((q.device.type, k.shape[1], kw.get("enable_gqa"), kw.get("attn_mask") is not None))
+        return real(q, k, v, **kw)
+
+    monkeypatch.setattr(attention_module.F, "scaled_dot_product_attention", spy)
+    q, k, v = torch.randn(2, 8, 5, 16), torch.randn(2, 2, 9, 16), torch.randn(2, 2, 9, 16)
+    mask = torch.rand(2, 1, 5, 9) < 0.7
+    mask[..., 0] = True
+    on_cpu = attention_module.attention(q, k, v, mask=mask)
+    on_meta = attention_module.attention(q.to(META), k.to(META), v.to(META), mask=mask.to(META))
+    attention_module.attention(q.to(META), k.to(META), v.to(META))
+    assert calls == [("cpu", 2, True, True), ("meta", 8, False, True), ("meta", 2, True, False)]
+    assert on_meta.shape == on_cpu.shape
+    expanded = real(q, attention_module._expand_kv(k, 4), attention_module._expand_kv(v, 4), attn_mask=mask)
+    assert torch.allclose(on_cpu, expanded, atol=1e-6)

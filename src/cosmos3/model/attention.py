@@ -48,7 +48,12 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool
         mask = allowed if mask is None else (mask & allowed)
         causal = False
     if backend == "sdpa":
-        # enable_gqa measured as fast as repeating kv heads by hand on CPU (and bit-identical), without the copy.
+        # enable_gqa measured as fast as repeating kv heads by hand on CPU (and bit-identical), without the copy. On
+        # CUDA, GQA with a mask has no fused kernel: SDPA falls back to its math kernel, which materializes every
+        # [S, K] score (tens of GB for a 480p video). There the kv heads are repeated by hand, so the fused
+        # memory-efficient kernel takes the mask.
+        if groups > 1 and mask is not None and q.device.type != "cpu":
+            k, v, groups = _expand_kv(k, groups), _expand_kv(v, groups), 1
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, enable_gqa=groups > 1)
     if backend == "math":
         k, v = _expand_kv(k, groups).float(), _expand_kv(v, groups).float()
