@@ -89,11 +89,14 @@ def _messages(kind: str, rng: random.Random) -> list[dict]:
         content.append({"type": "video", "video": [frame(48, 64) for _ in range(rng.choice([3, 4, 5]))]})
     if kind in ("image", "mixed"):
         content.append({"type": "image", "image": frame(rng.randint(40, 90), rng.randint(40, 90))})
-    content.append({"type": "text", "text": "What happens here? Answer briefly."})
+    text = "What happens here? Answer briefly."
+    if kind == "long-text":  # past the MLP's 512-row chunk
+        text = " ".join(rng.choice(["the", "robot", "arm", "moves", "a", "red", "block", "left"]) for _ in range(150))
+    content.append({"type": "text", "text": text})
     return [{"role": "user", "content": content}]
 
 
-@pytest.mark.parametrize("kind", ["text", "image", "video", "mixed"])
+@pytest.mark.parametrize("kind", ["text", "long-text", "image", "video", "mixed"])
 def test_prefill_logits_at_every_position_match_qwen3vl(kind, built):
     reasoner, ref, tok, rng = built
     prompt = reasoner.build_prompt(_messages(kind, rng))
@@ -115,7 +118,9 @@ def test_prefill_logits_at_every_position_match_qwen3vl(kind, built):
     scale = theirs.abs().max(dim=-1).values  # per position
     worst = float(((ours - theirs).abs().max(dim=-1).values / scale).max())
     assert worst < 1e-4, f"worst position's relative error {worst:.2e}"
-    if kind != "text":
+    if kind == "long-text":
+        assert L > 512
+    if kind not in ("text", "long-text"):
         visual = prompt.visual_mask
         assert bool(visual.any())
         pos, delta = ref.model.get_rope_index(kw["input_ids"], kw["mm_token_type_ids"],
