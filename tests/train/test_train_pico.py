@@ -190,3 +190,53 @@ def test_v2_world_and_vae_pause_resume_and_match_an_uninterrupted_run(tmp_path):
         run(a, ["generator"])
     with pytest.raises(ValueError, match="holds a pico v2 run"):
         run(PicoPlan.smoke(a.output))
+
+
+def test_gpu_recipe_steps_at_smoke_size_write_sharded_weights_that_load(tmp_path):
+    import os
+    import subprocess
+    from pathlib import Path
+
+    from diffusers import AutoencoderKLWan
+    from safetensors.torch import load_file
+
+    root = Path(__file__).resolve().parents[2]
+    dest, run_dir = tmp_path / "weights", tmp_path / "run"
+    env = dict(os.environ, PICO_GPU_RUN=str(run_dir), OMP_NUM_THREADS="1")
+    proc = subprocess.run(["bash", str(root / "recipes" / "pico_gpu.sh"), str(dest), "--smoke", "--device", "cpu",
+                           "--batch-scale", "2", "--workers", "1", "--vae-steps", "2", "--max-shard-mb", "0.5"],
+                          env=env, capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    figures = json.loads((run_dir / "vae.json").read_text())
+    assert (figures["device"], figures["bf16"], figures["batch_size"], figures["steps"]) == ("cpu", True, 8, 2)
+    files = [f for f in dest.rglob("*") if f.is_file()]
+    assert files and max(f.stat().st_size for f in files) <= 0.5 * 2**20
+    index = json.loads((dest / "vae" / "diffusion_pytorch_model.safetensors.index.json").read_text())
+    assert len(set(index["weight_map"].values())) > 1 and not (dest / "vae" / "diffusion_pytorch_model.safetensors"
+                                                                ).exists()
+    loaded = AutoencoderKLWan.from_pretrained(dest / "vae").state_dict()
+    trained = load_file(str(run_dir / "ckpt" / "vae" / "diffusion_pytorch_model.safetensors"))
+    assert loaded.keys() == trained.keys() and all(torch.equal(loaded[k], trained[k]) for k in trained)
+    assert f"pico weights: {dest}" in proc.stdout
+
+
+def test_write_sharded_splits_the_shipped_transformer_and_every_loader_reads_it(tmp_path):
+    from pathlib import Path
+
+    from diffusers import Cosmos3OmniTransformer
+
+    from cosmos3.checkpoint import EMBEDDED, load_transformer
+    from cosmos3.train.pico import SHARD_LIMIT, write_sharded
+
+    src, dst = Path(EMBEDDED["pico"]), tmp_path / "pico"
+    assert (src / "transformer" / "diffusion_pytorch_model.safetensors").stat().st_size > SHARD_LIMIT
+    figures = write_sharded(src, dst)
+    assert figures["largest_bytes"] < 16 * 2**20
+    assert len(list((dst / "transformer").glob("diffusion_pytorch_model-0000*-of-0000*.safetensors"))) >= 2
+    ours, theirs = load_transformer(src, dtype=torch.float32), load_transformer(dst, dtype=torch.float32)
+    a, b = ours.state_dict(), theirs.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    ref = Cosmos3OmniTransformer.from_pretrained(dst / "transformer").state_dict()
+    assert ref.keys() == a.keys() and all(torch.equal(ref[k].float(), a[k].float()) for k in ref)
+    with pytest.raises(ValueError, match="over the 1000-byte shard limit"):
+        write_sharded(src / "vae", tmp_path / "tiny", max_bytes=1000)

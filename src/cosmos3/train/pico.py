@@ -140,13 +140,16 @@ class PicoPlan:
     stage_hours: float | None = None  # None: the design's cap (v2's resumable stages)
     vae_eval_every: int | None = None  # None: the design's
     heldout_clips: tuple | None = None  # None: the design's
+    device: str | None = None  # None: the trainers' own choice (the reference: CPU); "cuda" for recipes/pico_gpu.sh
+    bf16: bool = False  # bf16 autocast (weights and optimizer states stay float32)
+    batch_scale: int = 1  # batch sizes (and batch token budgets) times this
 
     @classmethod
     def smoke(cls, output: Path, design: str = "v1") -> "PicoPlan":
         """Every stage at a size that runs in a few minutes (CI)."""
         return cls(output=output, episodes=10, eval_episodes=4, gen_episodes=6, vae_steps=4, audio_steps=2,
                    reasoner_steps=2, vision_steps=2, generator_steps=2, batch_size=2, design=design,
-                   vae_eval_every=2, heldout_clips=(2, 1))
+                   vae_eval_every=4, heldout_clips=(1, 0))
 
     @classmethod
     def for_design(cls, design: str, output: Path, **overrides) -> "PicoPlan":
@@ -289,14 +292,16 @@ def design_vae(d: VaeDesign):
 
 
 @torch.no_grad()
-def vae_psnr(vae, clips: torch.Tensor) -> list[float]:
+def vae_psnr(vae, clips: torch.Tensor, bf16: bool = False) -> list[float]:
     """PSNR (dB, 8-bit scale) of each whole clip (uint8 [n, T, H, W, 3]) through encode (mode) and decode."""
     from .components import _to_pixels
 
+    device = next(vae.parameters()).device
     out = []
     for i in range(clips.shape[0]):
-        x = _to_pixels(clips[i:i + 1])
-        rec = vae.decode(vae.encode(x).latent_dist.mode()).sample.clamp(-1, 1)
+        x = _to_pixels(clips[i:i + 1].to(device))
+        with torch.autocast(device.type, torch.bfloat16, enabled=bf16):
+            rec = vae.decode(vae.encode(x).latent_dist.mode()).sample.float().clamp(-1, 1)
         rec = ((rec + 1) * 127.5).round()  # what a saved video holds
         mse = torch.mean((rec - (x + 1) * 127.5) ** 2).clamp_min(1e-6)
         out.append(float(10 * torch.log10(255.0 ** 2 / mse)))
@@ -330,17 +335,19 @@ def _vae_resumable(plan: PicoPlan) -> dict:
     probe = heldout[torch.linspace(0, heldout.shape[0] - 1, max(1, heldout.shape[0] // 4)).long()]
     n, T, H, W, _ = clips.shape
     crop = min(d.crop, H, W)
+    device = torch.device(plan.device or "cpu")
+    batch = d.batch_size * plan.batch_scale
     torch.manual_seed(plan.seed)
-    vae = design_vae(d).train()
+    vae = design_vae(d).to(device).train()
     opt = torch.optim.AdamW(vae.parameters(), lr=d.lr, weight_decay=0.0)
     g = torch.Generator().manual_seed(plan.seed)
     state_file, metrics_file = work / "state.pt", work / "metrics.jsonl"
     step, spent, running = 0, 0.0, None
     if state_file.is_file():
-        state = torch.load(state_file, weights_only=False)
+        state = torch.load(state_file, weights_only=False, map_location=device)
         vae.load_state_dict(state["vae"])
         opt.load_state_dict(state["opt"])
-        g.set_state(state["rng"])
+        g.set_state(state["rng"].cpu())
         step, spent, running = state["step"], state["seconds"], state["running"]
         print(f"[pico] vae: resuming at step {step} ({spent / 3600:.2f} h spent before)", flush=True)
     if metrics_file.is_file():  # drop curve rows past the saved state (a run stopped between saves)
@@ -358,16 +365,18 @@ def _vae_resumable(plan: PicoPlan) -> dict:
     bar = tqdm(range(step, steps), desc="video VAE", unit="step", disable=not plan.progress, initial=step,
                total=steps)
     for _ in bar:
-        idx = torch.randint(n, (d.batch_size,), generator=g)
+        idx = torch.randint(n, (batch,), generator=g)
         t0 = torch.randint(T - d.frames + 1, (1,), generator=g).item()
         y0 = torch.randint(0, (H - crop) // 16 + 1, (1,), generator=g).item() * 16
         x0 = torch.randint(0, (W - crop) // 16 + 1, (1,), generator=g).item() * 16
-        x = _to_pixels(clips[idx, t0:t0 + d.frames, y0:y0 + crop, x0:x0 + crop])
+        x = _to_pixels(clips[idx, t0:t0 + d.frames, y0:y0 + crop, x0:x0 + crop].to(device))
         lr = _lr_at(step, steps, d.lr)
         for group in opt.param_groups:
             group["lr"] = lr
-        z = vae.encode(x).latent_dist.mode()
-        rec = vae.decode(z).sample
+        with torch.autocast(device.type, torch.bfloat16, enabled=plan.bf16):
+            z = vae.encode(x).latent_dist.mode()
+            rec = vae.decode(z).sample
+        rec, z = rec.float(), z.float()
         loss = F.l1_loss(rec, x) + F.mse_loss(rec, x) + 1e-4 * z.pow(2).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -379,7 +388,7 @@ def _vae_resumable(plan: PicoPlan) -> dict:
         now = time.perf_counter()
         if step % every == 0 or step == steps:
             vae.eval()
-            psnr = vae_psnr(vae, probe)
+            psnr = vae_psnr(vae, probe, plan.bf16)
             vae.train()
             with metrics_file.open("a") as f:
                 f.write(json.dumps({"step": step, "loss": round(running, 5), "lr": lr,
@@ -399,9 +408,11 @@ def _vae_resumable(plan: PicoPlan) -> dict:
     vae.eval()
     with torch.no_grad():  # per-channel statistics of whole-clip latents: the normalization the pipeline applies
         sample = clips[torch.randperm(n, generator=torch.Generator().manual_seed(plan.seed))[:min(n, 8)]]
-        zs = torch.cat([vae.encode(_to_pixels(sample[i:i + 1])).latent_dist.mode() for i in range(sample.shape[0])])
+        zs = torch.cat([vae.encode(_to_pixels(sample[i:i + 1].to(device))).latent_dist.mode()
+                        for i in range(sample.shape[0])]).float()
         mean, std = zs.mean(dim=(0, 2, 3, 4)), zs.std(dim=(0, 2, 3, 4)).clamp_min(1e-3)
-    psnr = vae_psnr(vae, heldout)
+    psnr = vae_psnr(vae, heldout)  # float32: the figure does not depend on how it trained
+    vae.to("cpu")
     vae.register_to_config(latents_mean=[round(float(v), 6) for v in mean],
                            latents_std=[round(float(v), 6) for v in std])
     vae.save_pretrained(str(plan.output / "ckpt" / "vae"))
@@ -410,6 +421,7 @@ def _vae_resumable(plan: PicoPlan) -> dict:
             "heldout_psnr_min_db": round(min(psnr), 3),
             "heldout_tabletop_psnr_db": round(sum(tops) / max(1, len(tops)), 3), "heldout_clips": len(psnr),
             "train_hours": round(spent / 3600, 3), "parameters": sum(p.numel() for p in vae.parameters()),
+            "device": device.type, "bf16": plan.bf16, "batch_size": batch,
             "latent_hw": [H // d.spatial, W // d.spatial]}
 
 
@@ -573,6 +585,11 @@ def _train(plan: PicoPlan, stage: str, checkpoint: Path, settings: dict) -> dict
     recipe.run.output = str(plan.output / stage)
     recipe.run.progress = plan.progress
     recipe.run.seed = plan.seed
+    if plan.device is not None:
+        recipe.run.device, recipe.run.autocast = plan.device, plan.bf16
+    if plan.batch_scale != 1:
+        recipe.run.batch_size *= plan.batch_scale
+        recipe.run.batch_tokens *= plan.batch_scale
     trainer = Trainer(recipe)
     history = trainer.fit()
     metrics = [json.loads(line) for line in (plan.output / stage / "metrics.jsonl").read_text().splitlines()]
@@ -657,6 +674,57 @@ def _demo_inputs(plan: PicoPlan, out: Path) -> None:
     save_actions(out / "actions.json", torch.cat([first["actions"], second["actions"]]).numpy())
 
 
+SHARD_LIMIT = 15 * 2**20  # bytes: every weight file written by write_sharded stays under 16 MB
+
+
+def write_sharded(src: Path, dst: Path, max_bytes: int = SHARD_LIMIT) -> dict:
+    """Copy a checkpoint folder to `dst` with every safetensors file larger than `max_bytes` split into shards in the
+    layout diffusers and transformers write themselves (`<stem>-0000i-of-0000n.safetensors` + `<stem>.safetensors.
+    index.json` with metadata.total_size and weight_map), so `from_pretrained` of either library, and this package's
+    loader, read the folder as it is. Files already under the limit are copied unchanged. A single tensor larger than
+    the limit is an error (it cannot be split without changing the format). Returns {"files", "largest_bytes"}."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    src, dst = Path(src), Path(dst)
+    tmp = dst.with_name(dst.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    shutil.copytree(src, tmp, ignore=shutil.ignore_patterns("*.tmp"))
+    for f in sorted(tmp.rglob("*.safetensors")):
+        if f.stat().st_size <= max_bytes:
+            continue
+        with safe_open(str(f), "pt") as h:
+            metadata = h.metadata() or {"format": "pt"}
+            tensors = {k: h.get_tensor(k) for k in h.keys()}
+        groups, size = [[]], 0
+        for k, t in tensors.items():
+            nbytes = t.numel() * t.element_size()
+            if nbytes + 4096 > max_bytes:
+                raise ValueError(f"{f.relative_to(tmp)}: tensor {k} alone is {nbytes} bytes, over the "
+                                 f"{max_bytes}-byte shard limit")
+            if groups[-1] and size + nbytes + 4096 * (len(groups[-1]) + 1) > max_bytes:
+                groups.append([])
+                size = 0
+            groups[-1].append(k)
+            size += nbytes
+        stem = f.name[:-len(".safetensors")]
+        weight_map = {}
+        for i, keys in enumerate(groups, 1):
+            name = f"{stem}-{i:05d}-of-{len(groups):05d}.safetensors"
+            save_file({k: tensors[k].contiguous() for k in keys}, str(f.parent / name), metadata=metadata)
+            weight_map.update({k: name for k in keys})
+        total = sum(t.numel() * t.element_size() for t in tensors.values())
+        (f.parent / f"{f.name}.index.json").write_text(json.dumps(
+            {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}, indent=2) + "\n")
+        f.unlink()
+    if dst.exists():
+        shutil.rmtree(dst)
+    os.replace(tmp, dst)
+    sizes = [f.stat().st_size for f in dst.rglob("*") if f.is_file()]
+    return {"files": len(sizes), "largest_bytes": max(sizes, default=0)}
+
+
 def main(argv: list[str] | None = None) -> int:
     """`python -m cosmos3.train.pico`: the recipe with a design choice (v1 is also `cosmos3 train --recipe pico`)."""
     import argparse
@@ -670,12 +738,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stage", action="append", choices=ALL_STAGES, help="run only this stage (again); repeatable")
     p.add_argument("--stage-hours", type=float, help="time cap of a resumable stage (default: the design's)")
     p.add_argument("--vae-steps", type=int, help="override the VAE's optimizer steps")
+    p.add_argument("--device", help="train on this device (e.g. cuda; default: CPU, the reference)")
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast (weights and optimizer stay float32)")
+    p.add_argument("--batch-scale", type=int, default=1, help="batch sizes times this (a GPU: 8-32)")
+    p.add_argument("--workers", type=int, help="processes for the world and latents stages (default 2)")
+    p.add_argument("--export", help="also write the run's weights here, every file under --max-shard-mb (sharded "
+                   "safetensors with index json, as diffusers writes them)")
+    p.add_argument("--max-shard-mb", type=float, default=SHARD_LIMIT / 2**20)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
+    if args.batch_scale < 1 or (args.workers is not None and args.workers < 1) or args.max_shard_mb <= 0:
+        p.error("--batch-scale and --workers must be >= 1, --max-shard-mb > 0")
     output = Path(args.output)
     plan = PicoPlan.smoke(output, args.design) if args.smoke else PicoPlan.for_design(args.design, output)
     plan.progress = not args.quiet
     plan.stage_hours = args.stage_hours
+    plan.device, plan.bf16, plan.batch_scale = args.device, args.bf16, args.batch_scale
+    if args.workers is not None:
+        plan.workers = args.workers
     if args.vae_steps is not None:
         plan.vae_steps = args.vae_steps
     try:
@@ -687,6 +767,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"python -m cosmos3.train.pico: error: {e}", file=sys.stderr)
         return 2
     print(f"pico run: {plan.output} (checkpoint, when every stage is done: {out})")
+    if args.export:
+        src = out if out.is_dir() else plan.output / "ckpt"  # a design with stages still to come: what exists
+        figures = write_sharded(src, Path(args.export), int(args.max_shard_mb * 2**20))
+        print(f"pico weights: {args.export} ({figures['files']} files, largest {figures['largest_bytes']} bytes)")
     return 0
 
 
