@@ -39,14 +39,27 @@ CANVASES: dict[int, dict[float, tuple[int, int]]] = {
 }
 
 
+def _refusal(field: str, message: str) -> ValueError:
+    """A refused argument: the message starts with its name, `.field` names it (the server maps it to its own)."""
+    error = ValueError(f"{field}: {message}")
+    error.field = field
+    return error
+
+
+def _tagged(error: ValueError, field: str) -> ValueError:
+    if getattr(error, "field", None) is None:
+        error.field = field
+    return error
+
+
 def tier_of(resolution: str | int | None) -> int:
     """"256p" / "480" / 720 -> 256 / 480 / 720 (default 480, the release's)."""
     if resolution is None:
         return 480
     text = str(resolution).lower().removesuffix("p")
     if not text.isdigit() or int(text) not in CANVASES:
-        raise ValueError(f"resolution: action modes take a tier in {sorted(f'{t}p' for t in CANVASES)}, "
-                         f"got {resolution!r}")
+        raise _refusal("resolution", f"action modes take a tier in {sorted(f'{t}p' for t in CANVASES)}, got "
+                                     f"{resolution!r}")
     return int(text)
 
 
@@ -141,34 +154,40 @@ class ActionRequest:
 def resolve_action_request(action_mode, embodiment, actions, action_chunk_size, fps, image, video) -> ActionRequest:
     """Check the action arguments together and resolve their defaults (before any model work)."""
     if action_mode not in MODES:
-        raise ValueError(f"action_mode: expected one of {list(MODES)}, got {action_mode!r}")
+        raise _refusal("action_mode", f"expected one of {list(MODES)}, got {action_mode!r}")
     if embodiment is None:
-        raise ValueError("embodiment: required with action_mode (e.g. 'droid_lerobot', 'umi', 'av')")
-    emb = get_embodiment(embodiment)
+        raise _refusal("embodiment", "required with action_mode (e.g. 'droid_lerobot', 'umi', 'av')")
+    try:
+        emb = get_embodiment(embodiment)
+    except ValueError as e:
+        raise _tagged(e, "embodiment") from None
     chunk = emb.chunk_size if action_chunk_size is None else action_chunk_size
     if not isinstance(chunk, int) or isinstance(chunk, bool) or not 4 <= chunk <= 256 or chunk % 4:
         # chunk + 1 video frames must be a whole number of VAE latent frames (4k + 1): the release uses 16 and 60.
-        raise ValueError(f"action_chunk_size: expected a multiple of 4 in [4, 256] (the video has chunk + 1 = 4k + 1 "
-                         f"frames), got {action_chunk_size!r}")
+        raise _refusal("action_chunk_size", f"expected a multiple of 4 in [4, 256] (the video has chunk + 1 = 4k + 1 "
+                                            f"frames), got {action_chunk_size!r}")
     fps = emb.fps if fps is None else fps
     if not isinstance(fps, (int, float)) or isinstance(fps, bool) or not 1 <= fps <= 120:
-        raise ValueError(f"fps: expected a number in [1, 120] for action modes, got {fps!r}")
+        raise _refusal("fps", f"expected a number in [1, 120] for action modes, got {fps!r}")
     if image is not None and video is not None:
-        raise ValueError("image, video: give one conditioning input, not both")
+        raise _refusal("image", "image, video: give one conditioning input, not both")
     if action_mode == "inverse_dynamics" and video is None:
-        raise ValueError("video: inverse_dynamics needs the video whose actions it infers")
+        raise _refusal("video", "inverse_dynamics needs the video whose actions it infers")
     if image is None and video is None:
-        raise ValueError(f"image: {action_mode} needs a conditioning image or video")
+        raise _refusal("image", f"{action_mode} needs a conditioning image or video")
     clean, whole = None, None
     if action_mode == "forward_dynamics":
         if actions is None:
-            raise ValueError("actions: forward_dynamics needs the actions to roll out ([T, raw_dim] or a JSON file)")
-        whole = load_actions(actions, emb)
+            raise _refusal("actions", "forward_dynamics needs the actions to roll out ([T, raw_dim] or a JSON file)")
+        try:
+            whole = load_actions(actions, emb)
+        except ValueError as e:
+            raise _tagged(e, "actions") from None
         if whole.shape[0] == 0:
-            raise ValueError("actions: the action array is empty")
+            raise _refusal("actions", "the action array is empty")
         clean = chunk_actions(whole[:chunk], chunk)
     elif actions is not None:
-        raise ValueError(f"actions: {action_mode} predicts actions; do not pass them")
+        raise _refusal("actions", f"{action_mode} predicts actions; do not pass them")
     return ActionRequest(action_mode, emb, chunk, float(fps), clean, whole)
 
 

@@ -31,7 +31,7 @@ import numpy as np
 from PIL import Image
 
 from .. import spec
-from ..actions import ActionError, get_embodiment, load_actions
+from ..actions import ActionError, get_embodiment
 from .errors import APIError, from_value_error
 from .jobs import atomic_write_bytes
 from .media_policy import refuse_if, sniff_kind
@@ -64,8 +64,6 @@ def resolve(state, kwargs: dict, renamed: dict | None = None):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # off-table sizes and untrained settings are allowed; the CLI warns
             return state.generator.resolve(**kwargs)
-    except ActionError as e:
-        raise from_value_error(e, (renamed or {}).get("actions", "extra_params.action")) from None
     except ValueError as e:
         field = getattr(e, "field", None)
         param = {**PARAMS, **(renamed or {})}.get(field, field)
@@ -153,7 +151,7 @@ class CostModel:
         """Time two short text-to-video runs of the checkpoint on its device (the fastest of `repeat` each) and fit
         the step overhead, the seconds per FLOP, per decoded pixel and the fixed part."""
         points = []
-        for height, width, frames in ((64, 64, 5), (256, 256, 9)):
+        for height, width, frames in ((64, 64, 5), (128, 128, 9)):
             best = None
             for _ in range(repeat):
                 with warnings.catch_warnings():
@@ -272,11 +270,10 @@ def _actions(state, extra: ExtraParams) -> tuple[dict[str, Any], dict[str, str]]
     if extra.action_path is not None:
         param = "extra_params.action_path"
         source = str(state.policy.local_path(extra.action_path, param))
-    if source is not None:
+    if source is not None:  # read and checked by the resolver, like every other argument
         try:
-            out["actions"] = load_actions(source if isinstance(source, str) else np.asarray(source, np.float64),
-                                          emb)
-        except (ActionError, ValueError) as e:
+            out["actions"] = source if isinstance(source, str) else np.asarray(source, np.float64)
+        except ValueError as e:
             raise from_value_error(e, param) from None
     return {k: v for k, v in out.items() if v is not None}, {"actions": param}
 
