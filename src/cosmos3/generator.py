@@ -730,8 +730,6 @@ class Generator:
             latents.actions[:, plan.raw_action_dim:] = 0
         # Denoise on the model's device (noise is drawn on the host, so a seed gives the same run on any device).
         latents, clean = (x.map(lambda _, t: t.to(self.device)) for x in (latents, clean))
-        # Denoise on the model's device (noise is drawn on the host, so a seed gives the same run on any device).
-        latents, clean = (x.map(lambda _, t: t.to(self.device)) for x in (latents, clean))
         prompts = [branch_inputs(self.tokenizer, self.model.config, t, is_image=plan.is_image,
                                  use_system_prompt=req.use_system_prompt) for t in plan.texts]
         with torch.inference_mode():
