@@ -40,6 +40,7 @@ from .checkpoint_qwen3vl import load_qwen3vl
 from .decode import ChatOutput, DecodeEngine, end_of_turn_ids, split_reasoning
 from .media import MediaError, probe_video, read_image
 from .model import Cosmos3Omni, KVCache
+from .model.mot import cache_causal_mask
 from .model.vision import VisionProcessor, VisionTower, VisualInput
 from .prompt import DEFAULT_SYSTEM_PROMPT, REASONING_INSTRUCTION, Prompt, assemble, normalize_messages
 from .sampling import PLAIN, REASONING, SamplingParams
@@ -297,13 +298,15 @@ class Reasoner:
     def decode_batch(self, tokens: list[int], slots: list[int], rope_deltas: list[int],
                      cache: KVCache) -> torch.Tensor:
         """One token per row: row i's `tokens[i]` goes to its cache slot `slots[i]` at position slot + rope delta
-        and attends over its slots 0..slot (the default causal-by-slot mask) -> logits of each next token [n, V].
+        and attends over its slots 0..slot -> logits of each next token [n, V].
         `cache` holds exactly the n rows, trimmed to the slots read."""
         model, n = self.model, len(tokens)
         embeds = model.embed_tokens(torch.tensor(tokens, device=model.device).view(n, 1))  # [n, 1, D]
         positions = torch.tensor([float(s + d) for s, d in zip(slots, rope_deltas)]).view(n, 1, 1).expand(n, 3, 1)
         write_at = torch.tensor(slots, device=model.device).view(n, 1)
-        hidden = model.und_forward(embeds, positions, cache, write_at)
+        # The mask once per step rather than per layer (the default reads the span back from the device per layer).
+        visible = cache_causal_mask(write_at, cache.capacity, n)  # [n, 1, 1, span]
+        hidden = model.und_forward(embeds, positions, cache, write_at, mask=visible)
         return model.logits(hidden[:, -1])
 
     # ---------------------------------------------------------------------------------------- chat
