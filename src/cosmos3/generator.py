@@ -5,7 +5,12 @@
     res.save("out.mp4")
 
 Modes follow from the inputs: one frame is text-to-image; an `image` makes image-to-video; a `video` makes
-video-to-video; otherwise text-to-video. Every argument is validated before any model work starts.
+video-to-video; otherwise text-to-video; `action_mode` selects forward / inverse dynamics or policy.
+
+`generate(...)` is `run(resolve(...))`: `resolve` fills in what a request leaves out (the checkpoint's native
+settings, cosmos3_defaults.json, then the embodiment's and the release's) and checks every argument with no model
+work, returning a `GenRequest`; the server validates with it too. `run` builds the mode's plan (which tokens are
+clean, which noisy, the prompt texts) and samples it on the one path every mode shares.
 """
 
 from __future__ import annotations
@@ -137,8 +142,6 @@ def video_to_pixels(video, height: int, width: int, keep: int, which: str) -> to
 # ------------------------------------------------------------------------------------------------ requests
 
 DEFAULTS_FILE = "cosmos3_defaults.json"  # a checkpoint's native settings (older folders: model_index.json's key)
-VIDEO_MODES = ("t2i", "t2v", "i2v", "v2v")
-ACTION_MODES = ("forward_dynamics", "inverse_dynamics", "policy")
 
 
 def read_native_defaults(root: str | os.PathLike) -> dict:
@@ -157,6 +160,17 @@ def read_native_defaults(root: str | os.PathLike) -> dict:
                     raise CheckpointError(f"{path}: native settings must be a JSON object")
                 return dict(data)
     return {}
+
+
+# Defaults of a checkpoint without native settings (DESIGN 2.6): the release's.
+_RELEASE_DEFAULTS = dict(resolution=spec.DEFAULT_RESOLUTION, aspect_ratio=spec.DEFAULT_ASPECT_RATIO,
+                         num_frames=spec.DEFAULT_NUM_FRAMES, fps=spec.DEFAULT_FPS,
+                         num_inference_steps=VIDEO_DEFAULTS[0], guidance_scale=VIDEO_DEFAULTS[1],
+                         flow_shift=VIDEO_DEFAULTS[2], image_num_inference_steps=IMAGE_DEFAULTS[0],
+                         image_guidance_scale=IMAGE_DEFAULTS[1], image_flow_shift=IMAGE_DEFAULTS[2],
+                         action_num_inference_steps=ACTION_DEFAULTS[0], action_guidance_scale=ACTION_DEFAULTS[1],
+                         action_flow_shift=ACTION_DEFAULTS[2],
+                         action_chunk_size=None, action_resolution="480p")
 
 
 # A setting a checkpoint does not state falls back to the one it shares (images and actions take the native flow
@@ -287,18 +301,6 @@ class _Plan:
     texts: list[str]  # the positive branch's text, then the negative's when guidance != 1
     is_image: bool
     raw_action_dim: int | None = None
-    crop: object = None  # action canvases: latents -> the part covering the input
-
-
-# Defaults of a checkpoint without native settings (DESIGN 2.6): the release's.
-_RELEASE_DEFAULTS = dict(resolution=spec.DEFAULT_RESOLUTION, aspect_ratio=spec.DEFAULT_ASPECT_RATIO,
-                         num_frames=spec.DEFAULT_NUM_FRAMES, fps=spec.DEFAULT_FPS,
-                         num_inference_steps=VIDEO_DEFAULTS[0], guidance_scale=VIDEO_DEFAULTS[1],
-                         flow_shift=VIDEO_DEFAULTS[2], image_num_inference_steps=IMAGE_DEFAULTS[0],
-                         image_guidance_scale=IMAGE_DEFAULTS[1], image_flow_shift=IMAGE_DEFAULTS[2],
-                         action_num_inference_steps=ACTION_DEFAULTS[0], action_guidance_scale=ACTION_DEFAULTS[1],
-                         action_flow_shift=ACTION_DEFAULTS[2],
-                         action_chunk_size=None, action_resolution="480p")
 
 
 # ------------------------------------------------------------------------------------------------ generator
