@@ -187,9 +187,11 @@ def step_env(ctx: Ctx, rec: Recorder) -> None:
         f.update(python=platform.python_version(), torch=torch.__version__, cuda=torch.version.cuda,
                  cuda_available=torch.cuda.is_available(), device=str(ctx.device), dtype=str(ctx.dtype),
                  cpu_threads=torch.get_num_threads(), machine=platform.machine())
-        for mod in ("diffusers", "transformers"):
+        for mod in ("diffusers", "transformers", "av"):
             try:
-                f[mod] = __import__(mod).__version__
+                m = __import__(mod)
+                f[mod] = "stand-in (not installed; no video I/O here)" if getattr(m, "GPU_CHECK_STAND_IN", False) \
+                    else m.__version__
             except Exception as e:  # noqa: BLE001
                 f[mod] = f"unavailable ({error_text(e)})"
         if ctx.device.type == "cuda":
@@ -634,17 +636,17 @@ def step_training(ctx: Ctx, rec: Recorder) -> None:
         from cosmos3.train.__main__ import build_parser, recipe_from_args
         from cosmos3.train.loop import Trainer
 
-        ckpt, videos = train_helpers.tiny_checkpoint(), train_helpers.video_folder()
+        ckpt, latents = train_helpers.tiny_checkpoint(), latents_folder(ctx, train_helpers.tiny_config())
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK="0", WORLD_SIZE="1", LOCAL_RANK="0")
         steps = 3
-        argv = ["--checkpoint", str(ckpt), "--data", str(videos), "--data-kind", "video",
+        argv = ["--checkpoint", str(ckpt), "--data", str(latents), "--data-kind", "latents",
                 "--output", str(ctx.scratch / "train-run"), "--train", "gen", "--steps", str(steps),
-                "--batch-size", "2", "--height", "32", "--width", "32", "--lr", "1e-4", "--save-every", "0",
-                "--quiet", "--no-export", "--device", str(ctx.device), "--resume", "none",
-                "--set", "model.fsdp=always", "--set", "run.autocast=true", "--set", "data.num_frames=5"]
+                "--batch-size", "2", "--lr", "1e-4", "--save-every", "0", "--quiet", "--no-export",
+                "--device", str(ctx.device), "--resume", "none", "--set", "model.fsdp=always",
+                "--set", "run.autocast=true"]
         recipe = recipe_from_args(build_parser().parse_args(argv))
         ctx.reset_peak()
         trainer = Trainer(recipe)
@@ -673,6 +675,20 @@ def step_training(ctx: Ctx, rec: Recorder) -> None:
               and f["fsdp2_sharded"] and f["backend"] == ("nccl" if ctx.device.type == "cuda" else "gloo"))
         if not ok:
             f["status"], f["error"] = "error", "non-finite loss, no FSDP2 sharding or the wrong backend"
+
+
+def latents_folder(ctx: Ctx, cfg) -> Path:
+    """Precomputed text-to-video samples with random latents (no video decoding, no VAE: PyAV is not needed)."""
+    import torch
+
+    from cosmos3.train.data import GenItem, precompute_latents
+
+    gen = torch.Generator().manual_seed(ctx.seed)
+    shapes = [(2, 4, 6), (2, 4, 6), (3, 4, 4), (3, 4, 4)]  # latent frames, height, width: two micro-batch shapes
+    items = [GenItem(vision=torch.randn(cfg.latent_channel, T, H, W, generator=gen), prompt=f"a red block, take {i}",
+                     fps=16.0, num_frames=1 + 4 * (T - 1), height=16 * H, width=16 * W)
+             for i, (T, H, W) in enumerate(shapes)]
+    return precompute_latents(items, ctx.scratch / "latents", progress=False)
 
 
 STEP_FUNCS = {"env": step_env, "correctness": step_correctness, "speed_generate": step_speed_generate,
