@@ -153,10 +153,16 @@ def test_untrained_settings_warn_once(generator, monkeypatch):
         generator.resolve("x", embodiment="droid_lerobot", **policy)
         generator.resolve("x", resolution="480p", num_frames=5)
         generator.resolve("x", resolution="480p", num_frames=5)
-    messages = [str(w.message) for w in caught]
-    assert len(messages) == 2, messages  # each once
-    assert "no action statistics for embodiment droid_lerobot" in messages[0] and "\n" not in messages[0]
-    assert "trained at 256p" in messages[1] and "\n" not in messages[1]
+        monkeypatch.setattr(generator, "defaults", {"modes": ["t2v", "policy"]})
+        generator.resolve("x", num_frames=5, height=64, width=64)
+        generator.resolve("x", num_frames=5, height=64, width=64, image=IMAGE)
+        generator.resolve("x", num_frames=5, height=64, width=64, image=IMAGE)
+    messages = [str(w.message) for w in caught if "published resolutions" not in str(w.message)]
+    assert len(messages) == 3, messages  # each once
+    assert "no action statistics for embodiment droid_lerobot" in messages[0]
+    assert "trained at 256p" in messages[1]
+    assert "not trained for i2v (it learnt t2v, policy)" in messages[2]
+    assert all("\n" not in m for m in messages)
 
 
 # ------------------------------------------------------------------------------------------------ one caption

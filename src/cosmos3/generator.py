@@ -475,6 +475,10 @@ class Generator:
                           stacklevel=3)
         if req.seed is None and generator is None:
             req.seed = int(torch.seed() % 2**63)  # drawn here, so the resolved request reproduces its output
+        trained = self.defaults.get("modes")  # a checkpoint may list the modes it was trained for
+        if trained and req.mode not in trained:
+            req.warnings += (f"{self.name} was not trained for {req.mode} (it learnt {', '.join(trained)}): "
+                             "expect poor results",)
         for message in req.warnings:
             if message not in self._warned:
                 self._warned.add(message)
