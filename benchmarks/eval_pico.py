@@ -34,6 +34,17 @@ Every task loops over the first --episodes tabletop episodes of the evaluation w
             latent frame floor(time_s * 48000 / 1920). Success: within 2 latent frames. Episodes with an audible
             contact only; the detector on the true sound is the sanity check. Pass: >= 70%.
 
+    vae     the checkpoint's video VAE alone (vae/ of --checkpoint; a run's ckpt/ folder will do): every true clip
+            encoded (the mode) and decoded. PSNR over all frames against the true (decoded) frames; the tracker
+            on the reconstruction against the simulator (block error, px), and per block whether it stays
+            recognisable: seen in every frame, its centre within 3 px of where the tracker finds it in the true
+            video, and its shape (the pixels of its colour, membership > 0.5) overlapping the true video's with
+            IoU >= 0.5. Baseline: the frames average-pooled to the VAE's latent grid and upsampled (bilinear).
+            Pass: PSNR >= 30 dB and every block recognisable in every episode.
+
+Worlds other than the default one (pico v2's, cosmos3.train.pico DESIGNS) are re-simulated with the tabletop
+config their manifest records; clip lengths follow the world (33 frames in v1, 17 in v2) for vae and fd.
+
 Prints a table, then one JSON line with every figure (also written to --out).
 """
 
@@ -53,9 +64,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
 
-from cosmos3.world.geometry import direction_word, integrate_pose_actions, rot_z, toward  # noqa: E402
+from cosmos3.actions.poses import relative_to_absolute  # noqa: E402
+from cosmos3.world.geometry import direction_word, rot_z, toward  # noqa: E402
 
-TASKS = ("fd", "id", "policy", "t2v", "reason", "sound")
+TASKS = ("vae", "fd", "id", "policy", "t2v", "reason", "sound")
 SAMPLE_RATE = 48000
 SOUND_HOP = 1920  # samples per sound latent frame (25 per second)
 BLOCK_ERROR_CAP_PX = 50.0
@@ -164,11 +176,19 @@ def majority_chance(answers_by_type: dict[str, list[str]], asked: list[tuple[str
 
 def gripper_path_px(start: np.ndarray, actions: np.ndarray, px_per_m: float) -> np.ndarray:
     """Gripper positions [T + 1, 2] in pixels from its start pose (x_m, y_m, yaw_rad) and T pose actions [T, >=9]
-    (translation in the gripper frame at t, then rot6d; geometry.integrate_pose_actions)."""
+    (translation in the gripper frame at t, then rot6d; cosmos3.actions.poses.relative_to_absolute). Garbage
+    predictions (non-finite values, a degenerate rot6d) give a non-finite path, which never counts as reaching a
+    block."""
+    from cosmos3.actions import ActionError
+
     x, y, yaw = (float(v) for v in start[:3])
-    with np.errstate(invalid="ignore", divide="ignore"):
-        positions, _ = integrate_pose_actions(np.array([x, y, 0.0]), rot_z(yaw), np.asarray(actions)[:, :9])
-    return positions[:, :2] * px_per_m
+    actions = np.asarray(actions, np.float64)[:, :9]
+    p0 = np.eye(4)
+    p0[:3, :3], p0[:3, 3] = rot_z(yaw), (x, y, 0.0)
+    try:
+        return relative_to_absolute(actions, p0)[:, :2, 3] * px_per_m
+    except ActionError:
+        return np.full((actions.shape[0] + 1, 2), np.nan)
 
 
 def gripper_toward_block(path: np.ndarray, block: np.ndarray, ratio: float = 0.5) -> bool:
@@ -184,6 +204,28 @@ def gripper_toward_block(path: np.ndarray, block: np.ndarray, ratio: float = 0.5
 # ------------------------------------------------------------------------------------------------ the world
 
 
+def tabletop_config(recorded: dict):
+    """The TabletopConfig a world manifest records (nested dataclasses rebuilt; tuples restored)."""
+    import dataclasses
+
+    from cosmos3.world import TabletopConfig
+
+    def build(cls, values: dict):
+        kwargs = {}
+        for f in dataclasses.fields(cls):
+            if f.name not in values:
+                continue
+            v, default = values[f.name], getattr(cls(), f.name)
+            if dataclasses.is_dataclass(default):
+                v = build(type(default), v)
+            elif isinstance(default, tuple):
+                v = tuple(v)
+            kwargs[f.name] = v
+        return cls(**kwargs)
+
+    return build(TabletopConfig, recorded)
+
+
 class EvalWorld:
     """Tabletop episodes of an evaluation world: decoded items, metadata, and the simulator's truth (re-simulated
     from each episode's seed, checked against the metadata)."""
@@ -194,13 +236,14 @@ class EvalWorld:
         from cosmos3.world import LeRobotDataset, TabletopConfig
 
         self.root = root
-        self.ds = LeRobotDataset(root / "tabletop", chunk_size=32, stride=32, sound=True)
         manifest = json.loads((root / "world.json").read_text())
-        self.cfg = TabletopConfig(fps=int(manifest["fps"]))
+        self.cfg = tabletop_config(manifest["config"]["tabletop"])
         want = json.loads(json.dumps(asdict(self.cfg)))
         if manifest["config"]["tabletop"] != want:
-            raise ValueError(f"{root}: the world's tabletop config differs from TabletopConfig(fps={manifest['fps']})"
-                             "; its episodes cannot be re-simulated here")
+            raise ValueError(f"{root}: the world's tabletop config cannot be rebuilt from its manifest; its episodes "
+                             "cannot be re-simulated here")
+        chunk = self.cfg.num_frames - 1
+        self.ds = LeRobotDataset(root / "tabletop", chunk_size=chunk, stride=chunk, sound=True)
         self._truth: dict[int, object] = {}
 
     def __len__(self) -> int:
@@ -284,7 +327,7 @@ def task_fd(gen, world: EvalWorld, n: int, args) -> dict:
         it, ep = world.item(i), world.episode(i)
         true = it["frames"]
         res = gen.generate(prompt="", image=_pil(true[0]), action_mode="forward_dynamics", embodiment="umi",
-                           actions=it["actions"], action_chunk_size=32, fps=16, resolution="256p",
+                           actions=it["actions"], action_chunk_size=true.shape[0] - 1, fps=16, resolution="256p",
                            num_inference_steps=args.steps, seed=args.seed + i, progress=False)
         frames = res.frames.numpy()
         if frames.shape != true.shape:
@@ -304,6 +347,71 @@ def task_fd(gen, world: EvalWorld, n: int, args) -> dict:
            "block_error_px_baseline": _mean(errs0)}
     out["pass"] = bool(out["psnr_db"] >= out["psnr_db_baseline"] + 3.0
                        and out["block_error_px"] < out["block_error_px_baseline"])
+    return out
+
+
+def pooled(frames: np.ndarray, factor: int) -> np.ndarray:
+    """The trivial codec of a VAE's spatial grid: average-pool by `factor`, upsample bilinearly; uint8 frames."""
+    import torch
+    import torch.nn.functional as F
+
+    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float()
+    y = F.interpolate(F.avg_pool2d(x, factor), size=x.shape[-2:], mode="bilinear", align_corners=False)
+    return y.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """IoU of two boolean masks; 1.0 when both are empty."""
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 1.0
+
+
+def block_recognisable(recon: np.ndarray, true: np.ndarray, color: str, centre_px: float = 3.0,
+                       min_iou: float = 0.5) -> tuple[bool, float]:
+    """Is a block as recognisable in a reconstruction as in the true video: seen in every frame, its tracked centre
+    within `centre_px` of the true video's, its colour's solid pixels overlapping with IoU >= min_iou in every
+    frame. Returns (recognisable, the smallest IoU over frames)."""
+    from cosmos3.world import track_blocks
+    from cosmos3.world.geometry import BLOCK_COLORS
+    from cosmos3.world.track import color_membership
+
+    a, b = track_blocks(recon, [color])[color], track_blocks(true, [color])[color]
+    seen = bool(np.isfinite(a).all())
+    near = seen and bool((np.hypot(*(a - b).T)[np.isfinite(b).all(1)] <= centre_px).all())
+    ma, mb = color_membership(recon, BLOCK_COLORS[color]) > 0.5, color_membership(true, BLOCK_COLORS[color]) > 0.5
+    iou = min(mask_iou(ma[t], mb[t]) for t in range(true.shape[0]))
+    return seen and near and iou >= min_iou, iou
+
+
+def task_vae(vae, world: EvalWorld, n: int, args) -> dict:
+    ps, ps0, errs, errs_true, ious, ok = [], [], [], [], [], []
+    for i in _tqdm(range(n), "vae"):
+        it, ep = world.item(i), world.episode(i)
+        true = it["frames"]
+        import torch
+
+        pixels = torch.from_numpy(true).permute(3, 0, 1, 2)[None].float() / 127.5 - 1.0
+        recon = vae.decode(vae.encode(pixels)).cpu().numpy()
+        if recon.shape != true.shape:
+            raise ValueError(f"vae: reconstructed {recon.shape}, expected {true.shape}")
+        save_strip(args, "vae", i, [true, recon])
+        ps.append(psnr(recon, true))
+        ps0.append(psnr(pooled(true, vae.spatial), true))
+        colors = [b.color for b in ep.blocks]
+        truth = ep.block_poses[:, :, :2] * ep.table.px_per_m
+        from cosmos3.world import track_blocks
+
+        tr, tt = track_blocks(recon, colors), track_blocks(true, colors)
+        errs.append(block_error_px(np.stack([tr[c] for c in colors], 1), truth))
+        errs_true.append(block_error_px(np.stack([tt[c] for c in colors], 1), truth))
+        for c in colors:
+            good, iou = block_recognisable(recon, true, c)
+            ok.append(good)
+            ious.append(iou)
+    out = {"episodes": n, "psnr_db": _mean(ps), "psnr_db_baseline": _mean(ps0), "psnr_db_min": float(np.min(ps)),
+           "block_error_px": _mean(errs), "block_error_px_true_video": _mean(errs_true),
+           "blocks_recognisable": _mean(ok), "min_block_iou_mean": _mean(ious)}
+    out["pass"] = bool(out["psnr_db"] >= 30.0 and out["blocks_recognisable"] == 1.0)
     return out
 
 
@@ -474,6 +582,8 @@ def task_sound(gen, world: EvalWorld, n: int, args) -> dict:
 
 
 ROWS = [  # task, metric, model key, baseline key, baseline name, rule
+    ("vae", "PSNR dB (all frames)", "psnr_db", "psnr_db_baseline", "pool to latent grid", ">= 30"),
+    ("vae", "block error px", "block_error_px", "block_error_px_true_video", "tracker on truth", ""),
     ("fd", "PSNR dB (frames 1..32)", "psnr_db", "psnr_db_baseline", "repeat frame 0", ">= base + 3"),
     ("fd", "block error px", "block_error_px", "block_error_px_baseline", "repeat frame 0", "< base"),
     ("id", "action MSE", "action_mse", "action_mse_baseline", "mean action", "< 0.5 base"),
@@ -498,6 +608,10 @@ def print_table(results: dict, times: dict) -> None:
         print(f"{task if first else '':<8}{metric:<26}{r[key]:>10.4g}{r[bkey]:>10.4g}  {bname:<20}{rule:<12}"
               f"{n if first else '':>5}{(f'{times[task]:.2f}' if first else ''):>8}  "
               f"{('yes' if r['pass'] else 'no') if first else ''}")
+    if "vae" in results:
+        v = results["vae"]
+        print(f"vae: blocks recognisable {v['blocks_recognisable']:.2f} (rule: all), smallest per-block IoU "
+              f"{v['min_block_iou_mean']:.2f} on average, worst clip {v['psnr_db_min']:.1f} dB")
     if "policy" in results:
         p = results["policy"]
         print(f"policy: {p['episodes']} episodes with a target block ({p['skipped_no_target']} random-motion "
@@ -547,9 +661,15 @@ def main(argv: list[str] | None = None) -> dict:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     world = EvalWorld(args.world)
     n = min(args.episodes, len(world))
-    gen = rsn = None
+    gen = rsn = vae = None
     started = time.perf_counter()
-    if any(t != "reason" for t in tasks):
+    if "vae" in tasks:
+        from cosmos3.checkpoint import resolve_checkpoint
+        from cosmos3.vae import VideoVAE
+
+        vae = VideoVAE.from_pretrained(resolve_checkpoint(args.checkpoint) / "vae", torch.device(device),
+                                       torch.float32)
+    if any(t not in ("reason", "vae") for t in tasks):
         from cosmos3.generator import Generator
 
         gen = Generator.from_pretrained(args.checkpoint, device=device)
@@ -566,6 +686,8 @@ def main(argv: list[str] | None = None) -> dict:
         t0 = time.perf_counter()
         if task == "reason":
             results[task] = task_reason(rsn, world, args)
+        elif task == "vae":
+            results[task] = task_vae(vae, world, n, args)
         else:
             results[task] = {"fd": task_fd, "id": task_id, "policy": task_policy, "t2v": task_t2v,
                              "sound": task_sound}[task](gen, world, n, args)

@@ -240,3 +240,31 @@ def test_write_sharded_splits_the_shipped_transformer_and_every_loader_reads_it(
     assert ref.keys() == a.keys() and all(torch.equal(ref[k].float(), a[k].float()) for k in ref)
     with pytest.raises(ValueError, match="over the 1000-byte shard limit"):
         write_sharded(src / "vae", tmp_path / "tiny", max_bytes=1000)
+
+
+def test_eval_pico_vae_checks_and_v2_world_config():
+    import dataclasses
+    import importlib.util
+    from pathlib import Path
+
+    from cosmos3.train.pico import DESIGNS
+    from cosmos3.world import render_tabletop, simulate_tabletop
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "eval_pico.py"
+    spec = importlib.util.spec_from_file_location("eval_pico_v2", path)
+    E = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(E)
+    cfg = DESIGNS["v2"].world.config().tabletop
+    recorded = json.loads(json.dumps(dataclasses.asdict(cfg)))
+    assert E.tabletop_config(recorded) == cfg and E.tabletop_config(recorded).num_frames == 17
+    ep = simulate_tabletop(3, cfg)
+    frames = render_tabletop(ep)
+    color = ep.blocks[0].color
+    assert E.block_recognisable(frames, frames, color) == (True, 1.0)
+    shifted = np.roll(frames, 6, axis=2)  # every block 6 px to the right: found, but not where it is
+    assert not E.block_recognisable(shifted, frames, color)[0]
+    grey = np.repeat(frames[:, :, :, :1], 3, axis=3)  # colour lost
+    assert E.block_recognisable(grey, frames, color) == (False, 0.0)
+    pooled = E.pooled(frames, 8)
+    assert pooled.shape == frames.shape and 20 < E.psnr(pooled, frames) < 40
+    assert E.mask_iou(np.zeros((2, 2), bool), np.zeros((2, 2), bool)) == 1.0
