@@ -9,11 +9,13 @@ Steps, in this order, each in a process of its own with a time budget (a step ov
   env           torch / CUDA / GPU name / memory
   correctness   tiny random checkpoints (presets `tiny` and `tiny-edge`, official layout built by diffusers) in bf16
                 on the device against the same weights in float32 on the CPU, our code both times: the transformer
-                forward, t2v / i2v / policy generations (Generator.generate) and a greedy reasoner answer (Reasoner.chat,
-                temperature 0); diffusers' transformer and pipeline in bf16 on the device against our float32 too
+                forward, t2v / i2v / policy generations (Generator.generate) and a greedy reasoner answer
+                (Reasoner.chat, temperature 0); diffusers' transformer and pipeline, and transformers' Qwen3-VL
+                (tiny, random), in bf16 on the device against our float32 too
   speed_generate  Nano-shaped network (preset `nano`, random bf16 weights made on the device, batch 1): t2v 256p
                 and 480p at 189 frames (fewer when memory does not allow, stated); a few denoising steps with guidance
-                timed and extrapolated to 35, against vLLM-Omni's published 6.97 s / 58.17 s on one H100
+                timed and extrapolated to 35, plus a Wan 2.2-shaped VAE decode, against vLLM-Omni's published
+                6.97 s / 58.17 s on one H100
   speed_reason  the reasoner at Nano shape (und pathway, bf16): time to first token and decode tokens/s
   training      a few steps of gen-only SFT (tiny checkpoint, video data) with bf16 autocast and FSDP2 on one rank
                 (NCCL on a GPU, gloo on a CPU)
@@ -196,7 +198,8 @@ def step_env(ctx: Ctx, rec: Recorder) -> None:
                 f[mod] = f"unavailable ({error_text(e)})"
         if ctx.device.type == "cuda":
             props = torch.cuda.get_device_properties(0)
-            f.update(gpu=props.name, gpu_count=torch.cuda.device_count(), gpu_memory_gib=round(props.total_memory / 2**30, 1),
+            f.update(gpu=props.name, gpu_count=torch.cuda.device_count(),
+                     gpu_memory_gib=round(props.total_memory / 2**30, 1),
                      capability=f"{props.major}.{props.minor}", cudnn=torch.backends.cudnn.version(),
                      bf16_supported=torch.cuda.is_bf16_supported(),
                      flash_sdp=torch.backends.cuda.flash_sdp_enabled(), nccl=str(torch.cuda.nccl.version()))
@@ -256,6 +259,7 @@ def step_correctness(ctx: Ctx, rec: Recorder) -> None:
         correctness_reasoner(ctx, rec, root, variant)
         if ctx.device.type == "cuda":
             torch.cuda.empty_cache()
+    correctness_transformers(ctx, rec, ctx.seed)
 
 
 def correctness_forward(ctx: Ctx, rec: Recorder, root: Path, variant: str, seed: int) -> None:
@@ -396,6 +400,67 @@ def correctness_reasoner(ctx: Ctx, rec: Recorder, root: Path, variant: str) -> N
             f["status"], f["error"] = "error", "prefill logits above the bf16 bound (or no tokens)"
 
 
+def correctness_transformers(ctx: Ctx, rec: Recorder, seed: int) -> None:
+    """transformers' Qwen3-VL (a tiny random one, text prompt) in bf16 on the device against our reasoner in float32
+    on the CPU, loaded from the same transformers folder: prefill logits and the greedy answer."""
+    import torch
+    from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
+
+    from cosmos3.model import KVCache
+    from cosmos3.reasoner import Reasoner
+    from cosmos3.tokenizers import byte_level_tokenizer
+
+    with rec.item("reason-transformers/qwen3vl") as f:
+        tok = byte_level_tokenizer()
+        hidden, head_dim = 128, 32
+        half = head_dim // 2
+        section = [half - 2 * (half * 5 // 16), half * 5 // 16, half * 5 // 16]
+        cfg = Qwen3VLConfig(
+            text_config=dict(vocab_size=len(tok) + 16, hidden_size=hidden, intermediate_size=256, num_hidden_layers=2,
+                             num_attention_heads=4, num_key_value_heads=2, head_dim=head_dim, rms_norm_eps=1e-6,
+                             rope_parameters={"rope_type": "default", "rope_theta": 5e6, "mrope_section": section,
+                                              "mrope_interleaved": True}),
+            vision_config=dict(depth=1, hidden_size=32, intermediate_size=48, num_heads=2, out_hidden_size=hidden,
+                               num_position_embeddings=16, deepstack_visual_indexes=[0], patch_size=16,
+                               spatial_merge_size=2, temporal_patch_size=2),
+            image_token_id=tok.image_pad_id, video_token_id=tok.video_pad_id,
+            vision_start_token_id=tok.vision_start_id, vision_end_token_id=tok.vision_end_id)
+        gen = torch.Generator().manual_seed(seed)
+        ref = Qwen3VLForConditionalGeneration(cfg).eval()
+        with torch.no_grad():
+            for name, p in ref.named_parameters():
+                if "norm" in name and name.endswith("weight"):
+                    p.copy_(1.0 + 0.5 * torch.randn(p.shape, generator=gen))
+                else:
+                    p.copy_(torch.randn(p.shape, generator=gen) / max(p.shape[-1], 1) ** 0.5)
+        folder = ctx.scratch / "qwen3vl"
+        ref.save_pretrained(folder)
+        tok.save_pretrained(folder)
+        ours = Reasoner.from_pretrained(folder, device="cpu", dtype=torch.float32)
+        messages = [{"role": "user", "content": "Is the gripper open or closed?"}]
+        prompt = ours.build_prompt(messages)
+        L = prompt.input_ids.shape[0]
+        ours_logits = ours.prefill(prompt, KVCache.allocate(ours.model.config, 1, L, torch.float32, "cpu"))
+        answer = ours.chat(messages, max_tokens=12, temperature=0.0, presence_penalty=0.0)
+        ref = ref.to(ctx.device, ctx.dtype)
+        ids = prompt.input_ids[None].to(ctx.device)
+        kw = dict(input_ids=ids, attention_mask=torch.ones_like(ids), mm_token_type_ids=torch.zeros_like(ids))
+        with torch.no_grad():
+            theirs, f["transformers_lowp_s"] = ctx.timed(lambda: ref(**kw).logits[0, -1])
+            seq = ref.generate(**kw, do_sample=False, max_new_tokens=12, eos_token_id=list(tok.eos_ids),
+                               pad_token_id=tok.eos_ids[0])[0, L:].tolist()
+        f["prefill_logits_rel_err"] = rel(theirs, ours_logits)
+        same = 0
+        for x, y in zip(answer.token_ids, seq):
+            if x != y:
+                break
+            same += 1
+        f["greedy_tokens_agree"], f["tokens"] = same, len(answer.token_ids)
+        f["bound"] = BF16_FORWARD_BOUND
+        if f["prefill_logits_rel_err"] >= BF16_FORWARD_BOUND:
+            f["status"], f["error"] = "error", "prefill logits above the bf16 bound"
+
+
 # ------------------------------------------------------------------------------------------------ random big weights
 
 
@@ -434,7 +499,7 @@ def speed_config(ctx: Ctx):
     return get_preset("tiny" if ctx.tiny else "nano")
 
 
-# ------------------------------------------------------------------------------------------------ step: speed, generation
+# ------------------------------------------------------------------------------------------ step: speed, generation
 
 
 def step_speed_generate(ctx: Ctx, rec: Recorder) -> None:
@@ -585,8 +650,6 @@ def time_denoising(ctx: Ctx, model, cfg, frames: int, height: int, width: int, t
 
 
 def step_speed_reason(ctx: Ctx, rec: Recorder) -> None:
-    import torch
-
     from cosmos3.decode import DecodeEngine
     from cosmos3.model.vision import VisionProcessor
     from cosmos3.reasoner import Reasoner
@@ -727,7 +790,8 @@ def read_results(out: Path) -> list[dict]:
 
 KEY_FIGURES = ("gpu", "max_rel_err", "latents_rel_err", "actions_rel_err", "prefill_logits_rel_err",
                "greedy_tokens_agree", "diffusers_lowp_vs_ours_fp32", "params_b", "frames", "step_s",
-               "est_35_steps_s", "decode_s", "est_total_s", "published_s", "vs_published", "ttft_s", "decode_tok_s", "losses", "tokens_per_s",
+               "est_35_steps_s", "decode_s", "est_total_s", "published_s", "vs_published", "ttft_s", "decode_tok_s",
+               "losses", "tokens_per_s",
                "backend", "peak_gpu_gib", "peak_rss_gib", "error")
 
 
@@ -789,11 +853,13 @@ def orchestrate(args) -> int:
             log.write(f"===== {name} (rc {proc.returncode}, {wall:.1f} s)\n{_tail(output)}\n")
             log.flush()
             if timed_out:
-                rec.emit("step", "timeout", error=f"over its budget of {budget:.0f} s (stopped)", budget_s=round(budget),
+                rec.emit("step", "timeout", error=f"over its budget of {budget:.0f} s (stopped)",
+                         budget_s=round(budget),
                          wall_s=round(wall, 1))
             elif proc.returncode != 0:
                 last = [ln for ln in output.strip().splitlines() if ln.strip()][-1:] or [""]
-                rec.emit("step", "error", error=f"exit status {proc.returncode}: {last[0][:250]}", wall_s=round(wall, 1))
+                rec.emit("step", "error", error=f"exit status {proc.returncode}: {last[0][:250]}",
+                         wall_s=round(wall, 1))
             elif len(read_results(out)) == before:
                 rec.emit("step", "error", error="the step wrote no result", wall_s=round(wall, 1))
             else:

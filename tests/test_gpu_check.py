@@ -19,7 +19,7 @@ ITEMS = {
     "env": ["environment"],
     "correctness": [f"{kind}/{v}" for v in ("qwen", "edge") for kind in
                     ("build", "forward", "forward-diffusers", "generate/t2v", "generate/i2v", "generate/policy",
-                     "generate/t2v-diffusers", "reason")],
+                     "generate/t2v-diffusers", "reason")] + ["reason-transformers/qwen3vl"],
     "speed_generate": ["build/tiny", "t2v/256p", "t2v/480p", "vae-decode/256p", "vae-decode/480p"],
     "speed_reason": ["build/reasoner", "reason/ttft-decode"],
     "training": ["sft/gen/fsdp2"],
@@ -67,6 +67,8 @@ def test_bf16_errors_are_small_but_not_zero(rehearsal):
         assert 0 < rows[("correctness", f"generate/policy/{v}")]["actions_rel_err"] < gpu_check.BF16_GENERATE_BOUND
         r = rows[("correctness", f"reason/{v}")]
         assert 0 < r["prefill_logits_rel_err"] < gpu_check.BF16_FORWARD_BOUND and r["tokens"] == 16
+    r = rows[("correctness", "reason-transformers/qwen3vl")]
+    assert 0 < r["prefill_logits_rel_err"] < gpu_check.BF16_FORWARD_BOUND and r["tokens"] > 0
 
 
 def test_timings_and_training_are_sane(rehearsal):
