@@ -674,6 +674,48 @@ def _demo_inputs(plan: PicoPlan, out: Path) -> None:
     save_actions(out / "actions.json", torch.cat([first["actions"], second["actions"]]).numpy())
 
 
+def plot_curve(rows: list[dict], path: Path, series: tuple = ("heldout_psnr_db", "loss"),
+               refs: dict | None = None, title: str = "") -> Path:
+    """A learning curve as a PNG (PIL only): one panel per series over `step`, with labelled horizontal reference
+    lines in the first panel (refs: {label: value})."""
+    from PIL import Image, ImageDraw
+
+    W, H, pad, gap = 640, 220, 48, 16
+    img = Image.new("RGB", (W, len(series) * (H + gap) + 24), "white")
+    draw = ImageDraw.Draw(img)
+    draw.text((pad, 4), title, fill="black")
+    steps = [r["step"] for r in rows]
+    x0, x1 = 0, max(steps + [1])
+    for k, key in enumerate(series):
+        top = 24 + k * (H + gap)
+        ys = [r[key] for r in rows if key in r]
+        extra = list((refs or {}).values()) if k == 0 else []
+        lo, hi = min(ys + extra), max(ys + extra)
+        lo, hi = (lo - 1, hi + 1) if hi - lo < 1e-9 else (lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo))
+
+        def at(step, v):
+            return (pad + (step - x0) / (x1 - x0) * (W - 2 * pad), top + H - 20 - (v - lo) / (hi - lo) * (H - 30))
+
+        draw.rectangle([pad, top, W - pad, top + H - 20], outline="grey")
+        for v in (lo, (lo + hi) / 2, hi):
+            draw.text((2, at(0, v)[1] - 6), f"{v:.3g}", fill="grey")
+        for st in (x0, x1 // 2, x1):
+            draw.text((at(st, lo)[0] - 8, top + H - 16), str(st), fill="grey")
+        for label, v in (refs or {}).items() if k == 0 else ():
+            y = at(0, v)[1]
+            draw.line([pad, y, W - pad, y], fill=(200, 120, 0))
+            draw.text((pad + 4, y - 12), f"{label} {v:g}", fill=(200, 120, 0))
+        pts = [at(r["step"], r[key]) for r in rows if key in r]
+        if len(pts) > 1:
+            draw.line(pts, fill=(31, 119, 180), width=2)
+        for x, y in pts:
+            draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill=(31, 119, 180))
+        draw.text((W - pad - 160, top + 4), f"{key} vs step", fill="black")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path)
+    return path
+
+
 SHARD_LIMIT = 15 * 2**20  # bytes: every weight file written by write_sharded stays under 16 MB
 
 
@@ -745,8 +787,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--export", help="also write the run's weights here, every file under --max-shard-mb (sharded "
                    "safetensors with index json, as diffusers writes them)")
     p.add_argument("--max-shard-mb", type=float, default=SHARD_LIMIT / 2**20)
+    p.add_argument("--plot", help="only draw the run's VAE learning curve (vae_train/metrics.jsonl) to this PNG")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
+    if args.plot:
+        rows = [json.loads(r) for r in (Path(args.output) / "vae_train" / "metrics.jsonl").read_text().splitlines()]
+        plot_curve(rows, Path(args.plot), refs={"target": 30.0},
+                   title=f"pico {args.design} video VAE: held-out PSNR (dB) and training loss")
+        print(f"curve: {args.plot} ({len(rows)} points)")
+        return 0
     if args.batch_scale < 1 or (args.workers is not None and args.workers < 1) or args.max_shard_mb <= 0:
         p.error("--batch-scale and --workers must be >= 1, --max-shard-mb > 0")
     output = Path(args.output)
