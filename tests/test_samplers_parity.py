@@ -133,3 +133,20 @@ def test_the_samplers_differ(setup, seed):
     for i in range(len(runs)):
         for j in range(i):
             assert relative_error(runs[i].latents, runs[j].latents) > 1e-3, (i, j)
+
+
+@pytest.mark.parametrize("folder, sampler", [("unipc", "euler"), ("euler", "unipc"), ("unipc", None), ("euler", None)])
+def test_switching_sampler_keeps_the_checkpoints_shift(folder, sampler, setup):
+    """make_scheduler without a flow_shift: the checkpoint's shift carries over to the other sampler."""
+    from cosmos3.diffusion import load_scheduler_config, make_scheduler
+
+    pipe, ours, shift, _, rng = setup
+    made = make_scheduler(load_scheduler_config(ours[folder].path), sampler=sampler)
+    name = sampler or folder
+    ref = euler(shift) if name == "euler" else unipc(shift)
+    assert type(made) is type(ref)
+    steps = rng.randint(2, 40)
+    made.set_timesteps(steps)
+    ref.set_timesteps(steps)
+    torch.testing.assert_close(made.sigmas, ref.sigmas, rtol=0, atol=0)
+    torch.testing.assert_close(made.timesteps.double(), ref.timesteps.double(), rtol=0, atol=0)
