@@ -2,6 +2,7 @@
 sample the loss it gets alone, that loss equals flow matching on `Cosmos3Omni.forward`'s output, and activation
 checkpointing changes neither losses nor gradients."""
 
+import pytest
 import torch
 
 from cosmos3.checkpoint import load_transformer
@@ -88,3 +89,28 @@ def test_bf16_autocast_runs_every_head(seed):
     assert set(parts[0]) == {"vision", "actions", "sound"}
     assert torch.isfinite(low) and abs(float(low) - float(full)) < 0.1 * float(full)
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+@pytest.mark.parametrize("negative", ["", "blurry, static"])
+def test_dropped_caption_reads_as_the_generator_unconditional_branch(seed, negative):
+    """A dropped caption trains the branch that guidance subtracts at inference: for an action sample that is the
+    negative prompt as it is (no duration / resolution sentences), for a video sample the templated negative."""
+    from cosmos3.sequence import branch_inputs, prompt_text
+
+    model = load_transformer(tiny_checkpoint(), dtype=torch.float32)
+    tok = TextTokenizer.from_pretrained(tiny_checkpoint() / "text_tokenizer").backend
+    source = LatentSource(latents_folder())
+    item = source[seed % len(source)]
+    loss = LossConfig(caption_dropout=1.0, negative_prompt=negative, policy=1)
+    sample = prepare_gen(item, seed, seed, loss, tok, model, use_system_prompt=False)
+    assert sample.dropped
+    expected, _ = branch_inputs(tok, model.config, negative, is_image=False, use_system_prompt=False)
+    assert torch.equal(sample.input_ids, expected)
+
+    item.actions = None  # the same sample as a plain video: its negative carries the "not" templates
+    loss = LossConfig(caption_dropout=1.0, negative_prompt=negative, t2v=1)
+    sample = prepare_gen(item, seed, seed, loss, tok, model, use_system_prompt=False)
+    text = prompt_text(negative, num_frames=item.num_frames, fps=item.fps, height=item.height, width=item.width,
+                       negative=True)
+    expected, _ = branch_inputs(tok, model.config, text, is_image=False, use_system_prompt=False)
+    assert torch.equal(sample.input_ids, expected)

@@ -106,8 +106,9 @@ def prepare_gen(item: GenItem, position: int, seed: int, loss: LossConfig, token
         mode = choose({"t2v": loss.t2v, "i2v": loss.i2v, "v2v": loss.v2v}, g)
         vision_noisy = vision_noisy_mask(mode, T, loss.v2v_frames)
     text, dropped = drop_caption(item.prompt, loss, g)
-    text = prompt_text(text, num_frames=item.num_frames, fps=item.fps, height=item.height, width=item.width,
-                       negative=dropped)
+    if not (dropped and actions is not None):  # the action modes read their negative prompt as it is, untemplated
+        text = prompt_text(text, num_frames=item.num_frames, fps=item.fps, height=item.height, width=item.width,
+                           negative=dropped)
     ids, positions = branch_inputs(tokenizer, cfg, text, is_image=item.num_frames == 1,
                                    use_system_prompt=use_system_prompt)
     sigma = sample_sigma(loss, g)[0]
