@@ -11,6 +11,12 @@ largest resident-set growth seen during a call (sampled every 2 ms), with glibc'
 that freed tensors leave the resident set (the script re-executes itself with MALLOC_MMAP_THRESHOLD_ set).
 
     python benchmarks/bench_generate.py [--repeat 3]
+    python benchmarks/bench_generate.py --ladder [--checkpoint pico] [--steps 20]
+
+`--ladder` (issue #18) runs ours alone, t2v, once per rung against the float32 run with full sampling of the same
+seed: int8 weights, step cache at two thresholds, a guidance interval, and int8 + step cache together. Per rung:
+denoising seconds and speedup, batched gen forwards and CFG rows run, latent PSNR (dB, peak = max |float latents|).
+On the random checkpoint built here (default) or a named / given checkpoint (`--checkpoint pico`).
 
 Prints a table, then one JSON line.
 """
@@ -130,6 +136,53 @@ def compare(name: str, prompt_tokens, theirs, mine, repeat: int) -> dict:
                 rel_err=relative_error(out_ours, out_ref))
 
 
+def psnr(ref: torch.Tensor, x: torch.Tensor) -> float:
+    import math
+
+    mse = float((x.double() - ref.double()).pow(2).mean())
+    return math.inf if mse == 0 else 10 * math.log10(float(ref.abs().max()) ** 2 / mse)
+
+
+LADDER = {  # rung -> (weights, generate kwargs)
+    "float32 (full)": ("float", {}),
+    "int8 weights": ("int8", {}),
+    "step cache 0.05": ("float", dict(step_cache=0.05)),
+    "step cache 0.15": ("float", dict(step_cache=0.15)),
+    "guidance interval": ("float", dict(guidance_interval=(0.0, 0.8))),
+    "int8 + cache 0.05": ("int8", dict(step_cache=0.05)),
+}
+
+
+def ladder(checkpoint, args) -> None:
+    """Each rung once (after one warm-up of each model), against the float32 full-sampling run."""
+    from cosmos3.generator import Generator
+
+    models = {w: Generator.from_pretrained(checkpoint, device="cpu", weights=w) for w in ("float", "int8")}
+    prompt = (FIXTURES / "t2v_robot_kitchen.json").read_text()
+    kw = dict(num_inference_steps=args.steps, seed=args.seed, progress=False, resolution="256p",
+              num_frames=args.frames, guidance_scale=args.guidance)
+    for g in models.values():  # warm-up
+        g.generate(prompt, **{**kw, "num_inference_steps": 2})
+    rows, base = [], None
+    for name, (weights, extra) in LADDER.items():
+        res = models[weights].generate(prompt, **kw, **extra)
+        t = res.timings
+        if base is None:
+            base = res
+        rows.append(dict(rung=name, denoise_s=t["denoise_s"], speedup=base.timings["denoise_s"] / t["denoise_s"],
+                         forwards=t["forwards"], cfg_rows=t["branch_forwards"],
+                         psnr_db=psnr(base.latents, res.latents)))
+    where = checkpoint if isinstance(checkpoint, str) else "random checkpoint (hidden 512, 8 layers)"
+    print(f"ladder: {where}, t2v 256p {args.frames} frames, {args.steps} steps, guidance {args.guidance}, "
+          f"seed {args.seed}, {torch.get_num_threads()} threads")
+    print(f"{'rung':<20}{'denoise s':>10}{'speedup':>9}{'forwards':>10}{'CFG rows':>10}{'PSNR dB':>9}")
+    for r in rows:
+        print(f"{r['rung']:<20}{r['denoise_s']:>10.2f}{r['speedup']:>8.2f}x{r['forwards']:>10}{r['cfg_rows']:>10}"
+              f"{r['psnr_db']:>9.1f}")
+    print(json.dumps({"benchmark": "bench_generate_ladder", "checkpoint": str(where), "steps": args.steps,
+                      "results": rows}))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeat", type=int, default=3)
@@ -137,11 +190,23 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (default 1: on a shared machine extra threads spin-wait and swamp timing)")
+    parser.add_argument("--ladder", action="store_true", help="the memory / speed ladder (issue #18) instead")
+    parser.add_argument("--checkpoint", help="--ladder on this checkpoint (a folder or 'pico') instead of the "
+                        "random one")
+    parser.add_argument("--frames", type=int, default=17, help="--ladder: frames")
+    parser.add_argument("--guidance", type=float, default=6.0, help="--ladder: guidance scale")
     args = parser.parse_args()
     if os.environ.get("MALLOC_MMAP_THRESHOLD_") != MMAP_THRESHOLD:  # glibc reads it at start: run again with it
         os.environ["MALLOC_MMAP_THRESHOLD_"] = MMAP_THRESHOLD
         os.execv(sys.executable, [sys.executable, *sys.argv])
     torch.set_num_threads(args.threads)
+
+    if args.ladder:
+        if args.checkpoint:
+            return ladder(args.checkpoint, args)
+        with tempfile.TemporaryDirectory() as tmp:
+            build_checkpoint(Path(tmp), args.seed)
+            return ladder(Path(tmp), args)
 
     from diffusers import Cosmos3OmniPipeline
 

@@ -10,7 +10,12 @@ network and the decode loop, not preprocessing (timed separately for ours).
     decode tokens/s       ours: the `generate` loop over 128 tokens (static KV cache, sampler, detokenizer) minus
                           the time to first token; theirs: generate(128) - generate(1)
 
-    python benchmarks/bench_reason.py [--repeat 3] [--tokens 128] [--threads 1]
+    python benchmarks/bench_reason.py [--repeat 3] [--tokens 128] [--threads 1] [--weights int8]
+
+`--weights int8` loads ours with int8 weights (quant.py; transformers stays float32 on the same weights) and adds
+quality figures: the prefill logits' relative error against our float32 model (max |diff| / max |logit|), and the
+greedy agreement with transformers, teacher-forced: ours is fed transformers' 128 greedy tokens and, at each position,
+picks the same next token or not (free-running agreement would count every token after a first divergence as wrong).
 
 Rounds are interleaved (ours, theirs, ours, theirs); each ratio is the median of the per-round ratios.
 
@@ -74,18 +79,33 @@ def timed(fn) -> tuple[float, object]:
     return time.perf_counter() - start, out
 
 
+def teacher_forced_agreement(rsn, prompt, tokens: list[int]) -> float:
+    """Share of positions where our greedy pick equals `tokens` (the reference's greedy run), each position seeing
+    the reference's tokens before it."""
+    L = prompt.input_ids.shape[0]
+    cache = KVCache.allocate(rsn.model.config, 1, L + len(tokens), rsn.model.dtype)
+    picks = [int(rsn.prefill(prompt, cache).argmax())]
+    for j, token in enumerate(tokens[:-1]):
+        rows = KVCache([k[:, :, :L + j + 1] for k in cache.keys], [v[:, :, :L + j + 1] for v in cache.values])
+        picks.append(int(rsn.decode_batch([token], [L + j], [prompt.rope_delta], rows)[0].argmax()))
+    return sum(a == b for a, b in zip(picks, tokens)) / max(len(tokens), 1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--weights", choices=["float", "int8"], default="float",
+                        help="our side's weights (transformers is float32 either way)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     n = args.tokens
 
     with tempfile.TemporaryDirectory() as folder:
         ref, tok = build(folder)
-        rsn = Reasoner.from_pretrained(folder)
+        rsn = Reasoner.from_pretrained(folder, weights=args.weights)
+        exact = Reasoner.from_pretrained(folder) if args.weights != "float" else None
     image = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
     messages = [{"role": "user", "content": [{"type": "image", "image": image},
                                              {"type": "text", "text": "Describe what the robot should do next."}]}]
@@ -131,23 +151,34 @@ def main() -> None:
     ttft_ratio = statistics.median(r["ttft_ours"] / r["ttft_theirs"] for r in rounds)
     decode_ratio = statistics.median(r["decode_ours"] / r["decode_theirs"] for r in rounds)
     same = ours_tokens == their_tokens
+    agreement = teacher_forced_agreement(rsn, prompt, their_tokens)
+    logits_error = 0.0
+    if exact is not None:
+        cache = KVCache.allocate(rsn.model.config, 1, L, rsn.model.dtype)
+        quant = rsn.prefill(prompt, cache)
+        full = exact.prefill(prompt, KVCache.allocate(exact.model.config, 1, L, exact.model.dtype))
+        logits_error = float((quant - full).abs().max() / full.abs().max())
 
     cpu = platform.processor() or platform.machine()
     print(f"reasoner, hidden 512 x 8 layers, vocab 151936, {L}-token prompt with a 64x64 image "
-          f"({prompt.media[0].num_tokens(2)} image tokens), {n} new tokens, float32, {args.threads} threads, {cpu}")
+          f"({prompt.media[0].num_tokens(2)} image tokens), {n} new tokens, ours {args.weights} (transformers float32), {args.threads} threads, {cpu}")
     print(f"{'':<24}{'ours':>12}{'transformers':>14}{'ours/theirs':>13}")
     print(f"{'time to first token':<24}{ttft_ours * 1e3:>10.1f}ms{ttft_theirs * 1e3:>12.1f}ms"
           f"{ttft_ratio:>13.2f}")
     print(f"{'decode tokens/s':<24}{decode_ours:>12.1f}{decode_theirs:>14.1f}{decode_ratio:>13.2f}")
     print(f"{'preprocessing (ours)':<24}{t_pre * 1e3:>10.1f}ms")
-    print(f"greedy tokens identical: {same}")
+    print(f"greedy tokens identical: {same}; agreeing positions (teacher-forced) {agreement:.1%}")
+    if exact is not None:
+        print(f"prefill logits relative error against our float32: {logits_error:.2e}")
     print(json.dumps({"bench": "reasoner", "prompt_tokens": L, "new_tokens": n, "threads": args.threads,
                       "machine": cpu, "ttft_ms_ours": round(ttft_ours * 1e3, 2),
                       "ttft_ms_transformers": round(ttft_theirs * 1e3, 2),
                       "ttft_ratio": round(ttft_ratio, 3), "decode_tok_s_ours": round(decode_ours, 1),
                       "decode_tok_s_transformers": round(decode_theirs, 1),
                       "decode_speedup": round(decode_ratio, 2), "rounds": args.repeat,
-                      "preprocess_ms_ours": round(t_pre * 1e3, 2), "greedy_tokens_identical": same}))
+                      "preprocess_ms_ours": round(t_pre * 1e3, 2), "greedy_tokens_identical": same,
+                      "weights": args.weights, "greedy_agreement": round(agreement, 4),
+                      "logits_rel_error": logits_error}))
 
 
 if __name__ == "__main__":

@@ -190,8 +190,12 @@ def add_generate_parser(sub) -> None:
     p.add_argument("--system-prompt", choices=["on", "off"], help="override the checkpoint's system-prompt rule")
     p.add_argument("--guidance-interval", type=_float_pair, help="apply CFG only for sigma in LOW,HIGH")
     p.add_argument("--sampler", choices=["unipc", "euler"], help="override the checkpoint's sampler")
+    p.add_argument("--step-cache", type=float, metavar="THRESHOLD",
+                   help="skip gen forwards whose input changed less than this in all (TeaCache-style; e.g. 0.05)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help="default: float32 on CPU, bf16 on GPU")
+    p.add_argument("--weights", choices=["float", "int8"], default="float",
+                   help="int8: the towers' linears and lm_head in int8 (less memory; docs/MEMORY.md)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_generate)
 
@@ -257,7 +261,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     require_input(prompt, args.image, args.video, args.actions)  # before the model loads
 
     start = time.perf_counter()
-    gen = Generator.from_pretrained(args.checkpoint, device=args.device, dtype=dtype)
+    gen = Generator.from_pretrained(args.checkpoint, device=args.device, dtype=dtype, weights=args.weights)
     res = gen.generate(
         prompt, negative_prompt=negative, image=args.image, video=args.video, num_frames=args.num_frames,
         fps=args.fps, height=args.height, width=args.width, resolution=args.resolution,
@@ -268,7 +272,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
         condition_video_keep=args.condition_video_keep, use_resolution_template=not args.no_resolution_template,
         use_duration_template=not args.no_duration_template,
         use_system_prompt=None if args.system_prompt is None else args.system_prompt == "on",
-        progress=not args.quiet, guidance_interval=args.guidance_interval, sampler=args.sampler)
+        progress=not args.quiet, guidance_interval=args.guidance_interval, sampler=args.sampler,
+        step_cache=args.step_cache)
     if output.suffix.lower() == ".json" and res.actions is None:
         raise UsageError(f"--output: {res.mode} produced no actions to write as JSON; use .mp4")
     res.save(output)

@@ -44,7 +44,7 @@ def demo_inputs(checkpoint: Path) -> tuple[Path, Path]:
 
 
 def run_demo(checkpoint: str = "pico", out: str = "out", steps: int | None = None, seed: int = 0,
-             progress: bool = True) -> list[tuple[Path, str]]:
+             progress: bool = True, weights: str = "float") -> list[tuple[Path, str]]:
     from PIL import Image
 
     from .actions import load_actions
@@ -60,7 +60,7 @@ def run_demo(checkpoint: str = "pico", out: str = "out", steps: int | None = Non
     for src, dst in ((shipped_frame, frame_file), (shipped_actions, action_file)):
         if src.resolve() != dst.resolve():
             shutil.copyfile(src, dst)
-    gen = Generator.from_pretrained(root)
+    gen = Generator.from_pretrained(root, weights=weights)
     written: list[tuple[Path, str]] = []
 
     def note(path: Path, what: str) -> None:
@@ -96,7 +96,7 @@ def run_demo(checkpoint: str = "pico", out: str = "out", steps: int | None = Non
                                   f"the imagined video is policy.mp4")
     del gen
 
-    rsn = Reasoner.from_pretrained(root)
+    rsn = Reasoner.from_pretrained(root, weights=weights)
     lines, answers = [], []
     for q in QUESTIONS:
         answer = rsn.chat([{"role": "user", "content": [{"type": "video", "video": str(clip)},
@@ -206,9 +206,11 @@ def demo_main(argv: list[str]) -> int:
     p.add_argument("--steps", type=int, help="denoising steps (default: the checkpoint's native setting)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--weights", choices=["float", "int8"], default="float",
+                   help="int8: the towers' linears and lm_head in int8 (docs/MEMORY.md)")
     args = p.parse_args(argv)
     try:
-        run_demo(args.checkpoint, args.out, args.steps, args.seed, not args.quiet)
+        run_demo(args.checkpoint, args.out, args.steps, args.seed, not args.quiet, weights=args.weights)
     except ValueError as e:
         print(f"cosmos3 demo: error: {str(e).splitlines()[0]}", file=sys.stderr)
         return 2

@@ -123,17 +123,69 @@ def encode_branches(model: Cosmos3Omni, layout: GenLayout, prompts: list[tuple[t
     return Branches(UndCache.stack(caches, consume=True), positions)
 
 
+@dataclass
+class StepCache:
+    """TeaCache-style step skipping (opt-in, `threshold` > 0): the gen tokens entering the layers (latents through
+    proj_in plus the timestep embedding: this network's "modulated input") are compared with the last step's; while
+    their accumulated relative L1 change stays under `threshold`, the layers are skipped and the residual they added
+    last time (output - input, per branch) is added to the new tokens. The first step, the last, and any step whose
+    branch count differs from the cached residual's (a guidance interval's edge) always run the layers.
+
+    Counts: `forwards` batched gen forwards run, `skipped` skipped, `branch_forwards` rows run (CFG counts 2)."""
+
+    threshold: float
+    previous: torch.Tensor | None = None
+    residual: torch.Tensor | None = None
+    accumulated: float = 0.0
+    forwards: int = 0
+    skipped: int = 0
+    branch_forwards: int = 0
+
+    def skip(self, tokens: torch.Tensor, batch: int, force: bool) -> bool:
+        """Decide for this step's tokens [N, D]; remembers them for the next decision."""
+        previous, self.previous = self.previous, tokens
+        if force or previous is None or self.residual is None or self.residual.shape[0] != batch:
+            self.accumulated = 0.0
+            return False
+        change = float((tokens - previous).abs().mean() / previous.abs().mean().clamp_min(1e-12))
+        self.accumulated += change
+        if self.accumulated < self.threshold:
+            return True
+        self.accumulated = 0.0
+        return False
+
+
+def _gen_layers(model: Cosmos3Omni, x: torch.Tensor, positions: torch.Tensor, cache: UndCache) -> torch.Tensor:
+    """`run_gen` without the final norm (so a step cache can keep the layers' residual): [B, N, D] -> [B, N, D]."""
+    rope = model.rope(positions)
+    for layer, k, v in zip(model.layers, cache.keys, cache.values):
+        x = layer.gen(x, rope, k, v, cache.mask, backend=model.attention_backend)
+    return x
+
+
 def denoise_step(model: Cosmos3Omni, layout: GenLayout, latents: Latents, timestep: torch.Tensor,
-                 branches: Branches, guidance: float, raw_action_dim: int | None = None) -> Latents:
+                 branches: Branches, guidance: float, raw_action_dim: int | None = None,
+                 step_cache: StepCache | None = None, force: bool = False) -> Latents:
     """Velocity for one step: one batched gen forward over the branches, then v = v_neg + g (v_pos - v_neg).
-    Clean frames / steps get zero velocity; padded action channels too."""
+    Clean frames / steps get zero velocity; padded action channels too. With a `step_cache`, the forward may be
+    skipped (see StepCache; `force` runs it regardless)."""
     inputs = GenInputs(vision=latents.vision, vision_noisy=layout.vision_noisy, timestep=timestep,
                        sound=latents.sound,
                        sound_noisy=None if latents.sound is None else torch.ones(latents.sound.shape[1], dtype=bool),
                        actions=latents.actions, action_noisy=layout.action_noisy, domain_id=layout.domain_id)
     tokens = model.embed_gen(inputs)
     B = branches.cache.batch_size
-    hidden = model.run_gen(tokens.expand(B, -1, -1), branches.positions, branches.cache)
+    if step_cache is None:
+        hidden = model.run_gen(tokens.expand(B, -1, -1), branches.positions, branches.cache)
+    else:
+        if step_cache.skip(tokens, B, force):
+            step_cache.skipped += 1
+        else:
+            x = tokens.expand(B, -1, -1)
+            step_cache.residual = _gen_layers(model, x, branches.positions, branches.cache) - x
+            step_cache.forwards += 1
+            step_cache.branch_forwards += B
+        hidden = model.norm_moe_gen(tokens + step_cache.residual)
     outs = [model.decode_gen(h, inputs) for h in hidden]
 
     def combine(name: str, _: torch.Tensor) -> torch.Tensor:
@@ -155,12 +207,15 @@ def denoise_step(model: Cosmos3Omni, layout: GenLayout, latents: Latents, timest
 def sample(model: Cosmos3Omni, layout: GenLayout, latents: Latents, clean: Latents, branches: Branches,
            scheduler, timesteps: torch.Tensor, guidance: float, *,
            guidance_interval: tuple[float, float] | None = None, raw_action_dim: int | None = None,
-           callback: Callable[[int, int], None] | None = None, progress: bool = True) -> Latents:
+           callback: Callable[[int, int], None] | None = None, progress: bool = True,
+           step_cache: float | None = None, stats: dict | None = None) -> Latents:
     """Denoise `latents` over `timesteps`. Each modality keeps its own copy of the (stateful) scheduler.
 
     `clean` holds the conditioning values; they are written back after every step so conditioning frames stay
     exactly as given. `guidance_interval=(lo, hi)` applies CFG only while sigma is in [lo, hi] and runs the positive
     branch alone elsewhere. `callback(step, total)` runs after each step and may raise `Cancelled`.
+    `step_cache` (a threshold, e.g. 0.05; None or 0: off) skips gen forwards whose input barely changed
+    (`StepCache`). `stats`, when given, receives the counts: forwards, skipped, branch_forwards.
     """
     from tqdm.auto import tqdm
 
@@ -175,6 +230,8 @@ def sample(model: Cosmos3Omni, layout: GenLayout, latents: Latents, clean: Laten
     sigmas = scheduler.sigmas
     vision_clean = ~layout.vision_noisy
     action_clean = None if layout.action_noisy is None else ~layout.action_noisy
+    cache = StepCache(float(step_cache)) if step_cache else None
+    forwards = branch_forwards = 0
 
     for i, t in enumerate(tqdm(timesteps, desc="denoising", unit="step", disable=not progress, leave=False)):
         sigma = float(sigmas[i])
@@ -183,7 +240,10 @@ def sample(model: Cosmos3Omni, layout: GenLayout, latents: Latents, clean: Laten
         step_branches = branches if use_cfg else positive
         with torch.inference_mode():
             velocity = denoise_step(model, layout, latents, torch.tensor(t.item()), step_branches, guidance,
-                                    raw_action_dim)
+                                    raw_action_dim, cache, force=i == len(timesteps) - 1)
+        if cache is None:
+            forwards += 1
+            branch_forwards += step_branches.cache.batch_size
 
         def advance(name: str, x: torch.Tensor) -> torch.Tensor:
             if name not in schedulers:
@@ -201,6 +261,10 @@ def sample(model: Cosmos3Omni, layout: GenLayout, latents: Latents, clean: Laten
                 latents.actions[:, raw_action_dim:] = 0
         if callback is not None:
             callback(i + 1, len(timesteps))
+    if stats is not None:
+        if cache is not None:
+            forwards, branch_forwards = cache.forwards, cache.branch_forwards
+        stats.update(forwards=forwards, skipped=len(timesteps) - forwards, branch_forwards=branch_forwards)
     return latents
 
 

@@ -36,6 +36,7 @@ from .diffusion import (SAMPLERS, Latents, encode_branches, load_scheduler_confi
                         with_noise)
 from .media import read_image, video_frames, write_image, write_video
 from .model import Cosmos3Omni
+from .quant import apply_weights
 from .model.heads import patch_grid
 from .sequence import GenLayout, branch_inputs, prompt_text
 from .vae import SoundCodec, VideoVAE
@@ -247,6 +248,7 @@ class GenRequest:
     use_duration_template: bool = True
     use_system_prompt: bool = True
     guidance_interval: tuple[float, float] | None = None
+    step_cache: float | None = None  # TeaCache-style skip threshold (diffusion.StepCache); None: off
     sampler: str | None = None
     upsample_prompt: bool = False
     progress: bool = True
@@ -278,7 +280,7 @@ class GenRequest:
                   fps=self.fps, num_inference_steps=self.steps, guidance_scale=self.guidance,
                   flow_shift=None if self.sigmas is not None else self.shift, sigmas=self.sigmas,
                   seed=self.seed, generator=self.generator, use_system_prompt=self.use_system_prompt,
-                  guidance_interval=self.guidance_interval, sampler=self.sampler,
+                  guidance_interval=self.guidance_interval, step_cache=self.step_cache, sampler=self.sampler,
                   upsample_prompt=self.upsample_prompt)
         if self.is_action:
             kw.update(action_mode=self.mode, embodiment=self.action.embodiment.name, actions=self.actions_arg,
@@ -341,8 +343,9 @@ class Generator:
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, device: str | torch.device | None = None,
-                        dtype: torch.dtype | None = None) -> "Generator":
-        """Load an official-layout checkpoint: transformer/, vae/, scheduler/, text_tokenizer/, sound_tokenizer/."""
+                        dtype: torch.dtype | None = None, weights: str | None = None) -> "Generator":
+        """Load an official-layout checkpoint: transformer/, vae/, scheduler/, text_tokenizer/, sound_tokenizer/.
+        `weights="int8"`: the towers' and lm_head's linears in int8 (quant.py); default: as loaded."""
         from transformers import AutoTokenizer
 
         root = resolve_checkpoint(path)
@@ -354,7 +357,7 @@ class Generator:
         index = {}
         if (root / "model_index.json").is_file():
             index = json.loads((root / "model_index.json").read_text())
-        model = load_transformer(root, dtype=dtype, device=device)
+        model = apply_weights(load_transformer(root, dtype=dtype, device=device), weights)
         vae_dtype = torch.float32 if device.type == "cpu" else dtype
         vae = VideoVAE.from_pretrained(root / "vae", device, vae_dtype)
         if not (root / "text_tokenizer").is_dir():
@@ -408,7 +411,8 @@ class Generator:
                 condition_video_keep: str = "first", use_resolution_template: bool = True,
                 use_duration_template: bool = True, use_system_prompt: bool | None = None, progress: bool = True,
                 guidance_interval: tuple[float, float] | None = None, sampler: str | None = None,
-                sigmas: list[float] | None = None, callback=None, upsample_prompt: bool = False) -> GenRequest:
+                sigmas: list[float] | None = None, callback=None, upsample_prompt: bool = False,
+                step_cache: float | None = None) -> GenRequest:
         """Fill in what a request leaves out (the checkpoint's native settings, the embodiment's) and check
         everything, with no model work: a bad argument raises ValueError naming it (`.field`). Arguments are those
         of `generate`."""
@@ -445,12 +449,15 @@ class Generator:
             if not values or any(not 0 < x <= 1 for x in values) or any(a <= b for a, b in zip(values, values[1:])):
                 raise RequestError("sigmas", f"expected a decreasing list of numbers in (0, 1], got {sigmas!r}")
             sigmas = values
+        if step_cache is not None and (isinstance(step_cache, bool) or not _number(step_cache, 0.0, math.inf)):
+            raise RequestError("step_cache", f"expected a threshold >= 0 (e.g. 0.05), got {step_cache!r}")
         if condition_video_keep not in ("first", "last"):
             raise RequestError("condition_video_keep", f"expected 'first' or 'last', got {condition_video_keep!r}")
         common = dict(prompt=prompt, negative_prompt=negative_prompt, image=image, video=video, generator=generator,
                       seed=seed,
                       sigmas=sigmas, guidance_interval=tuple(guidance_interval) if guidance_interval else None,
                       sampler=sampler, upsample_prompt=upsample_prompt, progress=progress, callback=callback,
+                      step_cache=float(step_cache) if step_cache else None,
                       use_system_prompt=self.default_use_system_prompt if use_system_prompt is None
                       else bool(use_system_prompt))
         if action_mode is not None or embodiment is not None or actions is not None or action_chunk_size is not None:
@@ -620,7 +627,8 @@ class Generator:
                  condition_video_keep: str = "first", use_resolution_template: bool = True,
                  use_duration_template: bool = True, use_system_prompt: bool | None = None, progress: bool = True,
                  guidance_interval: tuple[float, float] | None = None, sampler: str | None = None,
-                 sigmas: list[float] | None = None, callback=None, upsample_prompt: bool = False) -> GenerationResult:
+                 sigmas: list[float] | None = None, callback=None, upsample_prompt: bool = False,
+                 step_cache: float | None = None) -> GenerationResult:
         """`run(resolve(...))`: every argument is checked before any model work."""
         return self.run(self.resolve(**{k: v for k, v in locals().items() if k != "self"}))
 
@@ -743,9 +751,12 @@ class Generator:
         scheduler = make_scheduler(self.scheduler_config, flow_shift=req.shift, sampler=req.sampler)
         timesteps = set_schedule(scheduler, req.steps, sigmas=req.sigmas, native=self.native_flow_schedule)
         denoising = time.perf_counter()
+        counts: dict = {}
         latents = sample(self.model, layout, latents, clean, branches, scheduler, timesteps, req.guidance,
                          guidance_interval=req.guidance_interval, raw_action_dim=plan.raw_action_dim,
-                         callback=req.callback, progress=req.progress)
+                         callback=req.callback, progress=req.progress, step_cache=req.step_cache, stats=counts)
+        for key, value in counts.items():  # transformer evaluations: forwards run, skipped, CFG rows run
+            timings[key] = timings.get(key, 0) + value
         decoding = time.perf_counter()
         del branches, noise, scheduler  # the prompts' und caches: free them before the VAE decode's peak
         frames = self.vae.decode(latents.vision)

@@ -42,6 +42,7 @@ from .media import MediaError, probe_video, read_image
 from .model import Cosmos3Omni, KVCache
 from .model.mot import cache_causal_mask
 from .model.vision import VisionProcessor, VisionTower, VisualInput
+from .quant import WEIGHTS, apply_weights
 from .prompt import DEFAULT_SYSTEM_PROMPT, REASONING_INSTRUCTION, Prompt, assemble, normalize_messages
 from .sampling import PLAIN, REASONING, SamplingParams
 from .tokenizers import TextTokenizer
@@ -206,16 +207,19 @@ class Reasoner:
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, device: str | torch.device | None = None,
-                        dtype: torch.dtype | None = None) -> "Reasoner":
+                        dtype: torch.dtype | None = None, weights: str | None = None) -> "Reasoner":
         """An official-layout checkpoint (transformer/, vision_encoder/, text_tokenizer/) or a transformers
-        Qwen3-VL directory (config.json of model_type qwen3_vl). Only the understanding weights are read."""
+        Qwen3-VL directory (config.json of model_type qwen3_vl). Only the understanding weights are read.
+        `weights="int8"`: the und tower's and lm_head's linears in int8 (quant.py); default: as loaded."""
+        if weights not in (None, *WEIGHTS):
+            raise ValueError(f"weights: expected one of {WEIGHTS}, got {weights!r}")
         root = resolve_checkpoint(path)
         device = torch.device(device) if device is not None else torch.device("cpu")
         dtype = dtype or default_dtype(device)
         if not root.is_dir():
             raise CheckpointError(f"{root}: no such checkpoint directory")
         if (root / "transformer" / "config.json").is_file():
-            model = load_transformer(root, dtype=dtype, device=device, with_gen=False)
+            model = apply_weights(load_transformer(root, dtype=dtype, device=device, with_gen=False), weights)
             vision_dir = root / "vision_encoder"
             vision = VisionTower.from_pretrained(vision_dir, dtype, device) if vision_dir.is_dir() else None
             tokenizer = TextTokenizer.from_pretrained(root / "text_tokenizer")
@@ -228,6 +232,7 @@ class Reasoner:
             raise CheckpointError(f"{root}: expected an official-layout checkpoint (transformer/config.json) or a "
                                   f"Qwen3-VL directory (config.json with model_type qwen3_vl), got {model_type!r}")
         model, vision = load_qwen3vl(root, dtype, device)
+        model = apply_weights(model, weights)
         tokenizer = TextTokenizer.from_pretrained(root)
         eot = end_of_turn_ids(root, tokenizer.eos_ids, model.config.vocab_size)
         return cls(model, tokenizer, vision, VisionProcessor.from_dirs(root), eot)
@@ -364,6 +369,8 @@ def reason_main(argv: list[str]) -> int:
     parser.add_argument("--temperature", type=float, default=None)
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--device", default=None)
+    parser.add_argument("--weights", choices=["float", "int8"], default="float",
+                        help="int8: the und tower's linears and lm_head in int8 (faster decode on CPU)")
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:  # argparse already printed one usage line
@@ -375,7 +382,7 @@ def reason_main(argv: list[str]) -> int:
         content = [{"type": "image", "image": p} for p in args.image]
         content += [{"type": "video", "video": p} for p in args.video]
         content.append({"type": "text", "text": args.question})
-        reasoner = Reasoner.from_pretrained(args.checkpoint, device=args.device)
+        reasoner = Reasoner.from_pretrained(args.checkpoint, device=args.device, weights=args.weights)
         kwargs = dict(max_tokens=args.max_tokens, temperature=args.temperature, seed=args.seed, think=args.think,
                       fps=args.fps)
         messages = [{"role": "user", "content": content}]

@@ -35,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a folder whose files requests may name (repeatable); none by default")
     p.add_argument("--allow-remote-media", action="store_true", help="fetch http(s) media URLs (off by default)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    p.add_argument("--weights", choices=["float", "int8"], default="float",
+                   help="int8: the towers' linears and lm_head in int8 (docs/MEMORY.md)")
     p.add_argument("--max-queue", type=int, default=d.max_queue, help="generation jobs waiting before 429")
     p.add_argument("--generation-workers", type=int, default=d.generation_workers,
                    help="generation jobs run at the same time")
@@ -67,7 +69,7 @@ def serve_main(argv: list[str]) -> int:
             checkpoint=args.checkpoint, storage=args.storage, host=args.host, port=args.port,
             served_model_name=args.served_model_name, api_key=args.api_key,
             allowed_local_media_paths=args.allowed_local_media_path, allow_remote_media=args.allow_remote_media,
-            device=args.device, max_queue=args.max_queue, generation_workers=args.generation_workers,
+            device=args.device, weights=args.weights, max_queue=args.max_queue, generation_workers=args.generation_workers,
             max_batch=args.max_batch, max_model_len=args.max_model_len, max_prompt_tokens=args.max_prompt_tokens,
             max_upload_bytes=args.max_upload_bytes, max_pixels=args.max_pixels,
             max_input_pixels=args.max_input_pixels, max_frames=args.max_frames,

@@ -627,7 +627,7 @@ def create_app(config: ServerConfig, generator=None, reasoner=None, guardrail: G
     if generator is None and reasoner is None:
         from .runtime import load_models
 
-        generator, reasoner = load_models(config.checkpoint, config.device)
+        generator, reasoner = load_models(config.checkpoint, config.device, config.weights)
     state = ServerState(config, generator, reasoner, guardrail)
 
     @asynccontextmanager

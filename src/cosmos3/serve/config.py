@@ -17,6 +17,7 @@ class ServerConfig:
     allowed_local_media_paths: list[Path] = field(default_factory=list)
     allow_remote_media: bool = False
     device: str | None = None
+    weights: str = "float"  # "int8": the towers' linears and lm_head in int8 (quant.py)
     # scheduling
     max_queue: int = 16  # generation jobs waiting (not running) before 429
     generation_workers: int = 1  # generation jobs run at the same time
