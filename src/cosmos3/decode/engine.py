@@ -111,6 +111,8 @@ def _rows_view(cache: KVCache, start: int, n: int, span: int) -> KVCache:
 
 
 class DecodeEngine:
+    """`batch` rows of `capacity` slots each over `net`; single-threaded (the batcher's thread, or the caller's)."""
+
     def __init__(self, net, batch: int, capacity: int, end_of_turn: tuple[int, ...] | None = None):
         self.net = net
         model = net.model
