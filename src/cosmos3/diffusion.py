@@ -50,6 +50,46 @@ def load_scheduler_config(checkpoint: str | os.PathLike) -> dict:
         raise ValueError(f"{path}: not valid JSON ({e})") from None
 
 
+def load_distilled_sigmas(checkpoint: str | os.PathLike) -> list[float] | None:
+    """A distilled (few-step) checkpoint's fixed schedule, or None for a base checkpoint.
+
+    The layout is diffusers' Cosmos3DistilledModularPipeline's: `modular_model_index.json` holds `distilled_sigmas`
+    (and `is_distilled`, true when absent), the scheduler is FlowMatchEulerDiscreteScheduler, and classifier-free
+    guidance is baked into the weights."""
+    path = Path(checkpoint) / "modular_model_index.json"
+    if not path.is_file():
+        return None
+    try:
+        index = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
+    sigmas = index.get("distilled_sigmas")
+    if not sigmas or index.get("is_distilled", True) is False:
+        return None
+    values = [float(x) for x in sigmas]
+    if any(not 0 < x <= 1 for x in values) or any(a <= b for a, b in zip(values, values[1:])):
+        raise ValueError(f"{path}: distilled_sigmas must decrease within (0, 1], got {sigmas!r}")
+    return values
+
+
+def distilled_settings(sigmas: list[float], guidance: float | None, steps: int | None,
+                       flow_shift: float | None) -> float:
+    """What a distilled checkpoint runs whatever was asked: guidance 1 (baked in), its own fixed sigmas (so its step
+    count, unshifted). Warns once per setting asked otherwise; returns the guidance (1.0)."""
+    import warnings
+
+    if guidance is not None and guidance != 1.0:
+        warnings.warn(f"distilled checkpoint: guidance is baked into its weights; guidance_scale {guidance:g} is "
+                      "forced to 1", UserWarning, stacklevel=3)
+    if steps is not None and steps != len(sigmas):
+        warnings.warn(f"distilled checkpoint: its fixed schedule has {len(sigmas)} steps; num_inference_steps "
+                      f"{steps} is ignored", UserWarning, stacklevel=3)
+    if flow_shift is not None:
+        warnings.warn("distilled checkpoint: its fixed sigmas are used as given; flow_shift is ignored", UserWarning,
+                      stacklevel=3)
+    return 1.0
+
+
 def make_scheduler(config: dict, flow_shift: float | None = None, sampler: str | None = None):
     """A fresh scheduler from a checkpoint config; `sampler` ("unipc" | "euler") and `flow_shift` override it."""
     import diffusers

@@ -32,8 +32,8 @@ from . import spec
 from .action_modes import ACTION_DEFAULTS, chunk_actions
 from .actions import ACTION_STATS_FILE, ActionStats, denormalize, get_embodiment, load_stats_file, normalize
 from .checkpoint import CheckpointError, default_dtype, load_transformer, resolve_checkpoint
-from .diffusion import (SAMPLERS, Latents, encode_branches, load_scheduler_config, make_scheduler, sample, set_schedule,
-                        with_noise)
+from .diffusion import (SAMPLERS, Latents, distilled_settings, encode_branches, load_distilled_sigmas,
+                        load_scheduler_config, make_scheduler, sample, set_schedule, with_noise)
 from .media import read_image, video_frames, write_image, write_video
 from .model import Cosmos3Omni
 from .quant import apply_weights
@@ -312,7 +312,7 @@ class Generator:
     def __init__(self, model: Cosmos3Omni, vae: VideoVAE, tokenizer, scheduler_config: dict,
                  sound: SoundCodec | None = None, *, default_use_system_prompt: bool = True,
                  native_flow_schedule: bool = False, name: str = "cosmos3", defaults: dict | None = None,
-                 action_stats: dict | None = None):
+                 action_stats: dict | None = None, distilled_sigmas: list[float] | None = None):
         self.model, self.vae, self.tokenizer, self.sound = model, vae, tokenizer, sound
         # {embodiment name: ActionStats} of a checkpoint trained on normalized actions (action_stats.json): its
         # action modes take and give raw actions, normalized on the way in and denormalized on the way out.
@@ -329,6 +329,8 @@ class Generator:
         self.scheduler_config = scheduler_config
         self.default_use_system_prompt = default_use_system_prompt
         self.native_flow_schedule = native_flow_schedule
+        # A distilled checkpoint's fixed schedule (guidance baked in: every request runs it with guidance 1).
+        self.distilled_sigmas = list(distilled_sigmas) if distilled_sigmas else None
         self.name = name
         self.path: Path | None = None  # set by from_pretrained; the reasoner for prompt upsampling reads from it
         self._reasoner = None
@@ -369,7 +371,8 @@ class Generator:
         gen = cls(model, vae, tokenizer, load_scheduler_config(root), sound,
                   default_use_system_prompt=index.get("default_use_system_prompt", True),
                   native_flow_schedule=index.get("use_native_flow_schedule", False), name=root.name,
-                  defaults=read_native_defaults(root), action_stats=load_stats_file(root / ACTION_STATS_FILE))
+                  defaults=read_native_defaults(root), action_stats=load_stats_file(root / ACTION_STATS_FILE),
+                  distilled_sigmas=load_distilled_sigmas(root))
         gen.path = root
         return gen
 
@@ -440,6 +443,10 @@ class Generator:
                 and guidance_interval[0] <= guidance_interval[1]):
             raise RequestError("guidance_interval", f"expected (low, high) sigmas, 0 <= low <= high, got "
                                                     f"{guidance_interval!r}")
+        if self.distilled_sigmas is not None and sigmas is None:
+            guidance_scale = distilled_settings(self.distilled_sigmas, guidance_scale, num_inference_steps,
+                                                flow_shift)
+            sigmas, flow_shift, num_inference_steps = list(self.distilled_sigmas), None, None
         if sigmas is not None:
             if flow_shift is not None:
                 raise RequestError("sigmas", "sigmas, flow_shift: a fixed sigma list is used as given; do not also "
