@@ -159,8 +159,9 @@ class _Poison:
 
 
 def test_a_poisoned_row_ends_alone_with_an_error(rsn):
-    bad = [PLAIN.replace(temperature=1e-300, seed=1, max_tokens=8),  # logits / 1e-300 overflow to inf
-           PLAIN.replace(temperature=0.8, repetition_penalty=1e-300, seed=2, max_tokens=8)]
+    # parameters that slipped past validation (dataclasses.replace does not validate): logits overflow to inf
+    bad = [dataclasses.replace(PLAIN, temperature=0.8, repetition_penalty=1e-300, seed=2, max_tokens=8),
+           dataclasses.replace(PLAIN, temperature=0.8, presence_penalty=-1e300, seed=3, max_tokens=8)]
     good = [PARAMS[0], PARAMS[1]]
     alone = [_oracle(rsn, rsn.build_prompt(q), p) for q, p in zip(QUESTIONS[:2], good)]
     for poison in bad:
@@ -173,8 +174,11 @@ def test_a_poisoned_row_ends_alone_with_an_error(rsn):
         assert broken.finish_reason == "error" and isinstance(rows[1].error, SamplingError)
         assert "non-finite" in broken.error
         assert [rows[0].output.token_ids, rows[2].output.token_ids] == alone
-    with pytest.raises(SamplingError):
-        rsn.chat("Hmm?", temperature=1e-300, max_tokens=4)
+    with pytest.raises(ValueError, match="repetition_penalty"):  # validated: refused before any work
+        rsn.chat("Hmm?", repetition_penalty=1e-300, max_tokens=4)
+    # a vanishing temperature is its limit, greedy decoding, not an overflow
+    assert (rsn.chat("Hmm?", temperature=1e-300, max_tokens=4).token_ids
+            == rsn.chat("Hmm?", temperature=0, max_tokens=4).token_ids)
 
     # NaN from the network mid-decode: that row ends, the others go on; the next request in its cache row is exact.
     net = _Poison(rsn, index=1, at=3)

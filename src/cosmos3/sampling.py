@@ -13,6 +13,13 @@ from dataclasses import dataclass
 import torch
 
 
+# Below this temperature a draw is the argmax (the limit of a vanishing temperature, as vLLM treats it): dividing
+# logits by 1e-300 would only overflow them to inf.
+GREEDY_BELOW = 1e-5
+# A repetition penalty multiplies or divides logits; below this it overflows them instead of penalizing.
+MIN_REPETITION_PENALTY = 0.01
+
+
 @dataclass(frozen=True)
 class SamplingParams:
     temperature: float = 0.7  # 0 = greedy
@@ -52,8 +59,8 @@ class SamplingParams:
             raise bad("top_k", "an integer >= 0 (0 or -1 = off)")
         if not -2.0 <= number("presence_penalty") <= 2.0:
             raise bad("presence_penalty", "a number in [-2, 2]")
-        if not 0.0 < number("repetition_penalty") <= 2.0:
-            raise bad("repetition_penalty", "a number in (0, 2]")
+        if not MIN_REPETITION_PENALTY <= number("repetition_penalty") <= 2.0:
+            raise bad("repetition_penalty", f"a number in [{MIN_REPETITION_PENALTY}, 2]")
         if isinstance(self.max_tokens, bool) or not isinstance(self.max_tokens, int) or self.max_tokens < 1:
             raise bad("max_tokens", "a positive integer")
         if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
@@ -110,7 +117,7 @@ def _check_finite(best: float, p: SamplingParams) -> None:
 def draw(logits: torch.Tensor, p: SamplingParams, generator: torch.Generator | None) -> int:
     """Penalized logits [V] float -> the next token: argmax at temperature 0, else a draw after `truncate`.
     SamplingError when the scores allow no draw. One device sync per call (the best score and the token together)."""
-    if p.temperature == 0:
+    if p.temperature < GREEDY_BELOW:
         best, token = logits.max(-1)  # the first best on ties, as argmax and transformers' greedy search
     else:
         logits = truncate(logits, p)

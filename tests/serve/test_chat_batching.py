@@ -123,9 +123,11 @@ def test_requests_admitted_together_prefill_together_and_a_broken_one_fails_alon
 
 
 def test_a_request_whose_sampling_fails_ends_alone(models):
-    """temperature 1e-300 passes validation but overflows every logit: that request gets its own error while the
-    requests decoding beside it get exactly their answers alone (before, one such request failed the whole step)."""
+    """A repetition penalty of 1e-300 that slipped past validation overflows every logit: that request gets its own
+    error while the requests decoding beside it get exactly their answers alone (before, one such request failed
+    the whole step)."""
     import asyncio
+    import dataclasses
 
     from cosmos3.sampling import PLAIN, SamplingError
     from cosmos3.serve.queues.batcher import ChatBatcher, ChatRequest
@@ -139,7 +141,8 @@ def test_a_request_whose_sampling_fails_ends_alone(models):
         reqs = [ChatRequest(reasoner.build_prompt([{"role": "user", "content": q}]),
                             PLAIN.replace(max_tokens=n, temperature=0.0)) for q, n in questions]
         reqs.insert(1, ChatRequest(reasoner.build_prompt([{"role": "user", "content": "Hmm?"}]),
-                                   PLAIN.replace(max_tokens=8, temperature=1e-300, seed=1)))
+                                   dataclasses.replace(PLAIN, max_tokens=8, temperature=0.8,
+                                                       repetition_penalty=1e-300, seed=1)))
         for r in reqs:
             batcher.submit(r)
         batcher.start()
