@@ -258,6 +258,8 @@ class GenRequest:
     action: object = None  # action_modes.ActionRequest
     actions_arg: object = None  # the actions as given (for as_kwargs)
     warnings: tuple[str, ...] = ()  # what the checkpoint was not trained for (warned once per Generator)
+    state: torch.Tensor | None = None  # [state_dim] robot state of a variant that takes it (policy_droid)
+    decode: bool = True  # False: skip the VAE decode (a policy server needs the actions only; frames empty)
 
     @property
     def is_action(self) -> bool:
@@ -284,6 +286,7 @@ class GenRequest:
                   upsample_prompt=self.upsample_prompt)
         if self.is_action:
             kw.update(action_mode=self.mode, embodiment=self.action.embodiment.name, actions=self.actions_arg,
+                      state=self.state,
                       action_chunk_size=self.action.chunk, resolution=f"{self.tier}p")
         else:
             kw.update(num_frames=self.num_frames, height=self.height, width=self.width,
@@ -303,6 +306,7 @@ class _Plan:
     texts: list[str]  # the positive branch's text, then the negative's when guidance != 1
     is_image: bool
     raw_action_dim: int | None = None
+    state_tokens: int = 0  # leading clean action tokens holding the robot state
 
 
 # ------------------------------------------------------------------------------------------------ generator
@@ -380,14 +384,11 @@ class Generator:
         """Ask the reasoner of this checkpoint (its und pathway, shared with the generator, no second copy of the
         weights) to expand a short prompt into the release's structured JSON prompt."""
         if self._reasoner is None:
-            from .model.vision import VisionProcessor
             from .reasoner import Reasoner
-            from .tokenizers import TextTokenizer
 
             if self.path is None:
                 raise ValueError("upsample_prompt: needs a Generator loaded with from_pretrained (for its tokenizer)")
-            self._reasoner = Reasoner(self.model, TextTokenizer.from_pretrained(self.path / "text_tokenizer"), None,
-                                      VisionProcessor.from_dirs(self.path))
+            self._reasoner = Reasoner.sharing(self.model, self.path, vision=False)
         answer = self._reasoner.chat([{"role": "user", "content": UPSAMPLE_INSTRUCTION.format(prompt=prompt)}],
                                      max_tokens=1024, temperature=0.0, seed=seed).text
         structured = first_json_object(answer)
@@ -415,7 +416,7 @@ class Generator:
                 use_duration_template: bool = True, use_system_prompt: bool | None = None, progress: bool = True,
                 guidance_interval: tuple[float, float] | None = None, sampler: str | None = None,
                 sigmas: list[float] | None = None, callback=None, upsample_prompt: bool = False,
-                step_cache: float | None = None) -> GenRequest:
+                step_cache: float | None = None, state=None) -> GenRequest:
         """Fill in what a request leaves out (the checkpoint's native settings, the embodiment's) and check
         everything, with no model work: a bad argument raises ValueError naming it (`.field`). Arguments are those
         of `generate`."""
@@ -471,7 +472,11 @@ class Generator:
             req = self._resolve_action(common, action_mode, embodiment, actions, action_chunk_size, fps, resolution,
                                        height, width, num_frames, aspect_ratio, condition_frame_indexes, enable_sound,
                                        num_inference_steps, guidance_scale, flow_shift)
+            req.state = self._check_state(req.action.embodiment, state)
         else:
+            if state is not None:
+                raise RequestError("state", "the robot state goes with action_mode='policy' on an embodiment that "
+                                            "takes it (policy_droid)")
             req = self._resolve_video(common, num_frames, fps, height, width, resolution, aspect_ratio,
                                       num_inference_steps, guidance_scale, flow_shift, enable_sound,
                                       condition_frame_indexes, condition_video_keep, use_resolution_template,
@@ -498,6 +503,27 @@ class Generator:
                 self._warned.add(message)
                 warnings.warn(message, stacklevel=3)
         return req
+
+    @staticmethod
+    def _check_state(emb, state):
+        """The robot state of a variant that takes it (actions.STATE_DIMS): float [width]; None elsewhere."""
+        from .actions.embodiments import STATE_DIMS
+
+        width = STATE_DIMS.get(emb.name)
+        if width is None:
+            if state is not None:
+                raise RequestError("state", f"{emb.name} takes no robot state (only {', '.join(STATE_DIMS)})")
+            return None
+        if state is None:
+            raise RequestError("state", f"{emb.name} needs the robot state ({width} values: joint positions and "
+                                        "gripper)")
+        try:
+            values = torch.as_tensor(np.asarray(state, dtype=np.float32)).reshape(-1)
+        except (TypeError, ValueError):
+            raise RequestError("state", f"expected {width} numbers, got {type(state).__name__}") from None
+        if values.numel() != width or not torch.isfinite(values).all():
+            raise RequestError("state", f"expected {width} finite numbers, got {tuple(np.shape(state))}")
+        return values
 
     def _resolve_video(self, common, num_frames, fps, height, width, resolution, aspect_ratio, steps, guidance,
                        shift, enable_sound, condition_frame_indexes, condition_video_keep, use_resolution_template,
@@ -635,7 +661,7 @@ class Generator:
                  use_duration_template: bool = True, use_system_prompt: bool | None = None, progress: bool = True,
                  guidance_interval: tuple[float, float] | None = None, sampler: str | None = None,
                  sigmas: list[float] | None = None, callback=None, upsample_prompt: bool = False,
-                 step_cache: float | None = None) -> GenerationResult:
+                 step_cache: float | None = None, state=None) -> GenerationResult:
         """`run(resolve(...))`: every argument is checked before any model work."""
         return self.run(self.resolve(**{k: v for k, v in locals().items() if k != "self"}))
 
@@ -666,7 +692,8 @@ class Generator:
                 plan = self._action_plan(req, prompt, *condition, clean)
                 frames, latents, predicted = self._sample(plan, req, generator, timings, since)
                 pieces.append(frames if not pieces else frames[1:])
-                condition = (Image.fromarray(frames[-1].numpy()), None)  # the next chunk starts from the last frame
+                if len(frames):  # the next chunk starts from the last frame (none when not decoded)
+                    condition = (Image.fromarray(frames[-1].numpy()), None)
             result = GenerationResult(frames=torch.cat(pieces), latents=latents, fps=req.fps, mode=req.mode,
                                       seed=req.seed, actions=predicted, prompt=prompt)
         result.timings = dict(timings, total_s=time.perf_counter() - started, steps=req.steps,
@@ -728,12 +755,20 @@ class Generator:
                 clean_actions[:, : emb.raw_dim] = torch.from_numpy(normalize(raw, stats)).to(clean_actions.dtype)
             clean.actions = clean_actions[:, :width].clone()
             action_noisy[:] = False
-        layout = GenLayout(latent_shape=(C, Tl, h, w), vision_noisy=vision_noisy, fps=req.fps, action_steps=chunk,
-                           action_noisy=action_noisy, domain_id=emb.domain_id)
+        state_tokens = 0
+        if req.state is not None and mode == "policy":
+            # The robot state enters as one clean action token before the chunk (our reading; docs/ROBOTS.md).
+            row = torch.zeros(1, width)
+            row[0, : req.state.numel()] = req.state
+            clean.actions = torch.cat([row, clean.actions])
+            action_noisy = torch.cat([torch.zeros(1, dtype=torch.bool), action_noisy])
+            state_tokens = 1
+        layout = GenLayout(latent_shape=(C, Tl, h, w), vision_noisy=vision_noisy, fps=req.fps,
+                           action_steps=chunk + state_tokens, action_noisy=action_noisy, domain_id=emb.domain_id)
         texts = [action_caption(prompt, emb, chunk + 1, req.fps, canvas.height, canvas.width)]
         if req.guidance != 1.0:
             texts.append(req.negative_prompt or "")  # the action models take the negative prompt as it is
-        return _Plan(layout, clean, texts, is_image=False, raw_action_dim=emb.raw_dim)
+        return _Plan(layout, clean, texts, is_image=False, raw_action_dim=emb.raw_dim, state_tokens=state_tokens)
 
     # -------------------------------------------------------------------------------------------- sampling
 
@@ -766,12 +801,12 @@ class Generator:
             timings[key] = timings.get(key, 0) + value
         decoding = time.perf_counter()
         del branches, noise, scheduler  # the prompts' und caches: free them before the VAE decode's peak
-        frames = self.vae.decode(latents.vision)
+        frames = self.vae.decode(latents.vision) if req.decode else torch.zeros(0, 1, 1, 3, dtype=torch.uint8)
         extra = None
         if latents.sound is not None:
             extra = self.sound.decode(latents.sound)
         elif plan.raw_action_dim is not None and req.mode != "forward_dynamics":
-            extra = latents.actions[:, : plan.raw_action_dim].float().cpu()
+            extra = latents.actions[plan.state_tokens:, : plan.raw_action_dim].float().cpu()
             stats = self.action_stats.get(req.action.embodiment.name)
             if stats is not None:
                 extra = torch.from_numpy(denormalize(extra.numpy(), stats))

@@ -220,12 +220,7 @@ class Reasoner:
             raise CheckpointError(f"{root}: no such checkpoint directory")
         if (root / "transformer" / "config.json").is_file():
             model = apply_weights(load_transformer(root, dtype=dtype, device=device, with_gen=False), weights)
-            vision_dir = root / "vision_encoder"
-            vision = VisionTower.from_pretrained(vision_dir, dtype, device) if vision_dir.is_dir() else None
-            tokenizer = TextTokenizer.from_pretrained(root / "text_tokenizer")
-            processor = VisionProcessor.from_dirs(vision_dir, root, root / "text_tokenizer")
-            eot = end_of_turn_ids(root, tokenizer.eos_ids, model.config.vocab_size)
-            return cls(model, tokenizer, vision, processor, eot)
+            return cls.sharing(model, root)
         config = root / "config.json"
         model_type = json.loads(config.read_text()).get("model_type") if config.is_file() else None
         if model_type != "qwen3_vl":
@@ -236,6 +231,20 @@ class Reasoner:
         tokenizer = TextTokenizer.from_pretrained(root)
         eot = end_of_turn_ids(root, tokenizer.eos_ids, model.config.vocab_size)
         return cls(model, tokenizer, vision, VisionProcessor.from_dirs(root), eot)
+
+    @classmethod
+    def sharing(cls, model: Cosmos3Omni, root: Path, vision: bool = True) -> "Reasoner":
+        """A reasoner over a network already loaded (the Generator's: one copy of the weights serves both), with
+        the tokenizer, vision tower (unless `vision=False`: text only) and end-of-turn ids of official-layout
+        checkpoint `root`."""
+        vision_dir = root / "vision_encoder"
+        tower = None
+        if vision and (vision_dir / "config.json").is_file():
+            tower = VisionTower.from_pretrained(vision_dir, model.dtype, model.device)
+        tokenizer = TextTokenizer.from_pretrained(root / "text_tokenizer")
+        processor = VisionProcessor.from_dirs(vision_dir, root, root / "text_tokenizer")
+        return cls(model, tokenizer, tower, processor, end_of_turn_ids(root, tokenizer.eos_ids,
+                                                                        model.config.vocab_size))
 
     # ---------------------------------------------------------------------------------------- prompt
 

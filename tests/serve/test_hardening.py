@@ -181,9 +181,9 @@ def test_bad_inputs_answer_4xx_naming_the_field(tight, tc, media_dir, mp4):
          400, "invalid_value", "variant", "variant"),
     ]
     submitted = []
-    scheduler = tight.state.scheduler
-    original = scheduler.submit
-    scheduler.submit = lambda task: submitted.append(task) or original(task)
+    gen_queue = tight.state.gen_queue
+    original = gen_queue.submit
+    gen_queue.submit = lambda task: submitted.append(task) or original(task)
     try:
         for name, method, path, kwargs, status, code, param, word in cases:
             r = tc.request(method, path, **kwargs)
@@ -194,7 +194,7 @@ def test_bad_inputs_answer_4xx_naming_the_field(tight, tc, media_dir, mp4):
                 assert field in err["message"], (name, err)
             assert len(err["message"]) < 400, (name, err)  # a 100,000-character path is not echoed back
     finally:
-        scheduler.submit = original
+        gen_queue.submit = original
     assert submitted == []  # every one of them was refused before any model work
 
 

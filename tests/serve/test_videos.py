@@ -88,7 +88,7 @@ def test_progress_cancel_and_queue_full(server, client):
     started = time.monotonic()
     cancelled = client.post(f"/v1/videos/{running['id']}/cancel").json()
     assert cancelled["status"] == "cancelled"
-    task_gone = lambda: server.state.scheduler.get(running["id"]) is None  # noqa: E731
+    task_gone = lambda: server.state.gen_queue.get(running["id"]) is None  # noqa: E731
     while not task_gone():  # the worker stops at the next step boundary
         assert time.monotonic() - started < 10
         time.sleep(0.05)

@@ -35,7 +35,7 @@ from .errors import APIError, CatchAll, from_value_error, install_error_handlers
 from .generation import encode_image, image_kwargs, save_outputs, save_reference, video_kwargs
 from .jobs import JobStore
 from .media_policy import Guardrail, MediaPolicy, refuse_if
-from .queues import ChatBatcher, ChatRequest, GenerationScheduler, GenTask, QueueFull
+from .queues import ChatBatcher, ChatRequest, GenerationQueue, GenTask, QueueFull
 from .schemas import MAX_JSON_DEPTH, ChatCompletionRequest, ImageGenerationRequest, VideoRequest, parse_model
 
 log = logging.getLogger("cosmos3.serve")
@@ -54,7 +54,7 @@ class ServerState:
         self.store = JobStore(config.storage)
         self.tmp = config.storage / "tmp"
         shutil.rmtree(self.tmp, ignore_errors=True)
-        self.scheduler = GenerationScheduler(generator, config.max_queue, config.generation_workers) \
+        self.gen_queue = GenerationQueue(generator, config.max_queue, config.generation_workers) \
             if generator is not None else None
         self.batcher = ChatBatcher(reasoner, config.max_batch, config.max_model_len, config.max_chat_waiting) \
             if reasoner is not None else None
@@ -78,14 +78,14 @@ class ServerState:
         interrupted = self.store.recover()
         if interrupted:
             log.warning("marked %d interrupted job(s) failed", len(interrupted))
-        if self.scheduler:
-            self.scheduler.start()
+        if self.gen_queue:
+            self.gen_queue.start()
         if self.batcher:
             self.batcher.start()
 
     def stop(self) -> None:
-        if self.scheduler:
-            self.scheduler.stop()
+        if self.gen_queue:
+            self.gen_queue.stop()
         if self.batcher:
             self.batcher.stop()
         self.store.close()
@@ -166,7 +166,7 @@ def _no_unknown_query(request: Request, allowed: tuple[str, ...] = ()) -> None:
             raise APIError(400, f"unknown query parameter {name!r}", param=name, code="unknown_field")
 
 
-async def _await_task(request: Request, task: GenTask, scheduler: GenerationScheduler):
+async def _await_task(request: Request, task: GenTask, queue: GenerationQueue):
     """Wait for a generation task; a client that disconnects cancels it."""
     fut = asyncio.wrap_future(task.future)
     while True:
@@ -174,12 +174,12 @@ async def _await_task(request: Request, task: GenTask, scheduler: GenerationSche
         if done:
             return fut.result()
         if await request.is_disconnected():
-            scheduler.cancel(task.id)  # a running task stops at its next step
+            queue.cancel(task.id)  # a running task stops at its next step
 
 
 def _submit(state: ServerState, task: GenTask) -> GenTask:
     try:
-        return state.scheduler.submit(task)
+        return state.gen_queue.submit(task)
     except QueueFull as e:
         raise APIError(429, f"the generation queue is full ({state.config.max_queue} waiting); retry later",
                        code="queue_full", headers={"Retry-After": str(e.retry_after)}) from None
@@ -345,7 +345,7 @@ async def health(request: Request):
     state = _state(request)
     return {"status": "ok", "model": state.model_name, "generator": state.generator is not None,
             "reasoner": state.reasoner is not None,
-            "generation_waiting": state.scheduler.waiting if state.scheduler else 0,
+            "generation_waiting": state.gen_queue.waiting if state.gen_queue else 0,
             "chat_active": state.batcher.active if state.batcher else 0,
             "chat_decode_steps": state.batcher.steps if state.batcher else 0,
             "chat_decoded_tokens": state.batcher.batched_tokens if state.batcher else 0}
@@ -413,9 +413,9 @@ async def images_generations(request: Request,
     state.check_prompt_chars(len(body.prompt), "prompt")
     state.check_prompt_chars(len(body.negative_prompt or ""), "negative_prompt")
     calls = await run_in_threadpool(image_kwargs, state, body)
-    if state.scheduler.waiting + len(calls) > state.config.max_queue:
+    if state.gen_queue.waiting + len(calls) > state.config.max_queue:
         raise APIError(429, "the generation queue is full; retry later", code="queue_full",
-                       headers={"Retry-After": str(state.scheduler.retry_after())})
+                       headers={"Retry-After": str(state.gen_queue.retry_after())})
 
     def finish(result):
         refuse_if(state.guardrail.check_output(result, "image"))
@@ -426,10 +426,10 @@ async def images_generations(request: Request,
         for kw in calls:
             tasks.append(_submit(state, GenTask(f"img_{uuid.uuid4().hex}", kw, finish=finish)))
         for task in tasks:
-            data.append({"b64_json": await _await_task(request, task, state.scheduler)})
+            data.append({"b64_json": await _await_task(request, task, state.gen_queue)})
     except BaseException as e:
         for task in tasks:
-            state.scheduler.cancel(task.id)
+            state.gen_queue.cancel(task.id)
         raise _generation_error(e) from None
     return {"created": int(time.time()), "data": data}
 
@@ -486,9 +486,9 @@ async def videos_sync(request: Request):
         task = _submit(state, GenTask(f"sync_{uuid.uuid4().hex}", kwargs,
                                       finish=lambda r: save_outputs(state, r, kwargs, folder)))
         try:
-            result = await _await_task(request, task, state.scheduler)
+            result = await _await_task(request, task, state.gen_queue)
         except BaseException as e:
-            state.scheduler.cancel(task.id)
+            state.gen_queue.cancel(task.id)
             raise _generation_error(e) from None
         if result["video"] is None:
             return JSONResponse({"action": result.get("action"), "num_frames": result["num_frames"]})
@@ -506,9 +506,9 @@ async def videos_create(request: Request):
     folder = state.store.job_dir(job_id)
     try:
         body, kwargs = await _prepare_video(request, state, folder)
-        if state.scheduler.waiting >= state.config.max_queue:
+        if state.gen_queue.waiting >= state.config.max_queue:
             raise APIError(429, "the generation queue is full; retry later", code="queue_full",
-                           headers={"Retry-After": str(state.scheduler.retry_after())})
+                           headers={"Retry-After": str(state.gen_queue.retry_after())})
         record = {k: v for k, v in kwargs.items() if k not in ("actions",)}
         row = state.store.create(job_id, record, state.model_name)
     except BaseException:
@@ -581,7 +581,7 @@ async def _cancel(state: ServerState, video_id: str, wait_s: float = 10.0) -> di
     row = _job(state, video_id)
     if row["status"] in ("queued", "in_progress"):
         state.store.finish(video_id, "cancelled")
-        task = state.scheduler.cancel(video_id)
+        task = state.gen_queue.cancel(video_id)
         deadline = time.monotonic() + wait_s
         while task is not None and task.state == "in_progress" and time.monotonic() < deadline:
             await asyncio.sleep(0.05)  # the sampler stops at the next step boundary
@@ -654,5 +654,7 @@ def create_app(config: ServerConfig, generator=None, reasoner=None, guardrail: G
     app.add_middleware(CatchAll)  # added last: the outermost of ours
     for router in (system, chat, images, videos):
         app.include_router(router)
+    from .robot import robot  # the openpi robot-policy websocket (docs/ROBOTS.md)
+    app.include_router(robot)
     app.openapi = _openapi(app)
     return app

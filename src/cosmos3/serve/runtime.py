@@ -15,24 +15,14 @@ import torch
 def load_models(checkpoint: str | Path, device: str | None = None, weights: str = "float"):
     """-> (generator or None, reasoner or None). `weights`: "float" or "int8" (quant.py)."""
     from ..checkpoint import CheckpointError, resolve_checkpoint
-    from ..decode import end_of_turn_ids
     from ..generator import Generator
-    from ..model.vision import VisionProcessor, VisionTower
     from ..reasoner import Reasoner
-    from ..tokenizers import TextTokenizer
 
     root = resolve_checkpoint(checkpoint)
     if not root.is_dir():
         raise CheckpointError(f"{root}: no such checkpoint directory")
     if (root / "transformer" / "config.json").is_file() and (root / "vae").is_dir():
         gen = Generator.from_pretrained(root, device=device, weights=weights)
-        vision_dir = root / "vision_encoder"
-        vision = None
-        if (vision_dir / "config.json").is_file():
-            vision = VisionTower.from_pretrained(vision_dir, gen.model.dtype, gen.device)
-        tokenizer = TextTokenizer.from_pretrained(root / "text_tokenizer")
-        processor = VisionProcessor.from_dirs(vision_dir, root, root / "text_tokenizer")
-        eot = end_of_turn_ids(root, tokenizer.eos_ids, gen.model.config.vocab_size)  # generation_config.json
-        return gen, Reasoner(gen.model, tokenizer, vision, processor, eot)
+        return gen, Reasoner.sharing(gen.model, root)
     dev = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return None, Reasoner.from_pretrained(root, device=dev, weights=weights)

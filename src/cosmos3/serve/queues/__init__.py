@@ -2,6 +2,6 @@
 for a row of the decode engine and decode together. (Not "scheduler": that word is the sigma schedule's.)"""
 
 from .batcher import ChatBatcher, ChatRequest
-from .worker import GenerationScheduler, GenTask, QueueFull
+from .worker import GenerationQueue, GenTask, QueueFull
 
-__all__ = ["ChatBatcher", "ChatRequest", "GenTask", "GenerationScheduler", "QueueFull"]
+__all__ = ["ChatBatcher", "ChatRequest", "GenTask", "GenerationQueue", "QueueFull"]

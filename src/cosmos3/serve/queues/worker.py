@@ -42,7 +42,7 @@ class GenTask:
     state: str = "queued"  # queued | starting | in_progress | done, or cancelled while queued
 
 
-class GenerationScheduler:
+class GenerationQueue:
     def __init__(self, generator, max_queue: int = 16, workers: int = 1):
         self.generator = generator
         self.max_queue = max_queue
