@@ -113,6 +113,16 @@ def print_checkpoint_defaults(name: str) -> None:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    if args.plan:
+        from .plan import parse_bytes, plan, print_plan
+
+        try:
+            budget = parse_bytes(args.budget) if args.budget else None
+            print_plan(plan(args.plan, budget, resolution=args.resolution, num_frames=args.num_frames,
+                            aspect_ratio=args.aspect_ratio))
+        except (ValueError, OSError) as e:
+            raise UsageError(str(e).splitlines()[0]) from None
+        return 0
     print_info()
     if args.checkpoint:
         print()
@@ -304,6 +314,12 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--checkpoint", help="also print this checkpoint's native settings (a folder or 'pico')")
     info.add_argument("--preset", default="tiny", choices=sorted(PRESETS),
                       help="network for --step (default: tiny; nano/super need tens of GB)")
+    info.add_argument("--plan", metavar="CKPT", help="memory plan of a checkpoint (folder, 'pico', or a preset: nano), weights "
+                      "not loaded: per component and precision, the activation peak, which rungs fit --budget")
+    info.add_argument("--budget", help="--plan: device memory, e.g. 24GB")
+    info.add_argument("--resolution", default="480p", help="--plan: tier (default 480p)")
+    info.add_argument("--num-frames", type=int, default=93, help="--plan: frames (default 93)")
+    info.add_argument("--aspect-ratio", help="--plan: aspect ratio (default the tier's)")
     info.set_defaults(func=cmd_info)
     add_generate_parser(sub)
     for name, help_text in DELEGATED.items():
