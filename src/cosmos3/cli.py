@@ -336,6 +336,8 @@ DELEGATED = {
     "reason": "ask the reasoner: `cosmos3 reason --checkpoint DIR [--image P] [--video P] [--think] [--stream] Q`",
     "world": "the synthetic physical world: `cosmos3 world generate --episodes N --seed S --out DIR`",
     "demo": "every surface of the embedded pico model, files in ./out: `cosmos3 demo [--out DIR]`",
+    "serve-policy": "a robot policy over the openpi websocket protocol: `cosmos3 serve-policy --checkpoint DIR --port P` (docs/ROBOTS.md)",
+    "sim": "run a policy inside the world model: `cosmos3 sim --checkpoint DIR --episodes N --out DIR` (docs/ROBOTS.md)",
 }
 
 
@@ -357,6 +359,14 @@ def _delegate(name: str):
             from .reasoner import reason_main
 
             return reason_main(args.rest)
+        if name == "serve-policy":
+            from .policy_server import serve_policy_main
+
+            return serve_policy_main(args.rest)
+        if name == "sim":
+            from .sim import sim_main
+
+            return sim_main(args.rest)
         if name == "demo":
             from .demo import demo_main
 

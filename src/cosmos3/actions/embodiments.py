@@ -123,6 +123,14 @@ ALIASES: dict[str, str] = {
 
 _BY_ID: dict[int, Embodiment] = {e.domain_id: e for e in _REGISTRY}
 
+# Post-trained variants: a domain of the table with its own action layout (their checkpoints re-initialize the action
+# heads, so the width differs from the base domain's). Looked up by name only; `domain_id` keeps the base domain's.
+# policy_droid: Cosmos3-Nano-Policy-DROID (DESIGN 2.8): joint_pos 8D (7 joints + gripper), robot state as input,
+# concat_view of three cameras, chunk 32 at 15 fps; DROID's domain id 8 is our assumption (docs/ROBOTS.md).
+VARIANTS: dict[str, Embodiment] = {e.name: e for e in (_e("policy_droid", 8, 8, 32, 15, "concat_view"),)}
+# Variants that take the robot state as input: its width (the state is a joint_pos row, as the actions are).
+STATE_DIMS: dict[str, int] = {"policy_droid": 8}
+
 
 def embodiment_names() -> list[str]:
     """Canonical embodiment names, in domain-id order."""
@@ -142,7 +150,7 @@ def get_embodiment(name_or_id: str | int | Embodiment) -> Embodiment:
     if isinstance(name_or_id, str):
         key = name_or_id.strip().lower()
         key = ALIASES.get(key, key)
-        found = EMBODIMENTS.get(key)
+        found = EMBODIMENTS.get(key) or VARIANTS.get(key)
         if found is not None:
             return found
         if key.isdigit():
