@@ -39,8 +39,6 @@ def drift(generated: np.ndarray, truth_frames: np.ndarray, truth_px: np.ndarray,
         lost += int(np.isnan(d).sum())
         errors.extend(d[~np.isnan(d)].tolist())
     return {"frame_mae": mae, "psnr_db": psnr, "block_err_px_mean": float(np.mean(errors)) if errors else None,
-            "block_err_px_final": None if not errors else float(np.nanmean(
-                [np.linalg.norm(tracked[c][T - 1] - truth_px[T - 1, i]) for i, c in enumerate(colors)])),
             "block_lost_frames": lost}
 
 
@@ -62,7 +60,12 @@ def run(generator, episodes: int, chunks: int, steps: int, seed: int = 0) -> lis
             lo, hi = k * chunk, (k + 1) * chunk
             _, _, _, _, info = env.step(actions[lo:hi])
             row = drift(info["frames"], truth_frames[lo:hi + 1], truth.blocks_px[lo:hi + 1], truth.colors)
-            row.update(episode=e, chunk=k, policy=ep.policy, seconds=info["seconds"])
+            # baseline: the chunk's first true frame held still (what "nothing moves" scores)
+            still = np.repeat(truth_frames[lo:lo + 1], hi + 1 - lo, axis=0)
+            base = drift(still, truth_frames[lo:hi + 1], truth.blocks_px[lo:hi + 1], truth.colors)
+            row.update(still_psnr_db=base["psnr_db"], still_block_err_px_mean=base["block_err_px_mean"])
+            row.update(episode=e, chunk=k, policy=ep.policy, seconds=info["seconds"], colors=truth.colors,
+                       frames=hi + 1 - lo)
             rows.append(row)
             print(json.dumps(row), flush=True)
     return rows
@@ -87,7 +90,10 @@ def main() -> None:
         print(json.dumps({"chunk": k, "episodes": len(sel), "frame_mae": np.mean([r["frame_mae"] for r in sel]),
                           "psnr_db": np.mean([r["psnr_db"] for r in sel]),
                           "block_err_px_mean": float(np.mean(errs)) if errs else None,
-                          "block_lost_frames": sum(r["block_lost_frames"] for r in sel)}))
+                          "block_lost_frames": sum(r["block_lost_frames"] for r in sel),
+                          "block_frames": sum(len(r["colors"]) * r["frames"] for r in sel),
+                          "still_psnr_db": np.mean([r["still_psnr_db"] for r in sel]),
+                          "still_block_err_px_mean": np.mean([r["still_block_err_px_mean"] for r in sel])}))
     print(json.dumps({"total_s": time.time() - started}))
 
 

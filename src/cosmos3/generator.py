@@ -757,14 +757,17 @@ class Generator:
             action_noisy[:] = False
         state_tokens = 0
         if req.state is not None and mode == "policy":
-            # The robot state enters as one clean action token before the chunk (our reading; docs/ROBOTS.md).
+            # The release's use_state (cosmos-framework DROIDLeRobotDataset, build_sequence_plan_from_mode): the
+            # state row is prepended to the actions (chunk + 1 tokens, as many as video frames), kept clean, and the
+            # action tokens start at video frame 0 (docs/ROBOTS.md).
             row = torch.zeros(1, width)
             row[0, : req.state.numel()] = req.state
             clean.actions = torch.cat([row, clean.actions])
             action_noisy = torch.cat([torch.zeros(1, dtype=torch.bool), action_noisy])
             state_tokens = 1
         layout = GenLayout(latent_shape=(C, Tl, h, w), vision_noisy=vision_noisy, fps=req.fps,
-                           action_steps=chunk + state_tokens, action_noisy=action_noisy, domain_id=emb.domain_id)
+                           action_steps=chunk + state_tokens, action_noisy=action_noisy, domain_id=emb.domain_id,
+                           action_first_frame=1 - state_tokens)
         texts = [action_caption(prompt, emb, chunk + 1, req.fps, canvas.height, canvas.width)]
         if req.guidance != 1.0:
             texts.append(req.negative_prompt or "")  # the action models take the negative prompt as it is

@@ -98,6 +98,7 @@ class ObservationLayout:
     state_required: bool = False
     prompt_key: str = "prompt"
     flip_gripper: int | None = None
+    flip_state_gripper: int | None = None  # the state channel given to the model as 1 - g
 
     @property
     def image_size(self) -> tuple[int, int] | None:
@@ -113,12 +114,15 @@ LAYOUTS: dict[str, ObservationLayout] = {
     # takes no state, it is checked and ignored).
     "generic": ObservationLayout("generic", "umi", ("observation/image",), (192, 320),
                                  state=(("observation/state", -1),)),
-    # Policy-DROID (DESIGN 2.8): three 360x640 cameras composed into 540x640, joint (7) + gripper (1) state.
+    # Policy-DROID: three 360x640 cameras composed into 540x640 as the release's DROID dataset does
+    # (cosmos-framework DROIDLeRobotDataset._load_concat_video: the wrist camera on top, exterior 1 and exterior 2
+    # at half size below, left to right); joint (7) + gripper (1) state; the gripper is 1 - g on the way in (the
+    # dataset flips the observed gripper of the state row) and on the way out.
     "droid": ObservationLayout("droid", "policy_droid",
-                               ("observation/exterior_image_1_left", "observation/exterior_image_2_left",
-                                "observation/wrist_image_left"), (360, 640), compose="concat_view",
+                               ("observation/wrist_image_left", "observation/exterior_image_1_left",
+                                "observation/exterior_image_2_left"), (360, 640), compose="concat_view",
                                state=(("observation/joint_position", 7), ("observation/gripper_position", 1)),
-                               state_required=True, flip_gripper=7),
+                               state_required=True, flip_gripper=7, flip_state_gripper=7),
 }
 
 # Policy-DROID server defaults (DESIGN 2.8): steps, guidance, shift, fps, chunk.
@@ -206,7 +210,10 @@ def parse_observation(obs, layout: ObservationLayout, resize: bool = False) -> O
         prompt = str(prompt.reshape(-1)[0]) if prompt.size else ""
     if not isinstance(prompt, str):
         raise ObservationError(f"{layout.prompt_key}: expected a string, got {type(prompt).__name__}")
-    return Observation(image, np.concatenate(parts) if parts else None, prompt, bool(obs.get("reset", False)))
+    state = np.concatenate(parts) if parts else None
+    if state is not None and layout.flip_state_gripper is not None and state.shape[0] > layout.flip_state_gripper:
+        state[layout.flip_state_gripper] = 1.0 - state[layout.flip_state_gripper]
+    return Observation(image, state, prompt, bool(obs.get("reset", False)))
 
 
 # ------------------------------------------------------------------------------------------------ engine

@@ -119,6 +119,7 @@ class GenLayout:
     action_steps: int = 0  # n (0: no actions)
     action_noisy: torch.Tensor | None = None  # [n] bool
     domain_id: int | None = None
+    action_first_frame: int = 1  # the video frame of action token 0 (0 when the robot state leads)
 
     def positions(self, cfg: Cosmos3Config, num_text_tokens: int) -> torch.Tensor:
         """[3, N] positions of the gen tokens for a prompt of `num_text_tokens` (the offset depends on it)."""
@@ -133,7 +134,7 @@ class GenLayout:
                                          cfg.unified_3d_mrope_reset_spatial_ids))
         if self.action_steps:
             parts.append(action_positions(self.action_steps, offset, fps, cfg.base_fps,
-                                          cfg.unified_3d_mrope_reset_spatial_ids))
+                                          cfg.unified_3d_mrope_reset_spatial_ids, first=self.action_first_frame))
         return torch.cat(parts, dim=1)
 
 

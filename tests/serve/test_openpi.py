@@ -5,6 +5,7 @@ random checkpoint with the Policy-DROID layout (three cameras composed as concat
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 import warnings
 
 import numpy as np
@@ -187,6 +188,31 @@ def test_concat_view_composition():
     assert LAYOUTS["droid"].image_size == (540, 640)
 
 
+def test_droid_observation_follows_the_release():
+    """Wrist camera on top, exterior 1 then 2 below; the state's gripper enters as 1 - g; the state token sits at
+    video frame 0 (action_start_frame_offset 0 when there are as many action tokens as frames)."""
+    from cosmos3.config import Cosmos3Config
+    from cosmos3.sequence import GenLayout
+
+    obs = _droid_obs()
+    obs["observation/wrist_image_left"][:] = 7
+    obs["observation/exterior_image_1_left"][:] = 77
+    obs["observation/exterior_image_2_left"][:] = 177
+    parsed = parse_observation(obs, replace(LAYOUTS["droid"], camera_size=CAM))
+    assert parsed.image.shape == (48, 64, 3)
+    assert (parsed.image[:32] == 7).all() and (parsed.image[32:, :32] == 77).all()
+    assert (parsed.image[32:, 32:] == 177).all()
+    assert np.allclose(parsed.state[:7], obs["observation/joint_position"]) and np.isclose(parsed.state[7], 0.75)
+    cfg = Cosmos3Config()
+    for first in (0, 1):
+        layout = GenLayout(latent_shape=(4, 2, 2, 2), vision_noisy=torch.ones(2, dtype=torch.bool), fps=15.0,
+                           action_steps=5 - (1 - first), action_noisy=torch.ones(5 - (1 - first), dtype=torch.bool),
+                           domain_id=8, action_first_frame=first)
+        pos = layout.positions(cfg, 10)
+        vision_t0, action_t0 = pos[0, 0].item(), pos[0, -layout.action_steps].item()
+        assert (action_t0 == vision_t0) == (first == 0)
+
+
 def test_droid_layout_over_the_real_client(droid_generator):
     engine = PolicyEngine(droid_generator, "droid", PolicySettings(steps=2, resolution="256p"), camera_size=CAM)
     meta = engine.metadata()
@@ -215,8 +241,8 @@ def test_droid_layout_over_the_real_client(droid_generator):
         missing.pop("observation/gripper_position")
         with pytest.raises(RuntimeError, match="observation/gripper_position: missing"):
             client.infer(missing)
-        with pytest.raises(RuntimeError, match="observation/wrist_image_left: expected an image of 32x64"):
-            client.infer({**_droid_obs(), "observation/wrist_image_left": np.zeros((64, 64, 3), np.uint8)})
+        with pytest.raises(RuntimeError, match="observation/exterior_image_2_left: expected an image of 32x64"):
+            client.infer({**_droid_obs(), "observation/exterior_image_2_left": np.zeros((64, 64, 3), np.uint8)})
     finally:
         handle.stop()
 
@@ -274,3 +300,16 @@ def test_serve_policy_command(tmp_path):
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def test_policy_droid_state_is_required_and_checked(droid_generator, pico):
+    image = np.zeros((48, 64, 3), np.uint8)
+    kw = dict(action_mode="policy", embodiment="policy_droid", image=image, resolution="256p", progress=False)
+    with pytest.raises(ValueError, match="state: policy_droid needs the robot state"):
+        droid_generator.resolve("x", **kw)
+    with pytest.raises(ValueError, match="state: expected 8 finite numbers"):
+        droid_generator.resolve("x", state=np.zeros(7), **kw)
+    req = droid_generator.resolve("x", state=np.arange(8), **kw)
+    assert req.state.tolist() == list(range(8)) and req.as_kwargs()["state"] is req.state
+    with pytest.raises(ValueError, match="state: umi takes no robot state"):
+        pico.resolve("x", action_mode="policy", embodiment="umi", image=image, state=np.zeros(8))

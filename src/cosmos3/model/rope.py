@@ -119,9 +119,11 @@ def sound_positions(latents: int, offset: float, sound_fps: float | None, base_f
 
 
 def action_positions(steps: int, offset: float, fps: float | None, base_fps: float = 24.0,
-                     reset_spatial: bool = True) -> torch.Tensor:
+                     reset_spatial: bool = True, first: int = 1) -> torch.Tensor:
     """[3, steps]: action i belongs to video frame i + 1 (frame 0 is the observation before any action).
-    Actions tick once per video frame (fps) against the latent base clock (base_fps / 4). H = W as for sound."""
-    t = _temporal_ids(steps, offset, fps, base_fps / VAE_TEMPORAL_COMPRESSION, first=1)
+    Actions tick once per video frame (fps) against the latent base clock (base_fps / 4). H = W as for sound.
+    `first=0`: a sequence that starts with the robot state at frame 0 (the release's use_state: as many action
+    tokens as video frames, action_start_frame_offset 0)."""
+    t = _temporal_ids(steps, offset, fps, base_fps / VAE_TEMPORAL_COMPRESSION, first=first)
     hw = torch.full_like(t, 0.0 if reset_spatial else float(int(offset)))
     return torch.stack([t, hw, hw.clone()])
