@@ -77,4 +77,54 @@ def test_sim_command_with_our_policy_server(tmp_path):
     assert summary["policy_metadata"]["protocol"] == "openpi" and len(summary["episodes"]) == 1
     episode = summary["episodes"][0]
     assert len(episode["chunks"]) == 1 and episode["chunks"][0]["actions"] == CHUNK
-    assert Path(episode["video"]).stat().st_size > 0
+    assert Path(episode["video"]).stat().st_size > 0 and Path(episode["strip"]).stat().st_size > 0
+
+
+class _FakeTokenizer:
+    def encode(self, text):
+        return [{"yes": 1, "Yes": 2, " yes": 1, " Yes": 2, "no": 3, "No": 4, " no": 3, " No": 4}[text]]
+
+
+class _FakeReasoner:
+    """Stands in for Reasoner: fixed next-token logits, and a record of the prompt it was asked."""
+
+    def __init__(self, logits):
+        import torch
+
+        from cosmos3.config import Cosmos3Config
+
+        self.tokenizer, self.logits, self.asked = _FakeTokenizer(), torch.tensor(logits), []
+        self.model = type("M", (), {"config": Cosmos3Config(num_hidden_layers=1), "dtype": torch.float32,
+                                    "device": torch.device("cpu")})()
+
+    def build_prompt(self, messages):
+        import torch
+
+        self.asked.append(messages)
+        return type("P", (), {"input_ids": torch.zeros(4, dtype=torch.long)})()
+
+    def prefill(self, prompt, cache):
+        return self.logits
+
+
+def test_reasoner_reward_is_p_yes():
+    from cosmos3.sim import ReasonerReward
+
+    logits = [0.0, 1.0, 0.5, -1.0, 0.2]
+    fake = _FakeReasoner(logits)
+    reward = ReasonerReward(fake, num_frames=3)
+    frames = np.zeros((9, 16, 16, 3), np.uint8)
+    p = reward(frames, "push the red block.", {})
+    e = np.exp(logits)
+    assert p == pytest.approx((e[1] + e[2]) / (e[1] + e[2] + e[3] + e[4]), rel=1e-5)
+    content = fake.asked[0][0]["content"]
+    assert len(content[0]["video"]) == 3 and content[1]["text"] == ("Did the robot complete this task: push the red "
+                                                                     "block? Answer yes or no.")
+
+
+def test_reasoner_reward_on_pico(pico):
+    from cosmos3.sim import ReasonerReward
+
+    ep = simulate_tabletop(4)
+    p = ReasonerReward.from_generator(pico)(render_tabletop(ep), ep.instruction)
+    assert 0.0 < p < 1.0

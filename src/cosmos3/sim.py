@@ -96,6 +96,53 @@ class WorldModelEnv(gym.Env):
         return np.stack(self.frames)
 
 
+class ReasonerReward:
+    """A reward from the reasoner: the probability that it answers "yes" to a success question about the chunk's
+    video, P(yes) / (P(yes) + P(no)) from the logits of the answer's first token (yes / Yes against no / No).
+
+        reward = ReasonerReward(Reasoner.sharing(generator.model, generator.path))      # same checkpoint, no copy
+        env = WorldModelEnv(generator, reward_fn=reward)
+    """
+
+    def __init__(self, reasoner, question: str = "Did the robot complete this task: {instruction}? Answer yes or no.",
+                 num_frames: int = 8):
+        self.reasoner, self.question, self.num_frames = reasoner, question, num_frames
+        tok = reasoner.tokenizer
+        # the answer's first token: "yes" / "Yes" (their first token, e.g. a byte), plus " yes" / " Yes" when one token
+        first = lambda words: sorted({ids[0] for w in words if (ids := tok.encode(w)) and  # noqa: E731
+                                      (not w.startswith(" ") or len(ids) == 1)})
+        self.yes, self.no = first(("yes", "Yes", " yes", " Yes")), first(("no", "No", " no", " No"))
+        if set(self.yes) & set(self.no):
+            raise ValueError("ReasonerReward: the tokenizer does not tell 'yes' from 'no' by their first token")
+
+    @classmethod
+    def from_generator(cls, generator, **kwargs) -> "ReasonerReward":
+        from .reasoner import Reasoner
+
+        if generator.path is None:
+            raise ValueError("ReasonerReward: needs a Generator loaded with from_pretrained (its folder)")
+        return cls(Reasoner.sharing(generator.model, generator.path), **kwargs)
+
+    def probability(self, frames: np.ndarray, instruction: str) -> float:
+        import torch
+
+        from .model.mot import KVCache
+
+        pick = np.linspace(0, len(frames) - 1, min(self.num_frames, len(frames))).round().astype(int)
+        clip = [Image.fromarray(np.asarray(frames[i], dtype=np.uint8)) for i in pick]
+        text = self.question.format(instruction=instruction.strip().rstrip("."))
+        messages = [{"role": "user", "content": [{"type": "video", "video": clip}, {"type": "text", "text": text}]}]
+        r = self.reasoner
+        prompt = r.build_prompt(messages)
+        cache = KVCache.allocate(r.model.config, 1, prompt.input_ids.shape[0], r.model.dtype, r.model.device)
+        logits = r.prefill(prompt, cache).float()
+        both = torch.logsumexp(logits[self.yes], 0), torch.logsumexp(logits[self.no], 0)
+        return float(torch.softmax(torch.stack(both), 0)[0])
+
+    def __call__(self, frames, instruction: str, info: dict | None = None) -> float:
+        return self.probability(frames, instruction)
+
+
 # ------------------------------------------------------------------------------------------------ command
 
 
@@ -115,6 +162,8 @@ def build_parser():
     p.add_argument("--embodiment", default="umi")
     p.add_argument("--steps", type=int, default=4, help="denoising steps of the world model (and of 'self')")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--reward", choices=["none", "reasoner"], default="none",
+                   help="reasoner: P(yes) of the same checkpoint's reasoner to 'did the robot complete the task?'")
     p.add_argument("--device", default=None)
     p.add_argument("--out", default="out/sim")
     return p
@@ -150,8 +199,9 @@ def sim_main(argv: list[str]) -> int:
     size = meta.get("camera_size")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    env = WorldModelEnv(generator, args.embodiment, chunk=args.chunk, num_inference_steps=args.steps, max_chunks=args.chunks,
-                        seed=args.seed)
+    reward = ReasonerReward.from_generator(generator) if args.reward == "reasoner" else None
+    env = WorldModelEnv(generator, args.embodiment, chunk=args.chunk, num_inference_steps=args.steps,
+                        max_chunks=args.chunks, seed=args.seed, reward_fn=reward)
     summary = {"checkpoint": args.checkpoint, "policy": args.policy, "policy_metadata": meta, "episodes": []}
     try:
         for e in range(args.episodes):
@@ -175,8 +225,11 @@ def sim_main(argv: list[str]) -> int:
                 record["world_model_s"].append(info["seconds"])
                 record["chunks"].append({"reward": reward, "actions": int(actions.shape[0])})
             path = out / f"episode_{e:03d}.mp4"
-            write_video(path, env.video(), generator.defaults.get("fps", 16))
-            record["video"] = str(path)
+            video = env.video()
+            write_video(path, video, generator.defaults.get("fps", 16))
+            strip = out / f"episode_{e:03d}.png"  # every 8th frame side by side: a picture strip of the episode
+            Image.fromarray(np.concatenate(list(video[::8]), axis=1)).save(strip)
+            record.update(video=str(path), strip=str(strip), reward=sum(c["reward"] for c in record["chunks"]))
             summary["episodes"].append(record)
             print(f"episode {e}: {len(record['chunks'])} chunks -> {path}", flush=True)
     finally:
