@@ -130,9 +130,11 @@ def test_the_samplers_differ(setup, seed):
                 ours["unipc"].generate(PROMPT, sampler="euler", flow_shift=shift, **kw),
                 ours["native"].generate(PROMPT, sampler="unipc", flow_shift=shift, **kw),
                 ours["unipc"].generate(PROMPT, sampler="unipc", flow_shift=shift + 1.0, **kw)]
+    # 3x the parity tolerance (1e-4): a mix-up of any two cannot pass the cases above. The closest pair, the native
+    # schedule against the shifted one at a large shift, measured 8.6e-4 to 6e-3 over 12 random draws (2026-12-02).
     for i in range(len(runs)):
         for j in range(i):
-            assert relative_error(runs[i].latents, runs[j].latents) > 1e-3, (i, j)
+            assert relative_error(runs[i].latents, runs[j].latents) > 3e-4, (i, j)
 
 
 @pytest.mark.parametrize("folder, sampler", [("unipc", "euler"), ("euler", "unipc"), ("unipc", None), ("euler", None)])
