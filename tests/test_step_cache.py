@@ -83,11 +83,12 @@ def test_guidance_interval_counts_branch_evaluations(generator, seed):
     assert half.timings["forwards"] == 6
 
 
-def test_bad_step_cache_is_refused():
-    gen = Generator.__new__(Generator)  # resolve checks arguments before it needs the model
+def test_bad_step_cache_is_refused(generator):
     for bad in (-0.1, "fast", True):
         with pytest.raises(ValueError, match="step_cache"):
-            Generator.resolve(gen, PROMPT, step_cache=bad)
+            generator.resolve(PROMPT, step_cache=bad)
+    assert generator.resolve(PROMPT, step_cache=0.05, **{k: v for k, v in SMALL.items()
+                                                         if k != "progress"}).step_cache == 0.05
 
 
 def test_cli_flags():
