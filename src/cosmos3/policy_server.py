@@ -486,6 +486,30 @@ def start_policy_server(engine: PolicyEngine, host: str = "127.0.0.1", port: int
     return start_app_in_thread(create_policy_app(PolicyService(engine)), host, port)
 
 
+class PolicyClient:
+    """A minimal openpi client (websockets + this module's codec), so `cosmos3 sim` needs no openpi-client:
+    `PolicyClient(url).metadata`, `.infer(observation) -> answer`; a text answer (a refused observation) raises
+    RuntimeError with the server's message."""
+
+    def __init__(self, url: str, api_key: str | None = None, timeout: float = 600.0):
+        from websockets.sync.client import connect
+
+        headers = {"Authorization": f"Api-Key {api_key}"} if api_key else None
+        self._ws = connect(url, compression=None, max_size=None, additional_headers=headers, open_timeout=timeout)
+        self.timeout = timeout
+        self.metadata = unpackb(self._ws.recv(timeout))
+
+    def infer(self, observation: dict) -> dict:
+        self._ws.send(packb(observation))
+        answer = self._ws.recv(self.timeout)
+        if isinstance(answer, str):
+            raise RuntimeError(answer)
+        return unpackb(answer)
+
+    def close(self) -> None:
+        self._ws.close()
+
+
 def latency_summary(values_ms: list[float]) -> dict:
     v = sorted(values_ms)
     if not v:
@@ -540,6 +564,7 @@ def parse_size(text: str | None):
 def engine_from_args(args, generator=None) -> PolicyEngine:
     from .generator import Generator
 
+    camera_size = parse_size(args.camera_size)  # bad flags fail before the checkpoint loads
     if generator is None:
         generator = Generator.from_pretrained(args.checkpoint, device=args.device)
     layout = args.layout or ("droid" if generator.defaults.get("embodiment") == "policy_droid" else "generic")
@@ -548,7 +573,7 @@ def engine_from_args(args, generator=None) -> PolicyEngine:
                               chunk=args.chunk, resolution=args.resolution, answer_steps=args.answer_steps,
                               seed=args.seed, max_concurrency=args.max_concurrency,
                               max_connections=args.max_connections, resize_images=args.resize_images)
-    return PolicyEngine(generator, layout, settings, embodiment=embodiment, camera_size=parse_size(args.camera_size))
+    return PolicyEngine(generator, layout, settings, embodiment=embodiment, camera_size=camera_size)
 
 
 def serve_policy_main(argv: list[str]) -> int:

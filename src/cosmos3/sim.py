@@ -171,7 +171,6 @@ def build_parser():
 
 def sim_main(argv: list[str]) -> int:
     import sys
-    import warnings
 
     from .generator import Generator
     from .media import write_video
@@ -180,7 +179,7 @@ def sim_main(argv: list[str]) -> int:
     if args.episodes < 1 or args.chunks < 1:
         print("error: --episodes and --chunks must be at least 1", file=sys.stderr)
         return 2
-    from openpi_client.websocket_client_policy import WebsocketClientPolicy
+    from .policy_server import PolicyClient
 
     generator = Generator.from_pretrained(args.checkpoint, device=args.device)
     handle = None
@@ -191,10 +190,10 @@ def sim_main(argv: list[str]) -> int:
         handle = start_policy_server(PolicyEngine(generator, "generic", PolicySettings(steps=args.steps, chunk=args.chunk),
                                                   embodiment=args.embodiment))
         url = f"ws://127.0.0.1:{handle.port}"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        client = WebsocketClientPolicy(url)
-    meta = client.get_server_metadata()
+    if not url.startswith(("ws://", "wss://")):
+        url = f"ws://{url}"
+    client = PolicyClient(url)
+    meta = client.metadata
     key = (meta.get("image_keys") or ["observation/image"])[0]
     size = meta.get("camera_size")
     out = Path(args.out)

@@ -313,3 +313,14 @@ def test_policy_droid_state_is_required_and_checked(droid_generator, pico):
     assert req.state.tolist() == list(range(8)) and req.as_kwargs()["state"] is req.state
     with pytest.raises(ValueError, match="state: umi takes no robot state"):
         pico.resolve("x", action_mode="policy", embodiment="umi", image=image, state=np.zeros(8))
+
+
+def test_our_client_speaks_the_same_protocol(pico_server):
+    from cosmos3.policy_server import PolicyClient
+
+    client = PolicyClient(f"ws://127.0.0.1:{pico_server.port}")
+    assert client.metadata["protocol"] == "openpi"
+    assert client.infer(_pico_obs())["actions"].shape == (8, 10)
+    with pytest.raises(RuntimeError, match="observation/image: missing"):
+        client.infer({"prompt": "x"})
+    client.close()
