@@ -165,6 +165,12 @@ def test_v2_world_and_vae_pause_resume_and_match_an_uninterrupted_run(tmp_path):
     with pytest.raises(StagePaused, match="step 1/3"):
         run(a)
     assert (a.output / "vae_train" / "state.pt").is_file() and not (a.output / "vae.json").exists()
+    from cosmos3.train.pico import main
+
+    assert main(["--design", "v2", "--output", str(a.output), "--snapshot", str(tmp_path / "snap")]) == 0
+    state = torch.load(a.output / "vae_train" / "state.pt", weights_only=False)
+    snap = AutoencoderKLWan.from_pretrained(tmp_path / "snap" / "vae").state_dict()
+    assert state["step"] == 1 and all(torch.equal(snap[k], v) for k, v in state["vae"].items())
     b = plan_at(tmp_path / "b")  # the same world, trained without a pause
     (b.output).mkdir()
     for name in ("world", "eval_world", "world.json", "design.json"):
@@ -176,6 +182,10 @@ def test_v2_world_and_vae_pause_resume_and_match_an_uninterrupted_run(tmp_path):
     assert figures["steps"] == 3 and figures["latent_hw"] == [24, 40] and figures["heldout_clips"] == 1
     curve = [json.loads(r) for r in (a.output / "vae_train" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in curve] == [2, 3] and all(r["heldout_psnr_db"] > 0 for r in curve)
+    from PIL import Image
+
+    assert main(["--design", "v2", "--output", str(a.output), "--plot", str(tmp_path / "curve.png")]) == 0
+    assert Image.open(tmp_path / "curve.png").size == (640, 2 * (220 + 16) + 24)
     wa = load_file(str(a.output / "ckpt" / "vae" / "diffusion_pytorch_model.safetensors"))
     wb = load_file(str(b.output / "ckpt" / "vae" / "diffusion_pytorch_model.safetensors"))
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)

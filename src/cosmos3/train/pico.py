@@ -787,9 +787,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--export", help="also write the run's weights here, every file under --max-shard-mb (sharded "
                    "safetensors with index json, as diffusers writes them)")
     p.add_argument("--max-shard-mb", type=float, default=SHARD_LIMIT / 2**20)
+    p.add_argument("--snapshot", help="only write the VAE of the run's last saved state (vae_train/state.pt) to "
+                   "SNAPSHOT/vae, for eval_pico --tasks vae --checkpoint SNAPSHOT while the stage runs")
     p.add_argument("--plot", help="only draw the run's VAE learning curve (vae_train/metrics.jsonl) to this PNG")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
+    if args.snapshot:
+        state = torch.load(Path(args.output) / "vae_train" / "state.pt", weights_only=False, map_location="cpu")
+        vae = design_vae(DESIGNS[args.design].vae)
+        vae.load_state_dict(state["vae"])
+        vae.save_pretrained(str(Path(args.snapshot) / "vae"))  # latents_mean/std 0/1: encode + decode unchanged
+        print(f"snapshot: {args.snapshot}/vae (step {state['step']}, {state['seconds'] / 3600:.2f} h)")
+        return 0
     if args.plot:
         rows = [json.loads(r) for r in (Path(args.output) / "vae_train" / "metrics.jsonl").read_text().splitlines()]
         plot_curve(rows, Path(args.plot), refs={"target": 30.0},
