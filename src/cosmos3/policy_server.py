@@ -293,7 +293,8 @@ class PolicyEngine:
                 "state_keys": [k for k, _ in lay.state], "state_required": lay.state_required,
                 "prompt_key": lay.prompt_key, "action_chunk": self.chunk, "answer_steps": self.answer_steps,
                 "action_dim": self.embodiment.raw_dim, "fps": req.fps, "num_inference_steps": req.steps,
-                "guidance_scale": req.guidance, "flow_shift": req.shift, "gripper_flipped": lay.flip_gripper is not None,
+                "guidance_scale": req.guidance, "flow_shift": req.shift,
+                "gripper_flipped": lay.flip_gripper is not None,
                 "max_concurrency": s.max_concurrency}
 
     def parse(self, raw) -> Observation:

@@ -44,7 +44,8 @@ class WorldModelEnv(gym.Env):
         self.frames: list[np.ndarray] = []
         self.chunks = 0
 
-    def reset(self, *, seed: int | None = None, options: dict | None = None, image=None, instruction: str | None = None):
+    def reset(self, *, seed: int | None = None, options: dict | None = None, image=None,
+              instruction: str | None = None):
         super().reset(seed=seed)
         options = dict(options or {})
         image = options.get("image", image)
@@ -187,7 +188,8 @@ def sim_main(argv: list[str]) -> int:
     if url == "self":
         from .policy_server import PolicyEngine, PolicySettings, start_policy_server
 
-        handle = start_policy_server(PolicyEngine(generator, "generic", PolicySettings(steps=args.steps, chunk=args.chunk),
+        settings = PolicySettings(steps=args.steps, chunk=args.chunk)
+        handle = start_policy_server(PolicyEngine(generator, "generic", settings,
                                                   embodiment=args.embodiment))
         url = f"ws://127.0.0.1:{handle.port}"
     if not url.startswith(("ws://", "wss://")):

@@ -324,3 +324,34 @@ def test_our_client_speaks_the_same_protocol(pico_server):
     with pytest.raises(RuntimeError, match="observation/image: missing"):
         client.infer({"prompt": "x"})
     client.close()
+
+
+def test_policy_droid_caption_is_the_frameworks_plain_text(droid_generator, monkeypatch):
+    """What the framework's DROID policy dataset trains on (ViewpointTextInfo, DurationFPSTextTimeStamps with whole
+    seconds, ResolutionTextInfo with the padded canvas), for 33 frames at 15 fps."""
+    from cosmos3.actions import get_embodiment
+    from PIL import Image
+
+    from cosmos3.actions.embodiments import plain_action_caption
+
+    emb = get_embodiment("policy_droid")
+    expected = ("Put the marker in the cup. This video contains concatenated views from multiple camera perspectives. "
+                "The top row is from the wrist-mounted camera. The bottom row contains two horizontally concatenated "
+                "third-person perspective views of the scene from opposite sides, with the robot visible. The video "
+                "is 2.0 seconds long and is of 15 FPS. This video is of 544x736 resolution.")
+    assert plain_action_caption("Put the marker in the cup", emb, 33, 15.0, 544, 736) == expected
+    assert plain_action_caption("Put the marker in the cup.", emb, 33, 15.0, 544, 736) == expected
+    assert plain_action_caption("", emb, 33, 15.0, 544, 736) == ""
+    # and the generator sends it (the positive branch), with "" as the unconditional one
+    import cosmos3.generator as G
+
+    seen = []
+    real = G.branch_inputs
+    monkeypatch.setattr(G, "branch_inputs",
+                        lambda tok, cfg, text, **kw: seen.append(text) or real(tok, cfg, text, **kw))
+    droid_generator.generate("Put the marker in the cup", action_mode="policy", embodiment="policy_droid",
+                             image=Image.fromarray(np.zeros((48, 64, 3), np.uint8)), state=np.zeros(8),
+                             resolution="256p",
+                             num_inference_steps=1, guidance_scale=3.0, progress=False)
+    assert seen[0].startswith("Put the marker in the cup. This video contains concatenated views") and seen[1] == ""
+    assert seen[0].endswith("The video is 2.0 seconds long and is of 15 FPS. This video is of 256x320 resolution.")

@@ -131,6 +131,37 @@ VARIANTS: dict[str, Embodiment] = {e.name: e for e in (_e("policy_droid", 8, 8, 
 # Variants that take the robot state as input: its width (the state is a joint_pos row, as the actions are).
 STATE_DIMS: dict[str, int] = {"policy_droid": 8}
 
+# Variants trained on the framework's plain-text action caption (cosmos-framework ActionTransformPipeline without
+# format_prompt_as_json: ViewpointTextInfo, DurationFPSTextTimeStamps, ResolutionTextInfo), with the dataset's
+# description of its concatenated views (DROIDLeRobotDataset).
+PLAIN_CAPTION_VIEWS: dict[str, str] = {
+    "policy_droid": "The top row is from the wrist-mounted camera. The bottom row contains two horizontally "
+                    "concatenated third-person perspective views of the scene from opposite sides, with the robot "
+                    "visible.",
+}
+
+
+def plain_action_caption(instruction: str, embodiment: Embodiment, num_frames: int, fps: float, height: int,
+                         width: int) -> str:
+    """The framework's plain-text action caption: instruction, the viewpoint sentence (+ the view description),
+    "The video is {whole seconds:.1f} seconds long and is of {fps:.0f} FPS.", "This video is of HxW resolution."
+    (H x W: the canvas). Each piece joins with " " after a period, else ". "; an empty instruction stays empty (the
+    unconditional caption)."""
+    text = instruction.rstrip()
+    if not text:
+        return ""
+
+    def join(base: str, sentence: str) -> str:
+        return base + (" " if base.rstrip().endswith(".") else ". ") + sentence
+
+    view = VIEWPOINT_SENTENCES[embodiment.viewpoint]
+    extra = PLAIN_CAPTION_VIEWS.get(embodiment.name)
+    if extra:
+        view = join(view, extra.rstrip())
+    text = join(text, view)
+    text = join(text, f"The video is {float(int(num_frames / fps)):.1f} seconds long and is of {fps:.0f} FPS.")
+    return join(text, f"This video is of {int(height)}x{int(width)} resolution.")
+
 
 def embodiment_names() -> list[str]:
     """Canonical embodiment names, in domain-id order."""
