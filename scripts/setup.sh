@@ -44,6 +44,11 @@ if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]] || ! .venv/bin/python -c 
   step "installing open-cosmos3${extra:+ with its test extra} and its dependencies: diffusers, transformers, PyAV," \
        "FastAPI, ... (step 3 of 3, about 1-2 min on a fresh machine)"
   quiet_pip install -e ".${extra}"
+  if [[ -n "$extra" ]]; then
+    # The robot tests drive our policy server with the real openpi client. Its package pins numpy<2 although the
+    # client code runs on numpy 2 and needs nothing beyond msgpack and websockets (in the test extra): no deps.
+    quiet_pip install --no-deps "openpi-client==0.1.2"
+  fi
   echo "$want" > "$stamp"
   step "done: .venv is ready"
 fi
