@@ -9,7 +9,7 @@ import pytest
 
 from cosmos3.checkpoint import EMBEDDED
 from cosmos3.cli import main
-from cosmos3.generator import native_value, read_native_defaults
+from cosmos3.request import native_value, read_native_defaults
 
 PICO = EMBEDDED["pico"]
 
@@ -42,7 +42,9 @@ def test_help_matches_what_generate_resolves(capsys):
     gen.defaults = read_native_defaults(PICO)
     frames = int(re.search(r"--num-frames NUM_FRAMES .*?\(pico: (\d+);", text).group(1))
     fps = float(re.search(r"--fps FPS .*?\(pico: ([\d.]+);", text).group(1))
-    assert (gen._native(None, "num_frames"), float(gen._native(None, "fps"))) == (frames, fps)
+    from cosmos3.request import _native
+
+    assert (_native(gen, None, "num_frames"), float(_native(gen, None, "fps"))) == (frames, fps)
 
 
 def test_info_prints_the_checkpoint_native_settings(capsys):

@@ -22,7 +22,7 @@ def test_shipped_folder_is_small_and_complete():
     index = json.loads((PICO / "model_index.json").read_text())
     # the native settings live beside model_index.json, where diffusers does not warn about an unknown key
     assert index["_class_name"] == "Cosmos3OmniPipeline" and "cosmos3_defaults" not in index
-    from cosmos3.generator import read_native_defaults
+    from cosmos3.request import read_native_defaults
 
     assert json.loads((PICO / "cosmos3_defaults.json").read_text()) == read_native_defaults(PICO)
     assert read_native_defaults(PICO)["num_frames"] == 33

@@ -13,7 +13,8 @@ import torch
 from PIL import Image
 
 from cosmos3.actions import ActionStats, get_embodiment
-from cosmos3.generator import DEFAULTS_FILE, GenRequest, Generator, read_native_defaults
+from cosmos3.generator import Generator
+from cosmos3.request import DEFAULTS_FILE, GenRequest, read_native_defaults
 from oracle import build_reference_pipeline, random_config
 
 from fixture_paths import FIXTURES

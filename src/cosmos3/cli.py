@@ -95,7 +95,7 @@ def print_checkpoint_defaults(name: str) -> None:
 
     from .actions import ACTION_STATS_FILE, load_stats_file
     from .checkpoint import CheckpointError, resolve_checkpoint
-    from .generator import DEFAULTS_FILE, describe_defaults, read_native_defaults
+    from .request import DEFAULTS_FILE, describe_defaults, read_native_defaults
 
     root = resolve_checkpoint(name)
     if not root.is_dir():
@@ -212,7 +212,7 @@ def add_generate_parser(sub) -> None:
 
 def _pico_defaults() -> dict:
     from .checkpoint import EMBEDDED
-    from .generator import read_native_defaults
+    from .request import read_native_defaults
 
     try:
         return read_native_defaults(EMBEDDED["pico"])
@@ -222,7 +222,7 @@ def _pico_defaults() -> dict:
 
 def _native_help():
     """`--help` text of a default: the checkpoint's native setting (pico's shown), else the release's."""
-    from .generator import native_value
+    from .request import native_value
 
     pico = _pico_defaults()
 
@@ -266,7 +266,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if negative and negative.endswith(".json") and os.path.isfile(negative):
         negative = open(negative, encoding="utf-8").read().strip()
     dtype = getattr(torch, args.dtype) if args.dtype else None
-    from .generator import Generator, require_input
+    from .generator import Generator
+    from .request import require_input
 
     require_input(prompt, args.image, args.video, args.actions)  # before the model loads
 
