@@ -496,7 +496,9 @@ class PolicyClient:
         from websockets.sync.client import connect
 
         headers = {"Authorization": f"Api-Key {api_key}"} if api_key else None
-        self._ws = connect(url, compression=None, max_size=None, additional_headers=headers, open_timeout=timeout)
+        # entered as a context manager would be (websockets >= 17 warns about a bare connect()); close() exits it
+        self._ws = connect(url, compression=None, max_size=None, additional_headers=headers,
+                           open_timeout=timeout).__enter__()
         self.timeout = timeout
         self.metadata = unpackb(self._ws.recv(timeout))
 
