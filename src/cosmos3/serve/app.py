@@ -32,7 +32,7 @@ from ..diffusion import Cancelled
 from .chat import completion_body, completion_id, prepare_chat, stream_chunks
 from .config import ServerConfig
 from .errors import APIError, CatchAll, from_value_error, install_error_handlers, short
-from .generation import encode_image, image_kwargs, save_outputs, save_reference, video_kwargs
+from .generation import encode_image, image_kwargs, save_outputs, save_reference, video_request
 from .jobs import JobStore
 from .media_policy import Guardrail, MediaPolicy, refuse_if
 from .queues import ChatBatcher, ChatRequest, GenerationQueue, GenTask, QueueFull
@@ -278,7 +278,8 @@ async def _reference_bytes(state: ServerState, reference) -> bytes | None:
     return data
 
 
-async def _prepare_video(request: Request, state: ServerState, folder: Path) -> dict:
+async def _prepare_video(request: Request, state: ServerState, folder: Path) -> tuple:
+    """-> (the request body, explicit Generator.generate arguments, sampling runs)."""
     data, reference = await _read_video_form(request, state)
     body = parse_model(VideoRequest, data)
     state.check_prompt_chars(len(body.prompt), "prompt")
@@ -287,18 +288,24 @@ async def _prepare_video(request: Request, state: ServerState, folder: Path) -> 
     ref = None
     if payload is not None:
         ref = await run_in_threadpool(save_reference, state, payload, folder)
-    return body, await run_in_threadpool(video_kwargs, state, body, ref)
+    req = await run_in_threadpool(video_request, state, body, ref)
+    return body, req.as_kwargs(), req.chunks
 
 
-def job_body(row: dict) -> dict:
+def job_body(row: dict, task: GenTask | None = None) -> dict:
+    """A job row as the API shows it; `task`: its live generation task, whose step counts are newer than the row's
+    (the row is written when the percentage changes)."""
     req, res = row["request"] or {}, row["result"] or {}
     width, height = res.get("width") or req.get("width"), res.get("height") or req.get("height")
     frames, fps = res.get("num_frames") or req.get("num_frames"), res.get("fps") or req.get("fps")
     out = {"id": row["id"], "object": "video", "created_at": row["created_at"], "completed_at": row["completed_at"],
            "expires_at": None, "status": row["status"], "progress": row["progress"], "model": row["model"],
+           "step": row.get("step") or 0, "steps": row.get("steps"),
            "prompt": req.get("prompt"), "size": f"{width}x{height}" if width and height else None,
            "seconds": f"{frames / fps:.2f}" if frames and fps else None, "num_frames": frames, "fps": fps,
            "seed": req.get("seed"), "error": row["error"], "remixed_from_video_id": None}
+    if task is not None and row["status"] == "in_progress" and task.steps:
+        out.update(progress=max(out["progress"], min(task.progress, 99)), step=task.step, steps=task.steps)
     if res.get("action") is not None:
         out["action"] = res["action"]
     return out
@@ -482,7 +489,7 @@ async def videos_sync(request: Request):
     _no_unknown_query(request)
     folder = state.tmp / uuid.uuid4().hex
     try:
-        _, kwargs = await _prepare_video(request, state, folder)
+        _, kwargs, _ = await _prepare_video(request, state, folder)
         task = _submit(state, GenTask(f"sync_{uuid.uuid4().hex}", kwargs,
                                       finish=lambda r: save_outputs(state, r, kwargs, folder)))
         try:
@@ -505,18 +512,18 @@ async def videos_create(request: Request):
     job_id = state.store.new_id()
     folder = state.store.job_dir(job_id)
     try:
-        body, kwargs = await _prepare_video(request, state, folder)
+        body, kwargs, runs = await _prepare_video(request, state, folder)
         if state.gen_queue.waiting >= state.config.max_queue:
             raise APIError(429, "the generation queue is full; retry later", code="queue_full",
                            headers={"Retry-After": str(state.gen_queue.retry_after())})
         record = {k: v for k, v in kwargs.items() if k not in ("actions",)}
-        row = state.store.create(job_id, record, state.model_name)
+        row = state.store.create(job_id, record, state.model_name, steps=kwargs["num_inference_steps"] * runs)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
     task = GenTask(job_id, kwargs, finish=lambda r: save_outputs(state, r, kwargs, folder),
                    on_start=lambda: state.store.set_running(job_id),
-                   on_progress=lambda p: state.store.set_progress(job_id, p))
+                   on_progress=lambda p, k, n: state.store.set_progress(job_id, p, k, n), runs=runs)
 
     def done(fut):
         exc = fut.exception()
@@ -545,7 +552,7 @@ async def videos_list(request: Request, limit: int = Query(20, ge=1, le=100), af
     state = _state(request)
     _no_unknown_query(request, ("limit", "after", "order"))
     rows, more = state.store.list(limit, after, order)
-    data = [job_body(r) for r in rows]
+    data = [job_body(r, _live_task(state, r["id"])) for r in rows]
     return {"object": "list", "data": data, "has_more": more,
             "first_id": data[0]["id"] if data else None, "last_id": data[-1]["id"] if data else None}
 
@@ -557,10 +564,67 @@ def _job(state: ServerState, job_id: str) -> dict:
     return row
 
 
+def _live_task(state: ServerState, job_id: str) -> GenTask | None:
+    return state.gen_queue.get(job_id) if state.gen_queue is not None else None
+
+
 @videos.get("/v1/videos/{video_id}", responses=_errors(404))
 async def videos_get(video_id: str, request: Request):
     _no_unknown_query(request)
-    return job_body(_job(_state(request), video_id))
+    state = _state(request)
+    return job_body(_job(state, video_id), _live_task(state, video_id))
+
+
+EVENTS_POLL_S = 0.2  # how often the stream looks at the job (in memory while it runs; one SQLite read)
+EVENTS_KEEPALIVE_S = 15.0  # an SSE comment when nothing changed for this long (proxies close silent streams)
+EVENTS_MAX_S = 3600.0  # one stream's lifetime; a client that still wants events opens another
+
+
+def _sse_event(event: str, data: dict) -> str:
+    import json
+
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n"
+
+
+async def _job_events(state: ServerState, video_id: str):
+    """'progress' events (the job body) whenever its status, progress or step changes, then one 'done' event with
+    the final body (completed, failed or cancelled) and the stream ends; 'error' if the job is deleted meanwhile."""
+    last, quiet, started = None, time.monotonic(), time.monotonic()
+    while True:
+        row = await run_in_threadpool(state.store.get, video_id)
+        if row is None:
+            yield _sse_event("error", APIError(404, f"video job {short(video_id)} was deleted", param="video_id",
+                                               code="not_found").body())
+            return
+        body = job_body(row, _live_task(state, video_id))
+        if body["status"] not in ("queued", "in_progress"):
+            yield _sse_event("done", body)
+            return
+        now = time.monotonic()
+        key = (body["status"], body["progress"], body["step"], body["steps"])
+        if key != last:
+            last, quiet = key, now
+            yield _sse_event("progress", body)
+        elif now - quiet > EVENTS_KEEPALIVE_S:
+            quiet = now
+            yield ": keep-alive\n\n"
+        if now - started > EVENTS_MAX_S:
+            yield _sse_event("timeout", body)
+            return
+        await asyncio.sleep(EVENTS_POLL_S)
+
+
+@videos.get("/v1/videos/{video_id}/events",
+            responses={200: {"content": {"text/event-stream": {}},
+                             "description": "Server-sent events: 'progress' (the job, whenever its status, progress "
+                                            "or step changes), then 'done' (the final job) and the stream ends"},
+                       **_errors(404)})
+async def videos_events(video_id: str, request: Request):
+    state = _state(request)
+    _no_unknown_query(request)
+    _job(state, video_id)  # 404 before the stream starts
+    return StreamingResponse(_job_events(state, video_id), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
 @videos.get("/v1/videos/{video_id}/content", response_class=FileResponse,
@@ -656,5 +720,7 @@ def create_app(config: ServerConfig, generator=None, reasoner=None, guardrail: G
         app.include_router(router)
     from .robot import robot  # the openpi robot-policy websocket (docs/ROBOTS.md)
     app.include_router(robot)
+    from .playground import playground  # the page at / (docs/SERVING.md, "Playground")
+    app.include_router(playground)
     app.openapi = _openapi(app)
     return app

@@ -1,6 +1,6 @@
 """Durable video jobs: one SQLite table plus one folder per job under --storage.
 
-    storage/jobs.sqlite3           id, status, progress, timestamps, request, result, error
+    storage/jobs.sqlite3           id, status, progress (step of steps), timestamps, request, result, error
     storage/jobs/<id>/input.*      the uploaded conditioning file (written before the row exists)
     storage/jobs/<id>/video.mp4    the output, written beside its final name and renamed into place
     storage/jobs/<id>/action.json  the actions of policy / inverse-dynamics jobs (same)
@@ -32,6 +32,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     completed_at INTEGER,
     status TEXT NOT NULL,
     progress INTEGER NOT NULL DEFAULT 0,
+    step INTEGER NOT NULL DEFAULT 0,
+    steps INTEGER,
     model TEXT,
     request TEXT NOT NULL,
     result TEXT,
@@ -79,6 +81,10 @@ class JobStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute(_SCHEMA)
+        columns = {r["name"] for r in self._db.execute("PRAGMA table_info(jobs)").fetchall()}
+        for name, sql in (("step", "INTEGER NOT NULL DEFAULT 0"), ("steps", "INTEGER")):
+            if name not in columns:  # a database written before step counts existed
+                self._db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {sql}")
 
     def close(self) -> None:
         with self._lock:
@@ -110,11 +116,12 @@ class JobStore:
 
     # -------------------------------------------------------------------------------------------- rows
 
-    def create(self, job_id: str, request: dict[str, Any], model: str) -> dict:
+    def create(self, job_id: str, request: dict[str, Any], model: str, steps: int | None = None) -> dict:
+        """A queued job; `steps`: the denoising steps it will run in all (every sampling run together)."""
         with self._lock:
-            self._db.execute("INSERT INTO jobs (id, created_at, status, progress, model, request) "
-                             "VALUES (?, ?, 'queued', 0, ?, ?)",
-                             (job_id, int(time.time()), model, json.dumps(request)))
+            self._db.execute("INSERT INTO jobs (id, created_at, status, progress, step, steps, model, request) "
+                             "VALUES (?, ?, 'queued', 0, 0, ?, ?, ?)",
+                             (job_id, int(time.time()), steps, model, json.dumps(request)))
         return self.get(job_id)
 
     def get(self, job_id: str) -> dict | None:
@@ -143,14 +150,15 @@ class JobStore:
             cur = self._db.execute("UPDATE jobs SET status='in_progress' WHERE id=? AND status='queued'", (job_id,))
         return cur.rowcount == 1
 
-    def set_progress(self, job_id: str, progress: int) -> None:
+    def set_progress(self, job_id: str, progress: int, step: int | None = None, steps: int | None = None) -> None:
         with self._lock:
-            self._db.execute("UPDATE jobs SET progress=? WHERE id=? AND status='in_progress'", (progress, job_id))
+            self._db.execute("UPDATE jobs SET progress=?, step=COALESCE(?, step), steps=COALESCE(?, steps) "
+                             "WHERE id=? AND status='in_progress'", (progress, step, steps, job_id))
 
     def finish(self, job_id: str, status: str, result: dict | None = None, error: dict | None = None) -> bool:
         """Set a final status unless the job already has one (a cancel wins over a late completion)."""
         assert status in ("completed", "failed", "cancelled")
-        progress_sql = ", progress=100" if status == "completed" else ""
+        progress_sql = ", progress=100, step=COALESCE(steps, step)" if status == "completed" else ""
         with self._lock:
             cur = self._db.execute(
                 f"UPDATE jobs SET status=?, result=?, error=?, completed_at=?{progress_sql} "

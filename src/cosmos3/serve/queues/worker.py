@@ -2,7 +2,9 @@
 
 A task is a prepared `generate(...)` call plus what to do with the result (`finish`, run on the worker thread, e.g.
 write the job's files). Cancellation sets the task's event; the sampler's step callback raises `Cancelled` at the next
-step boundary. Progress is the fraction of denoising steps done, 0-99 while running (100 once the result is saved).
+step boundary. Progress is the fraction of denoising steps done, 0-99 while running (100 once the result is saved),
+counted over every sampling run of the task (`runs`: a long forward-dynamics rollout samples chunk after chunk), so it
+only rises: `step` of `steps` in all.
 """
 
 from __future__ import annotations
@@ -35,10 +37,13 @@ class GenTask:
     kwargs: dict[str, Any]  # for Generator.generate
     finish: Callable[[Any], Any] | None = None  # result -> value of the future (runs on the worker thread)
     on_start: Callable[[], bool] | None = None  # False: skip the task (it was cancelled while queued)
-    on_progress: Callable[[int], None] | None = None
+    on_progress: Callable[[int, int, int], None] | None = None  # (percent, step, steps), when the percent changes
+    runs: int = 1  # sampling runs of the request (each calls the step callback from 1 to its step count)
     cancel: threading.Event = field(default_factory=threading.Event)
     future: Future = field(default_factory=Future)
     progress: int = 0
+    step: int = 0  # denoising steps done, every run together
+    steps: int | None = None  # in all: runs x steps per run, known once the first step reports
     state: str = "queued"  # queued | starting | in_progress | done, or cancelled while queued
 
 
@@ -142,14 +147,22 @@ class GenerationQueue:
             return
         task.state = "in_progress"
 
+        runs = max(1, task.runs)
+        seen = {"run": 0, "last": 0}
+
         def step(done: int, total: int) -> None:
             if task.cancel.is_set():
                 raise Cancelled()
-            value = min(99, int(100 * done / max(total, 1)))
+            if done <= seen["last"]:  # the next sampling run started over at step 1
+                seen["run"] += 1
+            seen["last"] = done
+            steps = max(total, 1) * max(runs, seen["run"] + 1)
+            task.step, task.steps = min(seen["run"] * max(total, 1) + done, steps), steps
+            value = min(99, int(100 * task.step / steps))
             if value != task.progress:
                 task.progress = value
                 if task.on_progress is not None:
-                    task.on_progress(value)
+                    task.on_progress(value, task.step, steps)
 
         started = time.perf_counter()
         try:
@@ -163,4 +176,6 @@ class GenerationQueue:
             elapsed = time.perf_counter() - started
             self._seconds_per_task = 0.7 * self._seconds_per_task + 0.3 * elapsed
         task.progress = 100
+        if task.steps is not None:
+            task.step = task.steps
         task.future.set_result(value)
