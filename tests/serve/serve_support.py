@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from oracle import build_reference_pipeline, random_config
+from seeding import ENV, SESSION_SEED, fresh_seed
 
 
 def build_serve_checkpoint(root, seed: int) -> None:
@@ -39,8 +40,8 @@ def build_serve_checkpoint(root, seed: int) -> None:
 
 @pytest.fixture(scope="session")
 def checkpoint(tmp_path_factory):
-    seed = random.SystemRandom().randrange(2**31)
-    print(f"serve checkpoint seed {seed}")
+    seed = fresh_seed("serve checkpoint")
+    print(f"serve checkpoint seed {seed} ({ENV}={SESSION_SEED})")
     root = tmp_path_factory.mktemp("serve_ckpt")
     build_serve_checkpoint(root, seed)
     return root
