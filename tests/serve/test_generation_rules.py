@@ -16,7 +16,7 @@ from PIL import Image
 from serve_support import assert_error, wait_for
 from cosmos3.media import probe_video, write_video
 from cosmos3.serve.errors import APIError
-from cosmos3.serve.generation import PARAMS, CostModel, frames_for_seconds, video_kwargs, video_request
+from cosmos3.serve.generation import PARAMS, CostModel, frames_for_seconds, video_request
 from cosmos3.serve.schemas import VideoRequest
 
 
@@ -128,7 +128,7 @@ def test_server_accepts_exactly_what_the_resolver_accepts(models, refs, tmp_path
                                                          error and str(error))
         if resolved is not None:
             accepted += 1
-            kwargs, expected = video_kwargs(state, VideoRequest(**body), ref), resolved.as_kwargs()
+            kwargs, expected = video_request(state, VideoRequest(**body), ref).as_kwargs(), resolved.as_kwargs()
             assert np.array_equal(kwargs.pop("actions", []), expected.pop("actions", []))
             assert kwargs == expected, body  # the server queues the resolved request itself
         else:
@@ -164,7 +164,7 @@ def test_seconds_count_at_the_fps_the_clip_is_written_with(models, tmp_path, mon
         body = {"prompt": "a red block", "size": "64x64", "seconds": seconds, "seed": 1}
         if fps is not None:
             body["fps"] = fps
-        kw = video_kwargs(state, VideoRequest(**body), None)
+        kw = video_request(state, VideoRequest(**body), None).as_kwargs()
         written = kw["fps"]
         assert written == (fps or native.get("fps", 24))
         assert seconds <= kw["num_frames"] / written < seconds + 4 / written, (native, fps, kw)

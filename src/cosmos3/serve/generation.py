@@ -349,12 +349,6 @@ def video_request(state, body: VideoRequest, reference: tuple[str, Path] | None)
     return req
 
 
-def video_kwargs(state, body: VideoRequest, reference: tuple[str, Path] | None) -> dict[str, Any]:
-    """Explicit keyword arguments for Generator.generate: the resolved request, every default filled in (so the job
-    record shows the size, frames and fps it will get; 'seed' always set, so a job can be reproduced)."""
-    return video_request(state, body, reference).as_kwargs()
-
-
 def action_body(state, result, kwargs: dict) -> dict | None:
     if result.actions is None:
         return None
