@@ -21,6 +21,7 @@ from cosmos3 import actions as A
 from cosmos3.actions import ActionError, ActionStats
 
 from fixture_paths import FIXTURES as _ROOT
+from seeding import fresh_seed
 
 FIXTURES = _ROOT / "actions"
 
@@ -695,7 +696,7 @@ def test_stats_file_round_trip_and_errors(tmp_path, rng):
 
 
 def test_compute_stats_takes_nested_lists_like_arrays():
-    rng = np.random.default_rng()
+    rng = np.random.default_rng(fresh_seed("test_actions.py::test_compute_stats_takes_nested_lists_like_arrays"))
     chunks = [rng.normal(size=(int(rng.integers(2, 9)), 3)) for _ in range(3)]
     from_arrays = A.compute_stats(chunks)
     from_lists = A.compute_stats([c.tolist() for c in chunks])

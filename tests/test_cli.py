@@ -9,11 +9,12 @@ from cosmos3.cli import main
 from cosmos3.config import PRESETS
 from cosmos3.media import probe_video
 from oracle import build_reference_pipeline, random_config
+from seeding import fresh_seed
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    seed = random.SystemRandom().randrange(2**31)
+    seed = fresh_seed("test_cli.py::checkpoint")
     rng, gen = random.Random(seed), torch.Generator().manual_seed(seed)
     cfg = random_config("qwen", rng).replace(vocab_size=300, num_embodiment_domains=32)
     root = tmp_path_factory.mktemp("ckpt")

@@ -12,6 +12,7 @@ from cosmos3.diffusion import load_distilled_sigmas
 from cosmos3.generator import Generator
 
 from oracle import build_reference_pipeline, random_config
+from seeding import fresh_seed
 
 PROMPT = "A robot arm pushes the red block to the left."
 SMALL = dict(num_frames=5, height=64, width=64, fps=16, progress=False)
@@ -20,7 +21,7 @@ SIGMAS = [0.999, 0.875, 0.625, 0.3]
 
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
-    seed = random.SystemRandom().randrange(2**31)
+    seed = fresh_seed("test_distilled.py::folders")
     print(f"checkpoint seed {seed}")
     rng, gen = random.Random(seed), torch.Generator().manual_seed(seed)
     cfg = random_config(rng.choice(["qwen", "edge"]), rng, sound=False, action=False).replace(

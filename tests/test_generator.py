@@ -16,12 +16,13 @@ from cosmos3.spec import SettingsError
 from oracle import build_reference_pipeline, random_config, relative_error
 
 from fixture_paths import FIXTURES
+from seeding import fresh_seed
 PROMPT = "A robot arm pushes the red block to the left."
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    seed = random.SystemRandom().randrange(2**31)
+    seed = fresh_seed("test_generator.py::checkpoint")
     print(f"checkpoint seed {seed}")
     rng, gen = random.Random(seed), torch.Generator().manual_seed(seed)
     cfg = random_config(rng.choice(["qwen", "edge"]), rng).replace(vocab_size=rng.randint(300, 400))

@@ -17,13 +17,14 @@ from cosmos3.media import read_video
 from oracle import build_reference_pipeline, random_config, relative_error
 
 from fixture_paths import FIXTURES
+from seeding import fresh_seed
 UMI_ACTIONS = np.array(json.loads((FIXTURES / "actions" / "umi.json").read_text()), dtype=np.float32)
 CHUNK = 4
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    seed = random.SystemRandom().randrange(2**31)
+    seed = fresh_seed("test_generator_actions.py::checkpoint")
     print(f"checkpoint seed {seed}")
     rng, gen = random.Random(seed), torch.Generator().manual_seed(seed)
     cfg = random_config(rng.choice(["qwen", "edge"]), rng, sound=False).replace(vocab_size=300, action_dim=64,

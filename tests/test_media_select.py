@@ -5,13 +5,14 @@ import numpy as np
 import pytest
 
 from cosmos3 import media
+from seeding import fresh_seed
 
 FPS = 10
 
 
 @pytest.fixture(scope="module")
 def numbered(tmp_path_factory):
-    n = int(np.random.default_rng().integers(18, 30))
+    n = int(np.random.default_rng(fresh_seed("test_media_select.py::numbered")).integers(18, 30))
     frames = np.stack([np.full((32, 48, 3), 8 * i, np.uint8) for i in range(n)])
     path = tmp_path_factory.mktemp("sel") / "numbered.mp4"
     media.write_video(path, frames, fps=FPS)
@@ -24,14 +25,16 @@ def frame_numbers(frames) -> list[int]:
 
 def test_start_seeks_to_the_frame_shown_then(numbered):
     path, n = numbered
-    first = int(np.random.default_rng().integers(1, n - 4))
+    rng = np.random.default_rng(fresh_seed("test_media_select.py::test_start_seeks_to_the_frame_shown_then"))
+    first = int(rng.integers(1, n - 4))
     frames, fps = media.read_video(path, max_frames=3, start=first / FPS)
     assert fps == pytest.approx(FPS) and frame_numbers(frames) == [first, first + 1, first + 2]
 
 
 def test_indices_keep_only_the_sampled_frames(numbered):
     path, n = numbered
-    wanted = sorted(np.random.default_rng().choice(n, size=4, replace=False).tolist())
+    rng = np.random.default_rng(fresh_seed("test_media_select.py::test_indices_keep_only_the_sampled_frames"))
+    wanted = sorted(rng.choice(n, size=4, replace=False).tolist())
     frames, _ = media.read_video(path, indices=wanted)
     assert frame_numbers(frames) == wanted
 

@@ -9,12 +9,14 @@ from PIL import Image
 from cosmos3 import media
 from cosmos3.cli import main
 from cosmos3.media import MediaError
+from seeding import fresh_seed
 
 
 @pytest.fixture
 def still(tmp_path: Path, request) -> Path:
     path = tmp_path / f"still.{request.param}"
-    pixels = np.random.default_rng().integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    rng = np.random.default_rng(fresh_seed("test_media_still.py::still"))
+    pixels = rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)
     Image.fromarray(pixels).save(path)
     return path
 

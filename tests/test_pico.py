@@ -9,6 +9,7 @@ import numpy as np
 from cosmos3.checkpoint import EMBEDDED, resolve_checkpoint
 from cosmos3.media import probe_video
 from oracle import folder_parity_error
+from seeding import fresh_seed
 
 PICO = EMBEDDED["pico"]
 
@@ -32,7 +33,7 @@ def test_shipped_folder_is_small_and_complete():
 
 
 def test_pico_matches_the_reference_pipeline_on_its_own_folder():
-    seed = random.SystemRandom().randrange(2**31)
+    seed = fresh_seed("test_pico.py::test_pico_matches_the_reference_pipeline_on_its_own_folder")
     prompt = random.choice(["A robot gripper pushes the red square to the left.",
                             "A robot gripper picks up the blue circle and moves it up."])
     err = folder_parity_error(PICO, prompt, seed, num_frames=9, height=192, width=320, fps=16.0,

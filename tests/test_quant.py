@@ -21,6 +21,7 @@ from cosmos3.reasoner import Reasoner, reason_main
 from cosmos3.tokenizers import byte_level_tokenizer
 
 from oracle import build_reference_pipeline, random_config
+from seeding import fresh_seed
 
 # Bounds for tiny random models (hidden 64-128), where int8 costs more than at real widths: a correct quantizer gives
 # 3-7% logits error, 81-95% agreement and 27-33 dB latent PSNR there (fbgemm quantizes activations per tensor too;
@@ -63,7 +64,7 @@ def psnr(ref: torch.Tensor, x: torch.Tensor) -> float:
 @pytest.fixture(scope="module")
 def und_checkpoint(tmp_path_factory):
     """An official-layout checkpoint (transformer/ + text_tokenizer/), fresh random shapes and weights each run."""
-    seed = random.SystemRandom().randrange(2**31)
+    seed = fresh_seed("test_quant.py::und_checkpoint")
     print(f"checkpoint seed {seed}")
     rng, gen = random.Random(seed), torch.Generator().manual_seed(seed)
     tok = byte_level_tokenizer()

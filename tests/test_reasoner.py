@@ -24,6 +24,7 @@ from cosmos3.sampling import PLAIN, REASONING, Sampler, SamplingParams
 from cosmos3.tokenizers import byte_level_tokenizer
 
 from fixture_paths import FIXTURES
+from seeding import fresh_seed
 IMAGE_CONFIG = {"patch_size": 16, "temporal_patch_size": 2, "merge_size": 2, "image_mean": [0.5] * 3,
                 "image_std": [0.5] * 3, "size": {"shortest_edge": 4096, "longest_edge": 16384}}
 VIDEO_CONFIG = {"size": {"shortest_edge": 4096, "longest_edge": 65536}, "fps": 2, "max_frames": 16}
@@ -44,7 +45,7 @@ def built(tmp_path_factory):
     """(qwen dir, official dir, the transformers model, tokenizer), fresh random shapes and weights each run."""
     from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
 
-    seed = random.SystemRandom().randrange(2**31)
+    seed = fresh_seed("test_reasoner.py::built")
     print(f"random seed: {seed}")
     rng, gen = random.Random(seed), torch.Generator().manual_seed(seed)
     tok = byte_level_tokenizer()

@@ -17,6 +17,7 @@ import torch
 from cosmos3.model import KVCache
 from cosmos3.reasoner import Reasoner
 from cosmos3.tokenizers import byte_level_tokenizer
+from seeding import fresh_seed
 
 IMAGE_CONFIG = {"patch_size": 16, "temporal_patch_size": 2, "merge_size": 2, "image_mean": [0.5] * 3,
                 "image_std": [0.5] * 3, "size": {"shortest_edge": 4096, "longest_edge": 16384}}
@@ -29,7 +30,7 @@ def built(tmp_path_factory):
 
     from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
 
-    seed = random.SystemRandom().randrange(2**31)
+    seed = fresh_seed("test_reasoner_all_positions.py::built")
     print(f"random seed: {seed}")
     rng, gen = random.Random(seed), torch.Generator().manual_seed(seed)
     tok = byte_level_tokenizer()

@@ -18,6 +18,7 @@ from cosmos3.request import DEFAULTS_FILE, GenRequest, read_native_defaults
 from oracle import build_reference_pipeline, random_config
 
 from fixture_paths import FIXTURES
+from seeding import fresh_seed
 
 IMAGE = FIXTURES / "images" / "umi.png"
 VIDEO = FIXTURES / "videos" / "umi.mp4"
@@ -25,7 +26,7 @@ VIDEO = FIXTURES / "videos" / "umi.mp4"
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    seed = random.SystemRandom().randrange(2**31)
+    seed = fresh_seed("test_resolve.py::checkpoint")
     print(f"checkpoint seed {seed}")
     rng, gen = random.Random(seed), torch.Generator().manual_seed(seed)
     cfg = random_config("qwen", rng).replace(vocab_size=300, action_dim=64, num_embodiment_domains=32)

@@ -14,11 +14,12 @@ from PIL import Image
 
 from cosmos3.serve.errors import APIError
 from cosmos3.serve.media_policy import MediaPolicy
+from seeding import fresh_seed
 
 
 @pytest.fixture(scope="module")
 def site():
-    rng = np.random.default_rng()
+    rng = np.random.default_rng(fresh_seed("serve/test_remote_media.py::site"))
     buf = io.BytesIO()
     Image.fromarray(rng.integers(0, 256, (24, 40, 3), dtype=np.uint8)).save(buf, format="PNG")
     files = {"/frame.png": buf.getvalue(), "/big.bin": rng.bytes(300_000)}
