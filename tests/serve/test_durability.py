@@ -4,37 +4,36 @@ process) still lists and serves its completed jobs, and reports the interrupted 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 
-from serve_support import LiveServer, free_socket, wait_for
+from serve_support import LiveServer, wait_for
 from cosmos3.serve import ServerConfig, create_app
 
 SMALL = {"prompt": "a block", "size": "64x64", "num_frames": "5", "num_inference_steps": "2"}
 
 
 def _start(checkpoint, storage, log):
-    sock = free_socket()
-    port = sock.getsockname()[1]
-    sock.close()
+    """The server on port 0 (the OS picks a free one, no close-then-bind race); its port is read back from uvicorn's
+    start-up line in the log."""
     cmd = [sys.executable, "-m", "cosmos3.serve", "--checkpoint", str(checkpoint), "--storage", str(storage),
-           "--port", str(port), "--max-pixels", "16384", "--max-model-len", "256", "--max-steps", "1000",
-           "--log-level", "warning"]
+           "--host", "127.0.0.1", "--port", "0", "--max-pixels", "16384", "--max-model-len", "256",
+           "--max-steps", "1000", "--log-level", "info"]
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
-    while True:
-        assert proc.poll() is None, "server exited during start-up"
+    while (found := re.search(rb"Uvicorn running on http://127\.0\.0\.1:(\d+)", Path(log.name).read_bytes())) is None:
+        assert proc.poll() is None, "server exited during start-up: " + Path(log.name).read_text(errors="replace")
         assert time.monotonic() < deadline, "server did not start"
-        try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            time.sleep(0.2)
+        time.sleep(0.1)
+    url = f"http://127.0.0.1:{int(found.group(1))}"
+    assert httpx.get(url + "/health", timeout=10).status_code == 200
+    return proc, url
 
 
 def test_restart_after_kill(checkpoint, models, tmp_path):
