@@ -18,6 +18,7 @@ from cosmos3.generator import Generator
 from cosmos3.policy_server import (ROUTE, PolicyEngine, PolicyService, PolicySettings, compose_concat_view, packb,
                                    parse_observation, LAYOUTS, start_app_in_thread, start_policy_server, unpackb)
 from oracle import build_reference_pipeline, random_config
+from seeding import fresh_seed
 
 PROMPT = "push the red block to the left"
 
@@ -123,7 +124,12 @@ def test_connection_limit(pico):
         first._ws.close()
         import time
 
-        time.sleep(0.3)
+        import httpx
+
+        deadline = time.monotonic() + 10  # bounded wait for the server to count the closed connection out
+        while httpx.get(f"http://127.0.0.1:{handle.port}/healthz", timeout=5).json()["connections"]:
+            assert time.monotonic() < deadline, "the closed connection still holds its slot"
+            time.sleep(0.02)
         assert _client(handle.port).get_server_metadata()["protocol"] == "openpi"  # a freed slot is reusable
     finally:
         handle.stop()
@@ -158,7 +164,7 @@ def droid_generator(tmp_path_factory):
     naming the policy_droid embodiment."""
     import json
 
-    seed = random.SystemRandom().randrange(2**31)
+    seed = fresh_seed("serve/test_openpi.py::droid_generator")
     print(f"droid checkpoint seed {seed}")
     rng, gen = random.Random(seed), torch.Generator().manual_seed(seed)
     cfg = random_config("qwen", rng, sound=False).replace(vocab_size=300, action_dim=32, num_embodiment_domains=32)
@@ -274,27 +280,25 @@ def test_concurrent_clients_share_the_inference_slot(droid_generator):
 def test_serve_policy_command(tmp_path):
     """`cosmos3 serve-policy` as a user starts it, and the real client against it."""
     import os
-    import socket
+    import re
     import subprocess
     import sys
     import time
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     env = dict(os.environ, HF_HUB_OFFLINE="1")
-    proc = subprocess.Popen([sys.executable, "-m", "cosmos3.cli", "serve-policy", "--checkpoint", "pico", "--host",
-                             "127.0.0.1", "--port", str(port), "--steps", "1", "--device", "cpu", "--answer-steps",
-                             "4", "--log-level", "warning"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
+    log = tmp_path / "serve-policy.log"
+    with open(log, "wb") as out:  # port 0: the OS picks a free port, read back from uvicorn's start-up line
+        proc = subprocess.Popen([sys.executable, "-m", "cosmos3.cli", "serve-policy", "--checkpoint", "pico",
+                                 "--host", "127.0.0.1", "--port", "0", "--steps", "1", "--device", "cpu",
+                                 "--answer-steps", "4", "--log-level", "info"], env=env, stdout=out,
+                                stderr=subprocess.STDOUT)
     try:
-        deadline, client = time.time() + 120, None
-        while client is None and time.time() < deadline and proc.poll() is None:
-            try:
-                client = _client(port)
-            except OSError:
-                time.sleep(0.5)
-        assert client is not None, proc.stdout.read1().decode() if proc.poll() is not None else "no server"
+        deadline = time.monotonic() + 120
+        while (found := re.search(rb"Uvicorn running on http://127\.0\.0\.1:(\d+)", log.read_bytes())) is None:
+            assert proc.poll() is None, log.read_text(errors="replace")
+            assert time.monotonic() < deadline, "no server"
+            time.sleep(0.1)
+        client = _client(int(found.group(1)))
         assert client.get_server_metadata()["answer_steps"] == 4
         assert client.infer(_pico_obs())["actions"].shape == (4, 10)
     finally:
