@@ -4,17 +4,37 @@ the answer it gets alone; a client that goes away mid-stream frees its row."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
 
-def test_concurrent_requests_decode_together_and_exactly(server, models):
+def test_concurrent_requests_decode_together_and_exactly(server, models, monkeypatch):
     reasoner = models[1]
     cases = [("Describe the scene.", 12), ("What moves?", 20), ("Count the blocks, please.", 7), ("Why?", 16)]
     alone = [reasoner.chat([{"role": "user", "content": q}], max_tokens=n, temperature=0) for q, n in cases]
     batcher = server.state.batcher
+    # Overlap made certain: the first admission waits (bounded) until every request is queued, so the others join
+    # while the first still decodes (each asks for 7 tokens or more), however the threads are scheduled.
+    real_submit, real_admit = batcher.submit, batcher._admit
+    all_queued, lock, queued = threading.Event(), threading.Lock(), []
+
+    def submit(req):
+        real_submit(req)
+        with lock:
+            queued.append(req)
+            if len(queued) == len(cases):
+                all_queued.set()
+
+    def admit(admitted):
+        if admitted:
+            all_queued.wait(30)
+        real_admit(admitted)
+
+    monkeypatch.setattr(batcher, "submit", submit)
+    monkeypatch.setattr(batcher, "_admit", admit)
     steps0, tokens0 = batcher.steps, batcher.batched_tokens
 
     def ask(case):
@@ -31,6 +51,7 @@ def test_concurrent_requests_decode_together_and_exactly(server, models):
         assert got["choices"][0]["message"]["content"] == ref.text
         assert got["choices"][0]["finish_reason"] == ref.finish_reason
         assert got["usage"] == ref.usage
+    assert all_queued.is_set()
     steps, tokens = batcher.steps - steps0, batcher.batched_tokens - tokens0
     assert tokens > steps, (tokens, steps)  # on average more than one row per decode step
 
