@@ -119,6 +119,11 @@ def set_schedule(scheduler, steps: int, sigmas: list[float] | None = None, nativ
         scheduler.set_timesteps(sigmas=np.linspace(1.0 - 1.0 / n_train, 0.0, steps + 1)[:-1])
     else:
         scheduler.set_timesteps(steps)
+    # Sampling starts at the first step. Left to itself the scheduler finds its first step by timestep value, and
+    # with many steps at a large shift the first two integer timesteps are equal (both 999): it then starts at the
+    # second, runs off the end of the schedule and UniPC fails an assertion (measured: 150 steps at shift 10).
+    if hasattr(scheduler, "set_begin_index"):
+        scheduler.set_begin_index(0)
     return scheduler.timesteps
 
 

@@ -30,7 +30,7 @@ def refs(tmp_path_factory):
 
 def _state(models, tmp_path, **limits):
     from cosmos3.serve import ServerConfig
-    from cosmos3.serve.app import ServerState
+    from cosmos3.serve.state import ServerState
 
     config = dict(max_pixels=10**9, max_frames=10**6, max_steps=1000, max_prompt_tokens=4096)
     config.update(limits)
