@@ -192,6 +192,7 @@ def _native(gen, value, key: str):
     """An argument as given, else the checkpoint's native setting, else the release's default."""
     return native_value(gen.defaults, key) if value is None else value
 
+
 def resolve(gen, prompt: str = "", negative_prompt: str | None = None, image=None, video=None,
             num_frames: int | None = None, fps: float | None = None, height: int | None = None,
             width: int | None = None, resolution: str | None = None, aspect_ratio: str | None = None,
