@@ -280,7 +280,7 @@ def resolve(gen, prompt: str = "", negative_prompt: str | None = None, image=Non
         raise RequestError("flow_shift", f"expected a number in (0, 100], got {req.shift!r}")
     if req.guidance > WARN_GUIDANCE:
         warnings.warn(f"guidance_scale={req.guidance} is above {WARN_GUIDANCE:g}: expect over-saturated output",
-                      stacklevel=3)
+                      stacklevel=4)
     if req.seed is None and generator is None:
         req.seed = int(torch.seed() % 2**63)  # drawn here, so the resolved request reproduces its output
     trained = gen.defaults.get("modes")  # a checkpoint may list the modes it was trained for
@@ -290,8 +290,9 @@ def resolve(gen, prompt: str = "", negative_prompt: str | None = None, image=Non
     for message in req.warnings:
         if message not in gen._warned:
             gen._warned.add(message)
-            warnings.warn(message, stacklevel=3)
+            warnings.warn(message, stacklevel=4)
     return req
+
 
 def _check_state(emb, state):
     """The robot state of a variant that takes it (actions.STATE_DIMS): float [width]; None elsewhere."""
@@ -312,6 +313,7 @@ def _check_state(emb, state):
     if values.numel() != width or not torch.isfinite(values).all():
         raise RequestError("state", f"expected {width} finite numbers, got {tuple(np.shape(state))}")
     return values
+
 
 def _resolve_video(gen, common, num_frames, fps, height, width, resolution, aspect_ratio, steps, guidance,
                    shift, enable_sound, condition_frame_indexes, condition_video_keep, use_resolution_template,
@@ -365,6 +367,7 @@ def _resolve_video(gen, common, num_frames, fps, height, width, resolution, aspe
         guidance=_native(gen, guidance, kind + "guidance_scale"),
         warnings=tuple(notes), **common)
 
+
 def _resolve_action(gen, common, action_mode, embodiment, actions, action_chunk_size, fps, resolution, height,
                     width, num_frames, aspect_ratio, condition_frame_indexes, enable_sound, steps, guidance,
                     shift) -> GenRequest:
@@ -415,6 +418,7 @@ def _resolve_action(gen, common, action_mode, embodiment, actions, action_chunk_
         mode=request.mode, num_frames=request.chunk + 1, fps=request.fps, shift=shift, tier=tier, action=request,
         actions_arg=actions, steps=_native(gen, steps, "action_num_inference_steps"),
         guidance=_native(gen, guidance, "action_guidance_scale"), warnings=tuple(notes), **common)
+
 
 def workload(gen, req: GenRequest) -> dict:
     """What sets a request's cost: generation tokens per CFG branch, branches, steps, sampling runs, and pixels
