@@ -236,7 +236,7 @@ def test_write_sharded_splits_the_shipped_transformer_and_every_loader_reads_it(
     from diffusers import Cosmos3OmniTransformer
 
     from cosmos3.checkpoint import EMBEDDED, load_transformer
-    from cosmos3.train.pico import SHARD_LIMIT, write_sharded
+    from cosmos3.train.pico_tools import SHARD_LIMIT, write_sharded
 
     src, dst = Path(EMBEDDED["pico"]), tmp_path / "pico"
     assert (src / "transformer" / "diffusion_pytorch_model.safetensors").stat().st_size > SHARD_LIMIT

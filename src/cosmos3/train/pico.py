@@ -33,7 +33,7 @@ import json
 import os
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -41,6 +41,8 @@ import torch
 from ..actions import ACTION_STATS_FILE, get_embodiment, save_stats_file
 from ..config import Cosmos3Config
 from .components import save_json, train_audio_tokenizer, train_text_tokenizer, train_video_vae
+from .pico_tools import SHARD_LIMIT, plot_curve, write_sharded
+from .pico_vae import design_vae, train_vae_resumable
 
 # The network: both pathways, Qwen-style, at a size that trains on 2 CPU cores in about an hour.
 PICO_CONFIG = dict(hidden_size=256, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2, head_dim=64,
@@ -186,7 +188,7 @@ def run(plan: PicoPlan, only: list[str] | None = None) -> Path:
     missing = [s for s in (only or []) if s not in spec.stages]
     if missing:
         raise ValueError(f"pico {spec.name} has no stage {', '.join(missing)} yet (it has {', '.join(spec.stages)})")
-    fns = {"world": _world, "tokenizer": _tokenizer, "vae": _vae if spec.name == "v1" else _vae_resumable,
+    fns = {"world": _world, "tokenizer": _tokenizer, "vae": _vae if spec.name == "v1" else train_vae_resumable,
            "audio": _audio, "assemble": _assemble, "latents": _latents, "reasoner": _reasoner, "vision": _vision,
            "generator": _generator, "ship": _ship}
     for name in spec.stages:
@@ -275,154 +277,6 @@ def _vae(plan: PicoPlan) -> dict:
     clips = torch.cat([top, cam])
     return train_video_vae(clips, plan.output / "ckpt" / "vae", steps=plan.vae_steps, base_dim=8, z_dim=48,
                            seed=plan.seed, progress=plan.progress)
-
-
-def design_vae(d: VaeDesign):
-    """The video VAE of a design: AutoencoderKLWan, Wan 2.2 layout (patch 2, residual, 4x temporal) with
-    log2(spatial) - 1 spatial 2x stages after the patch (16x: three, as the release; 8x: two)."""
-    from diffusers import AutoencoderKLWan
-
-    stages = {16: 3, 8: 2}[d.spatial]
-    return AutoencoderKLWan(base_dim=d.base_dim, decoder_base_dim=d.base_dim, z_dim=d.z_dim,
-                            dim_mult=[1] + [2] * stages, num_res_blocks=1,
-                            temperal_downsample=[False] * (stages - 2) + [True, True], is_residual=True,
-                            in_channels=12, out_channels=12, patch_size=2, scale_factor_temporal=4,
-                            scale_factor_spatial=d.spatial, latents_mean=[0.0] * d.z_dim,
-                            latents_std=[1.0] * d.z_dim)
-
-
-@torch.no_grad()
-def vae_psnr(vae, clips: torch.Tensor, bf16: bool = False) -> list[float]:
-    """PSNR (dB, 8-bit scale) of each whole clip (uint8 [n, T, H, W, 3]) through encode (mode) and decode."""
-    from .components import _to_pixels
-
-    device = next(vae.parameters()).device
-    out = []
-    for i in range(clips.shape[0]):
-        x = _to_pixels(clips[i:i + 1].to(device))
-        with torch.autocast(device.type, torch.bfloat16, enabled=bf16):
-            rec = vae.decode(vae.encode(x).latent_dist.mode()).sample.float().clamp(-1, 1)
-        rec = ((rec + 1) * 127.5).round()  # what a saved video holds
-        mse = torch.mean((rec - (x + 1) * 127.5) ** 2).clamp_min(1e-6)
-        out.append(float(10 * torch.log10(255.0 ** 2 / mse)))
-    return out
-
-
-def _vae_resumable(plan: PicoPlan) -> dict:
-    """The video VAE as a deterministic autoencoder (L1 + MSE on pixels, a small L2 pull on the latents, AdamW with
-    warmup and cosine decay) on random crops of training-world windows, with its whole state saved every
-    `eval_every` steps and at the stage's time cap (StagePaused: the same command resumes, bit for bit the same data
-    order). Every eval_every steps: the held-out PSNR of a quarter of the held-out clips (whole frames, whole clips)
-    into <output>/vae_train/metrics.jsonl. At the end: latents_mean/std from whole training clips, the PSNR of all
-    held-out clips, the VAE saved in ckpt/vae."""
-    import torch.nn.functional as F
-    from tqdm.auto import tqdm
-
-    from .components import _lr_at, _to_pixels
-
-    d, cap_h = plan.spec.vae, plan.stage_hours if plan.stage_hours is not None else plan.spec.stage_hours
-    every = plan.vae_eval_every or d.eval_every
-    n_top, n_cam = d.train_clips
-    h_top, h_cam = plan.heldout_clips or d.heldout_clips
-    steps = plan.vae_steps
-    work = plan.output / "vae_train"
-    work.mkdir(parents=True, exist_ok=True)
-    def gather(world: str, counts: tuple) -> torch.Tensor:  # a small world may have no camera episodes
-        return torch.cat([_episode_clips(plan, ds, k, world=world)[0] for ds, k in zip(("tabletop", "camera"), counts)
-                          if k and (plan.output / world / ds / "meta" / "info.json").is_file()])
-
-    clips, heldout = gather("world", (n_top, n_cam)), gather("eval_world", (h_top, h_cam))
-    probe = heldout[torch.linspace(0, heldout.shape[0] - 1, max(1, heldout.shape[0] // 4)).long()]
-    n, T, H, W, _ = clips.shape
-    crop = min(d.crop, H, W)
-    device = torch.device(plan.device or "cpu")
-    batch = d.batch_size * plan.batch_scale
-    torch.manual_seed(plan.seed)
-    vae = design_vae(d).to(device).train()
-    opt = torch.optim.AdamW(vae.parameters(), lr=d.lr, weight_decay=0.0)
-    g = torch.Generator().manual_seed(plan.seed)
-    state_file, metrics_file = work / "state.pt", work / "metrics.jsonl"
-    step, spent, running = 0, 0.0, None
-    if state_file.is_file():
-        state = torch.load(state_file, weights_only=False, map_location=device)
-        vae.load_state_dict(state["vae"])
-        opt.load_state_dict(state["opt"])
-        g.set_state(state["rng"].cpu())
-        step, spent, running = state["step"], state["seconds"], state["running"]
-        print(f"[pico] vae: resuming at step {step} ({spent / 3600:.2f} h spent before)", flush=True)
-    if metrics_file.is_file():  # drop curve rows past the saved state (a run stopped between saves)
-        rows = [r for r in metrics_file.read_text().splitlines() if json.loads(r)["step"] <= step]
-        metrics_file.write_text("".join(r + "\n" for r in rows))
-
-    def save() -> None:
-        tmp = work / "state.pt.tmp"
-        torch.save({"vae": vae.state_dict(), "opt": opt.state_dict(), "rng": g.get_state(), "step": step,
-                    "seconds": spent, "running": running}, tmp)
-        os.replace(tmp, state_file)
-
-    started = time.perf_counter()
-    cap_s = cap_h * 3600
-    bar = tqdm(range(step, steps), desc="video VAE", unit="step", disable=not plan.progress, initial=step,
-               total=steps)
-    for _ in bar:
-        idx = torch.randint(n, (batch,), generator=g)
-        t0 = torch.randint(T - d.frames + 1, (1,), generator=g).item()
-        y0 = torch.randint(0, (H - crop) // 16 + 1, (1,), generator=g).item() * 16
-        x0 = torch.randint(0, (W - crop) // 16 + 1, (1,), generator=g).item() * 16
-        x = _to_pixels(clips[idx, t0:t0 + d.frames, y0:y0 + crop, x0:x0 + crop].to(device))
-        lr = _lr_at(step, steps, d.lr)
-        for group in opt.param_groups:
-            group["lr"] = lr
-        with torch.autocast(device.type, torch.bfloat16, enabled=plan.bf16):
-            z = vae.encode(x).latent_dist.mode()
-            rec = vae.decode(z).sample
-        rec, z = rec.float(), z.float()
-        loss = F.l1_loss(rec, x) + F.mse_loss(rec, x) + 1e-4 * z.pow(2).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
-        opt.step()
-        running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
-        bar.set_postfix(loss=f"{running:.4f}", refresh=False)
-        step += 1
-        now = time.perf_counter()
-        if step % every == 0 or step == steps:
-            vae.eval()
-            psnr = vae_psnr(vae, probe, plan.bf16)
-            vae.train()
-            with metrics_file.open("a") as f:
-                f.write(json.dumps({"step": step, "loss": round(running, 5), "lr": lr,
-                                    "heldout_psnr_db": round(sum(psnr) / len(psnr), 3),
-                                    "hours": round((spent + now - started) / 3600, 4)}) + "\n")
-            print(f"[pico] vae step {step}: loss {running:.4f}, held-out PSNR {sum(psnr) / len(psnr):.2f} dB "
-                  f"({len(psnr)} clips)", flush=True)
-            spent, started = spent + time.perf_counter() - started, time.perf_counter()
-            save()
-        if step < steps and spent + time.perf_counter() - started > cap_s:
-            spent, started = spent + time.perf_counter() - started, time.perf_counter()
-            save()
-            raise StagePaused(f"vae: the stage's {cap_h} h cap reached at step {step}/{steps}; state saved in "
-                              f"{work}; run the same command again to continue")
-    spent += time.perf_counter() - started
-    save()
-    vae.eval()
-    with torch.no_grad():  # per-channel statistics of whole-clip latents: the normalization the pipeline applies
-        sample = clips[torch.randperm(n, generator=torch.Generator().manual_seed(plan.seed))[:min(n, 8)]]
-        zs = torch.cat([vae.encode(_to_pixels(sample[i:i + 1].to(device))).latent_dist.mode()
-                        for i in range(sample.shape[0])]).float()
-        mean, std = zs.mean(dim=(0, 2, 3, 4)), zs.std(dim=(0, 2, 3, 4)).clamp_min(1e-3)
-    psnr = vae_psnr(vae, heldout)  # float32: the figure does not depend on how it trained
-    vae.to("cpu")
-    vae.register_to_config(latents_mean=[round(float(v), 6) for v in mean],
-                           latents_std=[round(float(v), 6) for v in std])
-    vae.save_pretrained(str(plan.output / "ckpt" / "vae"))
-    tops = psnr[:h_top]
-    return {"steps": steps, "loss": round(running, 5), "heldout_psnr_db": round(sum(psnr) / len(psnr), 3),
-            "heldout_psnr_min_db": round(min(psnr), 3),
-            "heldout_tabletop_psnr_db": round(sum(tops) / max(1, len(tops)), 3), "heldout_clips": len(psnr),
-            "train_hours": round(spent / 3600, 3), "parameters": sum(p.numel() for p in vae.parameters()),
-            "device": device.type, "bf16": plan.bf16, "batch_size": batch,
-            "latent_hw": [H // d.spatial, W // d.spatial]}
 
 
 def _audio(plan: PicoPlan) -> dict:
@@ -672,99 +526,6 @@ def _demo_inputs(plan: PicoPlan, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     Image.fromarray(first["frames"][0].numpy()).save(out / "frame.png")
     save_actions(out / "actions.json", torch.cat([first["actions"], second["actions"]]).numpy())
-
-
-def plot_curve(rows: list[dict], path: Path, series: tuple = ("heldout_psnr_db", "loss"),
-               refs: dict | None = None, title: str = "") -> Path:
-    """A learning curve as a PNG (PIL only): one panel per series over `step`, with labelled horizontal reference
-    lines in the first panel (refs: {label: value})."""
-    from PIL import Image, ImageDraw
-
-    W, H, pad, gap = 640, 220, 48, 16
-    img = Image.new("RGB", (W, len(series) * (H + gap) + 24), "white")
-    draw = ImageDraw.Draw(img)
-    draw.text((pad, 4), title, fill="black")
-    steps = [r["step"] for r in rows]
-    x0, x1 = 0, max(steps + [1])
-    for k, key in enumerate(series):
-        top = 24 + k * (H + gap)
-        ys = [r[key] for r in rows if key in r]
-        extra = list((refs or {}).values()) if k == 0 else []
-        lo, hi = min(ys + extra), max(ys + extra)
-        lo, hi = (lo - 1, hi + 1) if hi - lo < 1e-9 else (lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo))
-
-        def at(step, v):
-            return (pad + (step - x0) / (x1 - x0) * (W - 2 * pad), top + H - 20 - (v - lo) / (hi - lo) * (H - 30))
-
-        draw.rectangle([pad, top, W - pad, top + H - 20], outline="grey")
-        for v in (lo, (lo + hi) / 2, hi):
-            draw.text((2, at(0, v)[1] - 6), f"{v:.3g}", fill="grey")
-        for st in (x0, x1 // 2, x1):
-            draw.text((at(st, lo)[0] - 8, top + H - 16), str(st), fill="grey")
-        for label, v in (refs or {}).items() if k == 0 else ():
-            y = at(0, v)[1]
-            draw.line([pad, y, W - pad, y], fill=(200, 120, 0))
-            draw.text((pad + 4, y - 12), f"{label} {v:g}", fill=(200, 120, 0))
-        pts = [at(r["step"], r[key]) for r in rows if key in r]
-        if len(pts) > 1:
-            draw.line(pts, fill=(31, 119, 180), width=2)
-        for x, y in pts:
-            draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill=(31, 119, 180))
-        draw.text((W - pad - 160, top + 4), f"{key} vs step", fill="black")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    img.save(path)
-    return path
-
-
-SHARD_LIMIT = 15 * 2**20  # bytes: every weight file written by write_sharded stays under 16 MB
-
-
-def write_sharded(src: Path, dst: Path, max_bytes: int = SHARD_LIMIT) -> dict:
-    """Copy a checkpoint folder to `dst` with every safetensors file larger than `max_bytes` split into shards in the
-    layout diffusers and transformers write themselves (`<stem>-0000i-of-0000n.safetensors` + `<stem>.safetensors.
-    index.json` with metadata.total_size and weight_map), so `from_pretrained` of either library, and this package's
-    loader, read the folder as it is. Files already under the limit are copied unchanged. A single tensor larger than
-    the limit is an error (it cannot be split without changing the format). Returns {"files", "largest_bytes"}."""
-    from safetensors import safe_open
-    from safetensors.torch import save_file
-
-    src, dst = Path(src), Path(dst)
-    tmp = dst.with_name(dst.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    shutil.copytree(src, tmp, ignore=shutil.ignore_patterns("*.tmp"))
-    for f in sorted(tmp.rglob("*.safetensors")):
-        if f.stat().st_size <= max_bytes:
-            continue
-        with safe_open(str(f), "pt") as h:
-            metadata = h.metadata() or {"format": "pt"}
-            tensors = {k: h.get_tensor(k) for k in h.keys()}
-        groups, size = [[]], 0
-        for k, t in tensors.items():
-            nbytes = t.numel() * t.element_size()
-            if nbytes + 4096 > max_bytes:
-                raise ValueError(f"{f.relative_to(tmp)}: tensor {k} alone is {nbytes} bytes, over the "
-                                 f"{max_bytes}-byte shard limit")
-            if groups[-1] and size + nbytes + 4096 * (len(groups[-1]) + 1) > max_bytes:
-                groups.append([])
-                size = 0
-            groups[-1].append(k)
-            size += nbytes
-        stem = f.name[:-len(".safetensors")]
-        weight_map = {}
-        for i, keys in enumerate(groups, 1):
-            name = f"{stem}-{i:05d}-of-{len(groups):05d}.safetensors"
-            save_file({k: tensors[k].contiguous() for k in keys}, str(f.parent / name), metadata=metadata)
-            weight_map.update({k: name for k in keys})
-        total = sum(t.numel() * t.element_size() for t in tensors.values())
-        (f.parent / f"{f.name}.index.json").write_text(json.dumps(
-            {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}, indent=2) + "\n")
-        f.unlink()
-    if dst.exists():
-        shutil.rmtree(dst)
-    os.replace(tmp, dst)
-    sizes = [f.stat().st_size for f in dst.rglob("*") if f.is_file()]
-    return {"files": len(sizes), "largest_bytes": max(sizes, default=0)}
 
 
 def main(argv: list[str] | None = None) -> int:
