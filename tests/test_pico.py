@@ -58,7 +58,7 @@ def test_demo_writes_every_file(tmp_path):
 
 
 def test_cli_commands_default_to_pico(capsys):
-    from cosmos3.reasoner import reason_main
+    from cosmos3.cli import reason_main
 
     status = reason_main(["--max-tokens", "4", "How many blocks are on the table?"])
     assert status == 0 and capsys.readouterr().out.strip() != ""

@@ -17,7 +17,8 @@ from cosmos3 import quant
 from cosmos3.checkpoint import save_transformer
 from cosmos3.model import Cosmos3Omni
 from cosmos3.quant import Int8Linear, apply_weights, quantize_int8, quantize_weight, weight_bytes
-from cosmos3.reasoner import Reasoner, reason_main
+from cosmos3.cli import reason_main
+from cosmos3.reasoner import Reasoner
 from cosmos3.tokenizers import byte_level_tokenizer
 
 from oracle import build_reference_pipeline, random_config

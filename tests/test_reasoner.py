@@ -19,7 +19,8 @@ from cosmos3.checkpoint import save_transformer
 from cosmos3.config import get_preset
 from cosmos3.model import Cosmos3Omni, KVCache
 from cosmos3.model.vision import VisionProcessor
-from cosmos3.reasoner import REASONING_INSTRUCTION, Reasoner, reason_main, split_reasoning
+from cosmos3.cli import reason_main
+from cosmos3.reasoner import REASONING_INSTRUCTION, Reasoner, split_reasoning
 from cosmos3.sampling import PLAIN, REASONING, Sampler, SamplingParams
 from cosmos3.tokenizers import byte_level_tokenizer
 

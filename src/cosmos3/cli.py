@@ -15,6 +15,7 @@ import argparse
 import platform
 import sys
 import time
+from pathlib import Path
 
 import torch
 
@@ -330,6 +331,58 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# --------------------------------------------------------------------------------------------------------- reason
+
+
+def reason_main(argv: list[str]) -> int:
+    """`cosmos3 reason --checkpoint DIR [--image P] [--video P] [--think] [--stream] "question"`; 2 on bad input."""
+    parser = argparse.ArgumentParser(prog="cosmos3 reason", description="Ask the reasoner about text, images, video.")
+    parser.add_argument("question")
+    parser.add_argument("--checkpoint", default="pico", help="embedded model name (default pico) or official-layout or Qwen3-VL checkpoint directory")
+    parser.add_argument("--image", action="append", default=[], help="image file (repeatable)")
+    parser.add_argument("--video", action="append", default=[], help="video file (repeatable)")
+    parser.add_argument("--fps", type=float, default=None, help="video sampling rate (default 2)")
+    parser.add_argument("--think", action="store_true", help="reason in <think> first (reasoning preset)")
+    parser.add_argument("--stream", action="store_true", help="print the answer as it is generated")
+    parser.add_argument("--max-tokens", type=int, default=1024)
+    parser.add_argument("--temperature", type=float, default=None)
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--weights", choices=["float", "int8"], default="float",
+                        help="int8: the und tower's linears and lm_head in int8 (faster decode on CPU)")
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # argparse already printed one usage line
+        return int(e.code or 0)
+    try:
+        for p in args.image + args.video:
+            if not Path(p).is_file():
+                raise ValueError(f"{p}: file not found")
+        content = [{"type": "image", "image": p} for p in args.image]
+        content += [{"type": "video", "video": p} for p in args.video]
+        content.append({"type": "text", "text": args.question})
+        from .reasoner import Reasoner
+
+        reasoner = Reasoner.from_pretrained(args.checkpoint, device=args.device, weights=args.weights)
+        kwargs = dict(max_tokens=args.max_tokens, temperature=args.temperature, seed=args.seed, think=args.think,
+                      fps=args.fps)
+        messages = [{"role": "user", "content": content}]
+        if args.stream:
+            run = reasoner.chat(messages, stream=True, **kwargs)
+            for delta in run:
+                print(delta, end="", flush=True)
+            print()
+            return 0
+        out = reasoner.chat(messages, **kwargs)
+    except (ValueError, FileNotFoundError, OSError) as e:
+        print(f"error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
+        return 2
+    if out.reasoning is not None:
+        print(f"<think>\n{out.reasoning}\n</think>\n")
+    print(out.text)
+    return 0
+
+
 # Subcommands whose parsers live with their code (each module exposes main(argv) -> exit status).
 DELEGATED = {
     "train": "post-train: `cosmos3 train --recipe recipes/action_lerobot.toml` (or flags; see docs/TRAINING.md)",
@@ -357,8 +410,6 @@ def _delegate(name: str):
 
             return serve_main(args.rest)
         if name == "reason":
-            from .reasoner import reason_main
-
             return reason_main(args.rest)
         if name == "serve-policy":
             from .policy_server import serve_policy_main

@@ -19,13 +19,11 @@ per layer.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import binascii
 import json
 import os
 import re
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,7 +46,7 @@ from .sampling import PLAIN, REASONING, SamplingParams
 from .tokenizers import TextTokenizer
 
 __all__ = ["ChatOutput", "ChatStream", "DEFAULT_SYSTEM_PROMPT", "Prompt", "REASONING_INSTRUCTION", "Reasoner",
-           "load_image", "load_video", "reason_main", "split_reasoning"]
+           "load_image", "load_video", "split_reasoning"]
 
 MAX_INPUT_PIXELS = 1 << 27  # 134 M pixels per image / frame handed in as an array: beyond this, refuse early
 
@@ -123,7 +121,11 @@ def load_image(value: Any, where: str = "image") -> Image.Image:
 
 def _decode_selected(path: Path, wanted: list[int]) -> tuple[list[np.ndarray], int]:
     """Decode a video keeping only frames `wanted` (sorted indices), so memory holds the sampled frames alone.
-    Returns the frames and how many frames were decoded in all."""
+    Returns the frames and how many frames were decoded in all.
+
+    Not media.read_video, on purpose: the reasoner must see the pixels transformers' Qwen3-VL video loader sees
+    (FFmpeg's default YUV -> RGB conversion), which read_video's accurate rounding shifts by about one level;
+    tests/test_vision_preprocessing_parity.py compares them pixel for pixel."""
     import av
 
     keep, out, count = set(wanted), [], 0
@@ -359,53 +361,3 @@ class Reasoner:
         if row.error is not None:
             raise row.error
         return row.output
-
-
-# ------------------------------------------------------------------------------------------------ command line
-
-
-def reason_main(argv: list[str]) -> int:
-    """`cosmos3 reason --checkpoint DIR [--image P] [--video P] [--think] [--stream] "question"`; 2 on bad input."""
-    parser = argparse.ArgumentParser(prog="cosmos3 reason", description="Ask the reasoner about text, images, video.")
-    parser.add_argument("question")
-    parser.add_argument("--checkpoint", default="pico", help="embedded model name (default pico) or official-layout or Qwen3-VL checkpoint directory")
-    parser.add_argument("--image", action="append", default=[], help="image file (repeatable)")
-    parser.add_argument("--video", action="append", default=[], help="video file (repeatable)")
-    parser.add_argument("--fps", type=float, default=None, help="video sampling rate (default 2)")
-    parser.add_argument("--think", action="store_true", help="reason in <think> first (reasoning preset)")
-    parser.add_argument("--stream", action="store_true", help="print the answer as it is generated")
-    parser.add_argument("--max-tokens", type=int, default=1024)
-    parser.add_argument("--temperature", type=float, default=None)
-    parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--weights", choices=["float", "int8"], default="float",
-                        help="int8: the und tower's linears and lm_head in int8 (faster decode on CPU)")
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as e:  # argparse already printed one usage line
-        return int(e.code or 0)
-    try:
-        for p in args.image + args.video:
-            if not Path(p).is_file():
-                raise ValueError(f"{p}: file not found")
-        content = [{"type": "image", "image": p} for p in args.image]
-        content += [{"type": "video", "video": p} for p in args.video]
-        content.append({"type": "text", "text": args.question})
-        reasoner = Reasoner.from_pretrained(args.checkpoint, device=args.device, weights=args.weights)
-        kwargs = dict(max_tokens=args.max_tokens, temperature=args.temperature, seed=args.seed, think=args.think,
-                      fps=args.fps)
-        messages = [{"role": "user", "content": content}]
-        if args.stream:
-            run = reasoner.chat(messages, stream=True, **kwargs)
-            for delta in run:
-                print(delta, end="", flush=True)
-            print()
-            return 0
-        out = reasoner.chat(messages, **kwargs)
-    except (ValueError, FileNotFoundError, OSError) as e:
-        print(f"error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
-        return 2
-    if out.reasoning is not None:
-        print(f"<think>\n{out.reasoning}\n</think>\n")
-    print(out.text)
-    return 0
