@@ -33,7 +33,7 @@ quiet_pip() {  # pip's notes about this machine's missing local index folders ar
 }
 
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
-  step "installing torch 2.13.0, CPU build (step 2 of 3, about 20 s)"
+  step "installing torch 2.13.0, CPU build (step 2 of 3, under a minute)"
   quiet_pip install "torch==2.13.0"
 fi
 
