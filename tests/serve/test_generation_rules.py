@@ -237,3 +237,11 @@ def test_no_prompt_and_no_input_is_refused(client):
                      "invalid_value", "prompt")
     assert_error(client.post("/v1/images/generations", json={"prompt": "", "size": "64x64"}), 400,
                  "invalid_value", "prompt")
+
+
+@pytest.mark.parametrize("seconds", [1e-300, 1e-12, 1e-3])
+def test_a_vanishing_duration_is_the_shortest_clip(seconds, rng):
+    """Found by the fuzzer: seconds=1e-300 made 0 frames, which escaped as a 500; it is the shortest clip."""
+    from cosmos3 import spec
+
+    assert frames_for_seconds(seconds, rng.choice([10.0, 16.0, 24.0, 30.0])) == spec.MIN_FRAMES

@@ -127,6 +127,20 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _validation(request: Request, exc: RequestValidationError):
         return _validation_response(exc)
 
+    # The library's own input errors (a generation setting, a media file, an action array) describe the request,
+    # whichever line raised them: a 400 naming the field, never the catch-all's 500. A plain ValueError stays a 500:
+    # it may be a bug, and the log must show it.
+    from ..actions import ActionError
+    from ..media import MediaError
+    from ..spec import SettingsError
+
+    async def _input_error(request: Request, exc: ValueError):
+        log.warning("input error outside a route's own checks on %s %s: %s", request.method, request.url.path, exc)
+        return from_value_error(exc).response()
+
+    for cls in (SettingsError, MediaError, ActionError):
+        app.add_exception_handler(cls, _input_error)
+
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException):
         message = exc.detail if isinstance(exc.detail, str) else "request failed"

@@ -56,7 +56,8 @@ def _need_generator(state):
 
 def frames_for_seconds(seconds: float, fps: float) -> int:
     """`seconds` of video at `fps` -> a frame count the model takes: at least seconds x fps, rounded up to 4k + 1."""
-    return max(spec.MIN_FRAMES, spec.round_frames(math.ceil(seconds * fps - 1e-9)))
+    # a vanishing duration (the schema only asks seconds > 0) is the shortest clip, not zero frames
+    return max(spec.MIN_FRAMES, spec.round_frames(max(1, math.ceil(seconds * fps - 1e-9))))
 
 
 def resolve(state, kwargs: dict, renamed: dict | None = None):
