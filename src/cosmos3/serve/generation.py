@@ -33,8 +33,8 @@ from PIL import Image
 
 from .. import spec
 from ..actions import ActionError, get_embodiment
+from ..fileio import atomic_write
 from .errors import APIError, from_value_error
-from .jobs import atomic_write_bytes
 from .media_policy import refuse_if, sniff_kind
 from .schemas import ExtraParams, ImageGenerationRequest, VideoRequest, parse_size
 
@@ -236,10 +236,10 @@ def save_reference(state, data: bytes, folder: Path, param: str = "input_referen
     if kind == "image":
         state.policy.check_image(data, param)
         path = folder / "input.img"
-        atomic_write_bytes(path, data)
+        atomic_write(path, data)
     else:
         path = folder / "input.mp4"
-        atomic_write_bytes(path, data)
+        atomic_write(path, data)
         state.policy.check_video(path, param)
     return kind, path
 
