@@ -146,6 +146,17 @@ def test_v1_design_keeps_the_world_defaults_and_every_stage():
     assert cfg.camera.duration_s == cfg.tabletop.duration_s and v2.vae.spatial == 8
 
 
+def test_v2_vae_moves_to_longer_windows_after_its_short_phase():
+    from cosmos3.train.pico import DESIGNS
+    from cosmos3.train.pico_vae import window_frames
+
+    d = DESIGNS["v2"].vae
+    assert d.long_from < d.steps and (d.long_frames - 1) % 4 == 0 and d.long_frames > d.frames
+    assert [window_frames(d, s) for s in (0, d.long_from - 1, d.long_from, d.steps - 1)] == \
+        [d.frames, d.frames, d.long_frames, d.long_frames]
+    assert window_frames(DESIGNS["v1"].vae, 10 ** 6) == DESIGNS["v1"].vae.frames
+
+
 def test_v2_world_and_vae_pause_resume_and_match_an_uninterrupted_run(tmp_path):
     import shutil
 

@@ -25,6 +25,11 @@ def design_vae(d):
                             latents_std=[1.0] * d.z_dim)
 
 
+def window_frames(d, step: int) -> int:
+    """Pixel frames of the training window at `step`: short windows first (cheap), long ones from `long_from` on."""
+    return d.long_frames if d.long_frames and step >= d.long_from else d.frames
+
+
 @torch.no_grad()
 def vae_psnr(vae, clips: torch.Tensor, bf16: bool = False) -> list[float]:
     """PSNR (dB, 8-bit scale) of each whole clip (uint8 [n, T, H, W, 3]) through encode (mode) and decode."""
@@ -101,10 +106,11 @@ def train_vae_resumable(plan) -> dict:
                total=steps)
     for _ in bar:
         idx = torch.randint(n, (batch,), generator=g)
-        t0 = torch.randint(T - d.frames + 1, (1,), generator=g).item()
+        frames = window_frames(d, step)
+        t0 = torch.randint(T - frames + 1, (1,), generator=g).item()
         y0 = torch.randint(0, (H - crop) // 16 + 1, (1,), generator=g).item() * 16
         x0 = torch.randint(0, (W - crop) // 16 + 1, (1,), generator=g).item() * 16
-        x = _to_pixels(clips[idx, t0:t0 + d.frames, y0:y0 + crop, x0:x0 + crop].to(device))
+        x = _to_pixels(clips[idx, t0:t0 + frames, y0:y0 + crop, x0:x0 + crop].to(device))
         lr = _lr_at(step, steps, d.lr)
         for group in opt.param_groups:
             group["lr"] = lr
