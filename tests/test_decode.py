@@ -26,18 +26,15 @@ from cosmos3.reasoner import Reasoner
 from cosmos3.sampling import PLAIN, Sampler, SamplingError, SamplingParams
 from cosmos3.tokenizers import byte_level_tokenizer
 
+from reasoner_oracle import randomize_weights
+
 
 def _tiny_model(vocab: int, seed: int = 0) -> Cosmos3Omni:
     """Two layers, random weights scaled so the logits are far from uniform (sampling then depends on them)."""
     cfg = get_preset("tiny").replace(vocab_size=vocab)
     gen = torch.Generator().manual_seed(seed)
     model = Cosmos3Omni(cfg, with_gen=False)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "norm" in name and name.endswith("weight"):
-                p.copy_(1.0 + 0.3 * torch.randn(p.shape, generator=gen))
-            else:
-                p.copy_(torch.randn(p.shape, generator=gen) / max(p.shape[-1], 1) ** 0.5)
+    randomize_weights(model, gen, norm_spread=0.3)
     return model.eval()
 
 

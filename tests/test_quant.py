@@ -22,6 +22,7 @@ from cosmos3.reasoner import Reasoner
 from cosmos3.tokenizers import byte_level_tokenizer
 
 from oracle import build_reference_pipeline, random_config
+from reasoner_oracle import randomize_weights
 from seeding import fresh_seed
 
 # Bounds for tiny random models (hidden 64-128), where int8 costs more than at real widths: a correct quantizer gives
@@ -31,15 +32,6 @@ from seeding import fresh_seed
 LOGITS_BOUND = 0.15  # ||int8 - float|| / ||float|| over every position's logits
 AGREEMENT_BOUND = 0.6  # greedy tokens agreeing, teacher-forced
 PSNR_BOUND = 20.0  # dB, generator latents against float32
-
-
-def _randomize(model: nn.Module, gen: torch.Generator) -> None:
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "norm" in name and name.endswith("weight"):
-                p.copy_(1.0 + 0.3 * torch.randn(p.shape, generator=gen))
-            else:
-                p.copy_(torch.randn(p.shape, generator=gen) / max(p.shape[-1], 1) ** 0.5)
 
 
 def _all_logits(model: Cosmos3Omni, ids: torch.Tensor) -> torch.Tensor:
@@ -72,7 +64,7 @@ def und_checkpoint(tmp_path_factory):
     cfg = random_config(rng.choice(["qwen", "edge"]), rng, sound=False, action=False).replace(
         vocab_size=len(tok) + rng.randint(0, 200))
     model = Cosmos3Omni(cfg)
-    _randomize(model, gen)
+    randomize_weights(model, gen, norm_spread=0.3)
     root = tmp_path_factory.mktemp("quant")
     save_transformer(model, root / "transformer")
     tok.save_pretrained(root / "text_tokenizer")

@@ -7,9 +7,7 @@ The decode loop (streaming, stop strings, thinking, finish reasons) is also chec
 """
 
 import base64
-import json
 import random
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,67 +23,31 @@ from cosmos3.sampling import PLAIN, REASONING, Sampler, SamplingParams
 from cosmos3.tokenizers import byte_level_tokenizer
 
 from fixture_paths import FIXTURES
+from reasoner_oracle import VIDEO_CONFIG, randomize_weights, random_qwen3vl, save_qwen3vl, write_processor_configs
+from reasoner_oracle import hf_inputs as _hf_inputs
 from seeding import fresh_seed
-IMAGE_CONFIG = {"patch_size": 16, "temporal_patch_size": 2, "merge_size": 2, "image_mean": [0.5] * 3,
-                "image_std": [0.5] * 3, "size": {"shortest_edge": 4096, "longest_edge": 16384}}
-VIDEO_CONFIG = {"size": {"shortest_edge": 4096, "longest_edge": 65536}, "fps": 2, "max_frames": 16}
-
-
-def _randomize(model: torch.nn.Module, gen: torch.Generator) -> None:
-    """Every parameter random, norms around 1 (their defaults of 1 and 0 would hide mistakes)."""
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "norm" in name and name.endswith("weight"):
-                p.copy_(1.0 + 0.5 * torch.randn(p.shape, generator=gen))
-            else:
-                p.copy_(torch.randn(p.shape, generator=gen) / max(p.shape[-1], 1) ** 0.5)
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     """(qwen dir, official dir, the transformers model, tokenizer), fresh random shapes and weights each run."""
-    from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
-
     seed = fresh_seed("test_reasoner.py::built")
     print(f"random seed: {seed}")
     rng, gen = random.Random(seed), torch.Generator().manual_seed(seed)
     tok = byte_level_tokenizer()
-    kv = rng.choice([1, 2])
-    head_dim = rng.choice([16, 32])
-    hidden = rng.choice([64, 96])
-    layers = rng.choice([2, 3])
-    half = head_dim // 2
-    section = [half - 2 * (half * 5 // 16), half * 5 // 16, half * 5 // 16]
-    cfg = Qwen3VLConfig(
-        text_config=dict(vocab_size=len(tok) + rng.randint(0, 40), hidden_size=hidden, intermediate_size=128,
-                         num_hidden_layers=layers, num_attention_heads=kv * rng.choice([1, 2]),
-                         num_key_value_heads=kv, head_dim=head_dim, rms_norm_eps=1e-6,
-                         rope_parameters={"rope_type": "default", "rope_theta": rng.choice([1e4, 5e6]),
-                                          "mrope_section": section, "mrope_interleaved": True}),
-        vision_config=dict(depth=2, hidden_size=32, intermediate_size=48, num_heads=2, out_hidden_size=hidden,
-                           num_position_embeddings=16, deepstack_visual_indexes=list(range(min(2, layers))),
-                           patch_size=16, spatial_merge_size=2, temporal_patch_size=2),
-        image_token_id=tok.image_pad_id, video_token_id=tok.video_pad_id,
-        vision_start_token_id=tok.vision_start_id, vision_end_token_id=tok.vision_end_id)
-    ref = Qwen3VLForConditionalGeneration(cfg).eval()
-    _randomize(ref, gen)
+    ref = random_qwen3vl(rng, gen, tok, layers=rng.choice([2, 3]))
     root = tmp_path_factory.mktemp("reasoner")
-    qwen = root / "qwen3vl"
-    ref.save_pretrained(qwen)
-    tok.save_pretrained(qwen)
-    (qwen / "preprocessor_config.json").write_text(json.dumps(IMAGE_CONFIG))
-    (qwen / "video_preprocessor_config.json").write_text(json.dumps(VIDEO_CONFIG))
+    qwen = save_qwen3vl(ref, tok, root / "qwen3vl")
 
     # Official layout with the same und weights, plus random gen weights the reasoner must skip.
     official = root / "official"
     und = Reasoner.from_pretrained(qwen).model
     full = Cosmos3Omni(und.config)
-    _randomize(full, gen)
+    randomize_weights(full, gen)
     full.load_state_dict(und.state_dict(), strict=False)
     save_transformer(full, official / "transformer")
     ref.model.visual.save_pretrained(official / "vision_encoder")
-    (official / "vision_encoder" / "preprocessor_config.json").write_text(json.dumps(IMAGE_CONFIG))
-    (official / "vision_encoder" / "video_preprocessor_config.json").write_text(json.dumps(VIDEO_CONFIG))
+    write_processor_configs(official / "vision_encoder")
     tok.save_pretrained(official / "text_tokenizer")
     return qwen, official, ref, tok, rng
 
@@ -93,20 +55,6 @@ def built(tmp_path_factory):
 @pytest.fixture(scope="module")
 def reasoner(built):
     return Reasoner.from_pretrained(built[0])
-
-
-def _hf_inputs(prompt, tok) -> dict:
-    ids = prompt.input_ids[None]
-    types = torch.zeros_like(ids)
-    types[ids == tok.image_pad_id], types[ids == tok.video_pad_id] = 1, 2
-    kw = dict(input_ids=ids, attention_mask=torch.ones_like(ids), mm_token_type_ids=types)
-    for kind, pix, grid in (("image", "pixel_values", "image_grid_thw"),
-                            ("video", "pixel_values_videos", "video_grid_thw")):
-        items = [m for m in prompt.media if m.kind == kind]
-        if items:
-            kw[pix] = torch.cat([m.pixels for m in items])
-            kw[grid] = torch.tensor([m.grid for m in items])
-    return kw
 
 
 def _frames(n: int, h: int, w: int) -> list[np.ndarray]:

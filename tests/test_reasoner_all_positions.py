@@ -17,69 +17,24 @@ import torch
 from cosmos3.model import KVCache
 from cosmos3.reasoner import Reasoner
 from cosmos3.tokenizers import byte_level_tokenizer
+from reasoner_oracle import hf_inputs as _hf_inputs
+from reasoner_oracle import random_qwen3vl, save_qwen3vl
 from seeding import fresh_seed
 
-IMAGE_CONFIG = {"patch_size": 16, "temporal_patch_size": 2, "merge_size": 2, "image_mean": [0.5] * 3,
-                "image_std": [0.5] * 3, "size": {"shortest_edge": 4096, "longest_edge": 16384}}
-VIDEO_CONFIG = {"size": {"shortest_edge": 4096, "longest_edge": 65536}, "fps": 2, "max_frames": 16}
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    import json
-
-    from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
-
     seed = fresh_seed("test_reasoner_all_positions.py::built")
     print(f"random seed: {seed}")
     rng, gen = random.Random(seed), torch.Generator().manual_seed(seed)
     tok = byte_level_tokenizer()
-    kv, head_dim, hidden = rng.choice([1, 2]), rng.choice([16, 32]), rng.choice([64, 96])
-    layers = rng.choice([3, 4])
-    half = head_dim // 2
-    section = [half - 2 * (half * 5 // 16), half * 5 // 16, half * 5 // 16]
-    depth = rng.choice([3, 4])
-    deep = sorted(rng.sample(range(depth), 3))
-    cfg = Qwen3VLConfig(
-        text_config=dict(vocab_size=len(tok) + rng.randint(0, 40), hidden_size=hidden, intermediate_size=128,
-                         num_hidden_layers=layers, num_attention_heads=kv * rng.choice([1, 2]),
-                         num_key_value_heads=kv, head_dim=head_dim, rms_norm_eps=1e-6,
-                         rope_parameters={"rope_type": "default", "rope_theta": rng.choice([1e4, 5e6]),
-                                          "mrope_section": section, "mrope_interleaved": True}),
-        vision_config=dict(depth=depth, hidden_size=32, intermediate_size=48, num_heads=2, out_hidden_size=hidden,
-                           num_position_embeddings=16, deepstack_visual_indexes=deep, patch_size=16,
-                           spatial_merge_size=2, temporal_patch_size=2),
-        image_token_id=tok.image_pad_id, video_token_id=tok.video_pad_id,
-        vision_start_token_id=tok.vision_start_id, vision_end_token_id=tok.vision_end_id)
-    ref = Qwen3VLForConditionalGeneration(cfg).eval()
-    with torch.no_grad():  # every parameter random, norms around 1 (defaults of 1 and 0 would hide mistakes)
-        for name, p in ref.named_parameters():
-            if "norm" in name and name.endswith("weight"):
-                p.copy_(1.0 + 0.5 * torch.randn(p.shape, generator=gen))
-            else:
-                p.copy_(torch.randn(p.shape, generator=gen) / max(p.shape[-1], 1) ** 0.5)
-    root = tmp_path_factory.mktemp("reasoner-deep")
-    ref.save_pretrained(root)
-    tok.save_pretrained(root)
-    (root / "preprocessor_config.json").write_text(json.dumps(IMAGE_CONFIG))
-    (root / "video_preprocessor_config.json").write_text(json.dumps(VIDEO_CONFIG))
+    layers, depth = rng.choice([3, 4]), rng.choice([3, 4])
+    ref = random_qwen3vl(rng, gen, tok, layers=layers, depth=depth, deepstack=sorted(rng.sample(range(depth), 3)))
+    root = save_qwen3vl(ref, tok, tmp_path_factory.mktemp("reasoner-deep"))
     reasoner = Reasoner.from_pretrained(root)
     assert reasoner.model.config.num_hidden_layers >= 3 and reasoner.vision.num_deepstack == 3
     return reasoner, ref, tok, rng
-
-
-def _hf_inputs(prompt, tok) -> dict:
-    ids = prompt.input_ids[None]
-    types = torch.zeros_like(ids)
-    types[ids == tok.image_pad_id], types[ids == tok.video_pad_id] = 1, 2
-    kw = dict(input_ids=ids, attention_mask=torch.ones_like(ids), mm_token_type_ids=types)
-    for kind, pix, grid in (("image", "pixel_values", "image_grid_thw"),
-                            ("video", "pixel_values_videos", "video_grid_thw")):
-        items = [m for m in prompt.media if m.kind == kind]
-        if items:
-            kw[pix] = torch.cat([m.pixels for m in items])
-            kw[grid] = torch.tensor([m.grid for m in items])
-    return kw
 
 
 def _messages(kind: str, rng: random.Random) -> list[dict]:
