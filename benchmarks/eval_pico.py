@@ -233,7 +233,7 @@ class EvalWorld:
     def __init__(self, root: Path):
         from dataclasses import asdict
 
-        from cosmos3.world import LeRobotDataset, TabletopConfig
+        from cosmos3.lerobot import LeRobotDataset
 
         self.root = root
         manifest = json.loads((root / "world.json").read_text())
@@ -421,7 +421,7 @@ def train_action_mean(train_world: Path) -> np.ndarray:
         mean = json.loads(stats.read_text()).get("action", {}).get("mean")
         if mean is not None:
             return np.asarray(mean, np.float64)
-    from cosmos3.world import LeRobotDataset
+    from cosmos3.lerobot import LeRobotDataset
 
     ds = LeRobotDataset(train_world / "tabletop", chunk_size=32, stride=32)
     return ds._actions.astype(np.float64).mean(0)

@@ -658,7 +658,7 @@ def test_bad_stats_files(tmp_path, content, needle):
 
 def test_lerobot_reader_is_reachable_from_actions():
     from cosmos3 import actions
-    from cosmos3.world.lerobot import LeRobotDataset
+    from cosmos3.lerobot import LeRobotDataset
 
     assert actions.LeRobotDataset is LeRobotDataset
     root = _ROOT / "droid_lerobot_example"

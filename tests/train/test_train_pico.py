@@ -164,7 +164,7 @@ def test_v2_world_and_vae_pause_resume_and_match_an_uninterrupted_run(tmp_path):
     from safetensors.torch import load_file
 
     from cosmos3.train.pico import PicoPlan, StagePaused, run
-    from cosmos3.world.lerobot import LeRobotDataset
+    from cosmos3.lerobot import LeRobotDataset
 
     def plan_at(out):
         plan = PicoPlan.smoke(out, "v2")

@@ -9,7 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from cosmos3.world import LeRobotDataset, generate_dataset, load_chat, simulate_tabletop
+from cosmos3.lerobot import LeRobotDataset
+from cosmos3.world import generate_dataset, load_chat, simulate_tabletop
 from cosmos3.world.camera import CameraConfig, render_camera, simulate_camera
 from cosmos3.world.export import WorldConfig
 from cosmos3.actions import rot6d_to_matrix

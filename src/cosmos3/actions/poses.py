@@ -1,4 +1,4 @@
-"""Pose maths of action rows: rot6d <-> rotation matrices, relative <-> absolute pose chains (DESIGN 2.8).
+"""Pose maths of action rows: rot6d <-> rotation matrices, relative <-> absolute pose chains, Euler angles.
 
 Pose blocks are ``[translation(3), rot6d(6)]``. ``rot6d`` holds the first two *columns* of the rotation matrix,
 column 0 then column 1: ``(r00, r10, r20, r01, r11, r21)``; identity is ``(1, 0, 0, 0, 1, 0)``. Relative poses are
@@ -117,3 +117,30 @@ def absolute_to_relative(poses: Any, *, translation_scale: float = 1.0) -> np.nd
     r_rel = np.einsum("nji,njk->nik", r_prev, r_next)
     t_rel = np.einsum("nji,nj->ni", r_prev, t_next - t_prev)
     return np.concatenate([t_rel * translation_scale, matrix_to_rot6d(r_rel)], axis=-1)
+
+
+def relative_pose_actions(positions: np.ndarray, rotations: np.ndarray) -> np.ndarray:
+    """Frame-to-frame pose deltas ``[T, 9]`` (translation + rot6d) from absolute poses: positions ``[T, 3]``,
+    rotations ``[T, 3, 3]``. The last row (no next pose) is the identity motion, so that every frame of a LeRobot
+    episode carries an action; the others are :func:`absolute_to_relative`'s backward frame-wise steps."""
+    positions = np.asarray(positions, dtype=np.float64)
+    T = positions.shape[0]
+    poses = np.broadcast_to(np.eye(4), (T, 4, 4)).copy()
+    poses[:, :3, :3] = rotations
+    poses[:, :3, 3] = positions
+    identity = np.array([[0, 0, 0, 1, 0, 0, 0, 1, 0]], dtype=np.float64)
+    return np.concatenate([absolute_to_relative(poses), identity]) if T > 1 else identity.repeat(T, 0)
+
+
+def euler_xyz_to_matrix(angles: Any) -> np.ndarray:
+    """Extrinsic x-y-z Euler angles (roll, pitch, yaw; DROID's convention) -> rotation matrices ``[..., 3, 3]``."""
+    a = np.asarray(angles, dtype=np.float64)
+    cr, sr = np.cos(a[..., 0]), np.sin(a[..., 0])
+    cp, sp = np.cos(a[..., 1]), np.sin(a[..., 1])
+    cy, sy = np.cos(a[..., 2]), np.sin(a[..., 2])
+    # R = Rz(yaw) @ Ry(pitch) @ Rx(roll)
+    return np.stack([
+        np.stack([cy * cp, cy * sp * sr - sy * cr, cy * sp * cr + sy * sr], -1),
+        np.stack([sy * cp, sy * sp * sr + cy * cr, sy * sp * cr - cy * sr], -1),
+        np.stack([-sp, cp * sr, cp * cr], -1),
+    ], -2)

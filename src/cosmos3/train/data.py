@@ -1,7 +1,7 @@
 """Training data: sources of samples, the VAE encoder, precomputed latents, and deterministic sharded sampling.
 
 Sources (all indexable, `len(source)` items):
-    LeRobotSource     LeRobot v3 windows (cosmos3.world.LeRobotDataset): chunk + 1 frames -> vision latents,
+    LeRobotSource     LeRobot v3 windows (cosmos3.lerobot.LeRobotDataset): chunk + 1 frames -> vision latents,
                       chunk actions (raw dims, padded later), the task as the release's JSON action caption
     VideoFolderSource MP4 files + captions (captions.jsonl lines {"video": "a.mp4", "caption": "..."}, or
                       captions.json {"a.mp4": "..."}, or a sidecar a.txt per video)
@@ -150,12 +150,12 @@ class Encoder:
 
 
 class LeRobotSource:
-    """Windows of a LeRobot v3 dataset -> GenItem with actions (see cosmos3.world.lerobot)."""
+    """Windows of a LeRobot v3 dataset -> GenItem with actions (see cosmos3.lerobot)."""
 
     def __init__(self, path: str | os.PathLike, encoder: Encoder, *, camera: str | None = None, chunk_size: int = 16,
                  stride: int = 16, height: int | None = None, width: int | None = None,
                  embodiment: str | None = None, normalize_actions: bool = False, sound: bool = False):
-        from ..world.lerobot import LeRobotDataset
+        from ..lerobot import LeRobotDataset
 
         self.dataset = LeRobotDataset(path, camera=camera, chunk_size=chunk_size, stride=stride, sound=sound)
         self.sound = sound

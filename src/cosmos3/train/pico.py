@@ -266,7 +266,7 @@ def _tokenizer(plan: PicoPlan) -> dict:
 
 def _episode_clips(plan: PicoPlan, dataset: str, n: int, with_sound: bool = False, world: str = "world"):
     """Whole episodes of the training world (33 frames each in v1): (frames uint8 [n, T, H, W, 3], sound or None)."""
-    from ..world.lerobot import LeRobotDataset
+    from ..lerobot import LeRobotDataset
 
     chunk = plan.spec.world.num_frames - 1
     ds = LeRobotDataset(plan.output / world / dataset, chunk_size=chunk, stride=chunk, sound=with_sound)
@@ -358,7 +358,7 @@ def _encode_part(args) -> list[dict]:
     root, ckpt, out, dataset, indexes = args
     torch.set_num_threads(1)
     from ..actions import get_embodiment
-    from ..world.lerobot import LeRobotDataset
+    from ..lerobot import LeRobotDataset
     from .data import Encoder, action_caption
     from safetensors.torch import save_file
 
@@ -395,7 +395,7 @@ def _latents(plan: PicoPlan) -> dict:
 
     from tqdm.auto import tqdm
 
-    from ..world.lerobot import LeRobotDataset
+    from ..lerobot import LeRobotDataset
     from .data import INDEX_NAME
 
     out = plan.output / "latents"
@@ -425,7 +425,7 @@ def world_action_stats(world: Path, path: Path) -> Path:
     The generator learns actions normalized with them: raw, the tabletop's translations are ~0.01 m per step and
     its rotations ~0.08, against flow-matching noise of std 1 (measured 2026-12-02: inverse dynamics trained raw
     was worse than predicting the mean action)."""
-    from ..world.lerobot import LeRobotDataset
+    from ..lerobot import LeRobotDataset
     from .data import dataset_action_stats
 
     stats = {}
@@ -524,7 +524,7 @@ def _demo_inputs(plan: PicoPlan, out: Path) -> None:
     from PIL import Image
 
     from ..actions import save_actions
-    from ..world.lerobot import LeRobotDataset
+    from ..lerobot import LeRobotDataset
 
     ds = LeRobotDataset(plan.output / "eval_world" / "tabletop", chunk_size=32, stride=32)
     first, second = ds[0], ds[1 % len(ds)]

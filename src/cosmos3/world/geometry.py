@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..actions.poses import absolute_to_relative
+from ..actions.poses import relative_pose_actions  # noqa: F401  (the world's actions use it)
 from ..actions.poses import matrix_to_rot6d as rot6d  # noqa: F401  (the world's name for it)
 
 # Image size of the 256p tier at 16:9 (DESIGN 2.7): 320 x 192.
@@ -147,19 +147,6 @@ def rot_z(angle: np.ndarray | float) -> np.ndarray:
     c, s = np.cos(a), np.sin(a)
     z, o = np.zeros_like(a), np.ones_like(a)
     return np.stack([np.stack([c, -s, z], -1), np.stack([s, c, z], -1), np.stack([z, z, o], -1)], -2)
-
-
-def relative_pose_actions(positions: np.ndarray, rotations: np.ndarray) -> np.ndarray:
-    """Frame-to-frame pose deltas [T, 9] (translation + rot6d) from absolute poses: positions [T, 3], rotations
-    [T, 3, 3]. The last row (no next pose) is the identity motion, so that every frame of a LeRobot episode carries
-    an action; the others are the release's backward frame-wise steps (cosmos3.actions.poses)."""
-    positions = np.asarray(positions, dtype=np.float64)
-    T = positions.shape[0]
-    poses = np.broadcast_to(np.eye(4), (T, 4, 4)).copy()
-    poses[:, :3, :3] = rotations
-    poses[:, :3, 3] = positions
-    identity = np.array([[0, 0, 0, 1, 0, 0, 0, 1, 0]], dtype=np.float64)
-    return np.concatenate([absolute_to_relative(poses), identity]) if T > 1 else identity.repeat(T, 0)
 
 
 def direction_word(dx: float, dy: float) -> str:

@@ -25,9 +25,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+import torch
 
-from .geometry import relative_pose_actions
-from .video import read_frames, read_sound
+from .actions.poses import euler_xyz_to_matrix, relative_pose_actions
+from .media import read_audio, read_video
 
 KNOWN_DOMAINS = {"umi": 6, "camera_pose": 2, "droid_lerobot": 8}
 
@@ -48,20 +49,6 @@ def _matrix(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
         flat = np.asarray(arr.flatten().to_numpy(zero_copy_only=False), dtype=np.float64)
         return flat.reshape(n, -1) if n else flat.reshape(0, 0)
     return np.asarray(arr.to_numpy(zero_copy_only=False), dtype=np.float64)[:, None]
-
-
-def euler_xyz_to_matrix(angles: np.ndarray) -> np.ndarray:
-    """Extrinsic x-y-z Euler angles (roll, pitch, yaw; DROID's convention) -> rotation matrices [..., 3, 3]."""
-    a = np.asarray(angles, dtype=np.float64)
-    cr, sr = np.cos(a[..., 0]), np.sin(a[..., 0])
-    cp, sp = np.cos(a[..., 1]), np.sin(a[..., 1])
-    cy, sy = np.cos(a[..., 2]), np.sin(a[..., 2])
-    # R = Rz(yaw) @ Ry(pitch) @ Rx(roll)
-    return np.stack([
-        np.stack([cy * cp, cy * sp * sr - sy * cr, cy * sp * cr + sy * sr], -1),
-        np.stack([sy * cp, sy * sp * sr + cy * cr, sy * sp * cr - cy * sr], -1),
-        np.stack([-sp, cp * sr, cp * cr], -1),
-    ], -2)
 
 
 class LeRobotDataset:
@@ -192,8 +179,6 @@ class LeRobotDataset:
         return len(self.windows)
 
     def __getitem__(self, i: int) -> dict:
-        import torch
-
         if i < 0:
             i += len(self.windows)
         if not 0 <= i < len(self.windows):
@@ -204,11 +189,14 @@ class LeRobotDataset:
         n = self.chunk_size + 1
         t0 = float(ep.get(f"videos/{self.camera}/from_timestamp") or 0.0) + self._timestamp[lo + s]
         path = self._video_file(self.camera, ep)
-        frames = read_frames(path, t0, n)
+        try:
+            frames, _ = read_video(path, max_frames=n, start=t0)
+        except ValueError as e:
+            raise ValueError(f"{path}: no frames at {t0:.3f} s ({e})") from None
         if frames.shape[0] != n:
             raise ValueError(f"{path}: expected {n} frames from {t0:.3f} s, the file has {frames.shape[0]}")
         out = {
-            "frames": torch.from_numpy(frames),
+            "frames": frames,
             "actions": torch.from_numpy(self._actions[lo + s: lo + s + self.chunk_size].copy()),
             "fps": self.fps,
             "task": self.tasks.get(int(self._task_index[lo + s]), ""),
@@ -219,9 +207,12 @@ class LeRobotDataset:
         }
         if self.with_sound:
             try:
-                out["sound"] = torch.from_numpy(read_sound(path, t0, n / self.fps))
+                wave, rate = read_audio(path)  # float32 [channels, N]
             except ValueError:
                 out["sound"] = None
+            else:
+                i0 = int(round(t0 * rate))
+                out["sound"] = wave[:, i0:i0 + int(round(n / self.fps * rate))]
         return out
 
     def __repr__(self) -> str:
@@ -229,4 +220,4 @@ class LeRobotDataset:
                 f"{len(self.episodes)} episodes, {len(self)} windows, {self.action_dim}D actions at {self.fps:g} fps)")
 
 
-__all__ = ["LeRobotDataset", "euler_xyz_to_matrix"]
+__all__ = ["LeRobotDataset"]
