@@ -1,4 +1,4 @@
-"""The FastAPI application (DESIGN 2.10): health, models, chat, images, sync and async videos.
+"""The FastAPI application (DESIGN 2.10): health, models, chat, prompt upsampling, images, sync and async videos.
 
     app = create_app(ServerConfig(checkpoint=..., storage=...))        # loads the models
     app = create_app(config, generator=gen, reasoner=rsn)              # or takes them ready-made (tests)
@@ -11,6 +11,7 @@ pool, chat decodes on the batcher thread, generation on the worker thread(s).
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 import time
 import uuid
@@ -21,13 +22,14 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from ..generator import UPSAMPLE_INSTRUCTION, first_json_object
 from .chat import completion_body, completion_id, prepare_chat, stream_chunks
 from .config import ServerConfig
 from .errors import APIError, CatchAll, from_value_error, install_error_handlers
 from .generation import encode_image, image_kwargs
 from .media_policy import Guardrail, refuse_if
 from .queues import ChatRequest, GenTask, QueueFull
-from .schemas import ChatCompletionRequest, ImageGenerationRequest
+from .schemas import ChatCompletionRequest, ImageGenerationRequest, PromptUpsampleRequest
 from .state import (ServerState, await_task, error_responses, generation_error, no_unknown_query, server_state,
                     submit_task)
 from .videos import videos
@@ -148,6 +150,66 @@ async def chat_completions(request: Request,
         req.cancelled.set()
 
 
+# ------------------------------------------------------------------------------------------------ prompts
+
+prompts = APIRouter(tags=["prompts"])
+
+UPSAMPLE_MAX_TOKENS = 1024  # as Generator.upsample_prompt; capped by the room --max-model-len leaves
+_UPSAMPLE_EXAMPLES = {"short": {"summary": "a short prompt", "value": {
+    "prompt": "a robot arm stacks two blocks", "max_tokens": 4}}}
+
+
+def _upsample_param(e: APIError, has_image: bool) -> APIError:
+    """prepare_chat names the chat message it was given; name this request's own fields instead."""
+    where = "messages[0].content[0]"
+    if has_image and e.param and e.param.startswith(where):
+        e.message, e.param = e.message.replace(where, "image_url"), "image_url"
+    elif e.param and e.param.startswith("messages"):
+        e.message, e.param = e.message.replace(e.param, "prompt"), "prompt"
+    return e
+
+
+@prompts.post("/v1/prompts/upsample", responses=error_responses(404, 413, 429))
+async def prompts_upsample(request: Request,
+                           body: PromptUpsampleRequest = Body(openapi_examples=_UPSAMPLE_EXAMPLES)):
+    """The reasoner expands a short prompt into the release's structured JSON prompt: the instruction and greedy
+    decoding of `Generator.upsample_prompt`, with the image (when given) before it. `prompt` is the JSON object
+    found in the answer (`structured: true`), else the answer as it came (`structured: false`)."""
+    state = server_state(request)
+    no_unknown_query(request)
+    state.check_prompt_chars(len(body.prompt), "prompt")
+    content = [{"type": "image_url", "image_url": {"url": body.image_url}}] if body.image_url else []
+    content.append({"type": "text", "text": UPSAMPLE_INSTRUCTION.format(prompt=body.prompt)})
+    chat_body = ChatCompletionRequest(model=body.model, messages=[{"role": "user", "content": content}],
+                                      max_tokens=body.max_tokens, temperature=0.0)
+    try:
+        prompt, params, _ = await run_in_threadpool(prepare_chat, state, chat_body)
+    except APIError as e:
+        raise _upsample_param(e, bool(body.image_url)) from None
+    if body.max_tokens is None:
+        room = state.config.max_model_len - int(prompt.input_ids.shape[0])
+        params = params.replace(max_tokens=min(UPSAMPLE_MAX_TOKENS, room))
+    req = ChatRequest(prompt, params)
+    try:
+        state.batcher.submit(req)
+    except QueueFull:
+        raise APIError(429, "too many chat requests waiting; retry later", code="queue_full",
+                       headers={"Retry-After": "1"}) from None
+    try:
+        while True:
+            kind, value = await req.events.get()
+            if kind == "error":
+                raise APIError(500, f"upsampling failed: {value}", code="internal_error")
+            if kind == "done":
+                break
+    finally:
+        req.cancelled.set()
+    structured = first_json_object(value.text)
+    return {"object": "prompt.upsample", "model": state.model_name,
+            "prompt": json.dumps(structured) if structured is not None else value.text,
+            "structured": structured is not None, "finish_reason": value.finish_reason, "usage": value.usage}
+
+
 # ------------------------------------------------------------------------------------------------ images
 
 images = APIRouter(tags=["images"])
@@ -234,7 +296,7 @@ def create_app(config: ServerConfig, generator=None, reasoner=None, guardrail: G
 
     app.add_middleware(BodyLimit, limit=config.max_upload_bytes)
     app.add_middleware(CatchAll)  # added last: the outermost of ours
-    for router in (system, chat, images, videos):
+    for router in (system, chat, prompts, images, videos):
         app.include_router(router)
     from .robot import robot  # the openpi robot-policy websocket (docs/ROBOTS.md)
     app.include_router(robot)

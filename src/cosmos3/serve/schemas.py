@@ -132,6 +132,19 @@ class ChatCompletionRequest(BaseModel):
         return None
 
 
+class PromptUpsampleRequest(BaseModel):
+    """POST /v1/prompts/upsample: a short prompt (and optionally the image the video will start from) for the
+    reasoner to expand into the release's structured JSON prompt."""
+
+    model_config = STRICT
+    model: Text | None = None
+    prompt: Text = Field(min_length=1, examples=["a robot arm stacks two blocks"])
+    image_url: URLText | None = Field(default=None, min_length=1,
+                                      description="as a chat image_url: a data URI, an allowed path or file:// URL, "
+                                                  "or a remote URL when the server allows them")
+    max_tokens: int | None = Field(default=None, ge=1)
+
+
 # ------------------------------------------------------------------------------------------------ generation
 
 _STEPS = dict(ge=1, le=1000)
