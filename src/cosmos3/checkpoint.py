@@ -141,6 +141,9 @@ class WeightIndex:
             single = files.pop("")
             with _open(single, torch.device("cpu")) as f:
                 files = {key: single for key in f.keys()}
+        from . import fp8  # fp8.py imports this module
+
+        fp8_weights = fp8.split_scales(folder, files)  # the fp8 weights' scales leave `files` (checked there)
         missing = sorted(set(expected) - set(files))
         if not with_gen:  # keys of the full model that the und-only model leaves out are skipped, not refused
             with torch.device("meta"):
@@ -156,6 +159,7 @@ class WeightIndex:
             raise CheckpointError(f"{files[key]}: unexpected key {key!r} (and {len(unexpected) - 1} more) that this "
                                   f"config ({folder / 'config.json'}) does not define")
         self.files = files
+        self.fp8 = {key: w for key, w in fp8_weights.items() if key in files}  # {weight key: fp8.Fp8Weight}
         for file, keys in self.by_file().items():
             with _open(file, torch.device("cpu")) as f:
                 for key in keys:
@@ -195,11 +199,13 @@ def rebuild_buffers(model: Cosmos3Omni, device: torch.device) -> None:
 
 
 def load_transformer(path: str | os.PathLike, dtype: torch.dtype | None = None,
-                     device: str | torch.device | None = None, with_gen: bool = True) -> Cosmos3Omni:
+                     device: str | torch.device | None = None, with_gen: bool = True,
+                     fp8: str = "auto") -> Cosmos3Omni:
     """Read `transformer/` of an official-layout checkpoint into our network (eval mode).
 
     `with_gen=False` loads the understanding pathway alone; the generation weights in the files are skipped
-    unread (they are neither missing nor unexpected)."""
+    unread (they are neither missing nor unexpected). An FP8 checkpoint (the release's `fp8` revision) is read by
+    fp8.py: `fp8="dequantize"` makes it float, "keep" keeps its linears fp8, "auto" keeps them on CUDA only."""
     index = WeightIndex(path, with_gen)
     device = torch.device(device) if device is not None else torch.device("cpu")
     dtype = dtype or default_dtype(device)
@@ -208,7 +214,12 @@ def load_transformer(path: str | os.PathLike, dtype: torch.dtype | None = None,
     for file, keys in index.by_file().items():
         with _open(file, device) as f:
             for key in keys:
-                state[key] = index.read(f, key, dtype, device, file=file)
+                if key not in index.fp8:
+                    state[key] = index.read(f, key, dtype, device, file=file)
+    if index.fp8 or fp8 != "auto":
+        from . import fp8 as fp8_module
+
+        fp8_module.read(model, index.fp8, state, dtype, device, fp8)
     model.load_state_dict(state, strict=True, assign=True)
     rebuild_buffers(model, device)
     return model.eval()
