@@ -265,3 +265,26 @@ def pipeline_positions(model, num_text: int, latent_thw: tuple[int, int, int], f
             curr=curr, device="cpu")
         parts.append(action["action_mrope_ids"])
     return text["text_mrope_ids"].float(), torch.cat([p.float() for p in parts], dim=1)
+
+
+# ------------------------------------------------------------------------------------------ shared tiny checkpoint
+
+_TINY_GENERATOR: dict = {}
+
+
+def tiny_generator_checkpoint(tmp_path_factory):
+    """A tiny random official-layout generator checkpoint (no sound, no actions; vocabulary of 300-400 for the tiny
+    tokenizer), built once per test session from seeding.seed_for (COSMOS3_TEST_SEED replays it). Shared: read it, or
+    copy it (shutil.copytree) before changing anything in it."""
+    if "root" not in _TINY_GENERATOR:
+        from seeding import seed_for
+
+        seed = seed_for("oracle.tiny_generator_checkpoint")
+        print(f"tiny checkpoint seed {seed}")
+        rng, gen = random.Random(seed), torch.Generator().manual_seed(seed)
+        cfg = random_config(rng.choice(["qwen", "edge"]), rng, sound=False, action=False).replace(
+            vocab_size=rng.randint(300, 400))
+        root = tmp_path_factory.mktemp("tiny_generator")
+        build_reference_pipeline(root, cfg, gen, sound=False)
+        _TINY_GENERATOR["root"] = root
+    return _TINY_GENERATOR["root"]

@@ -2,7 +2,6 @@
 on a tiny random official-layout checkpoint with fresh weights each run."""
 
 import math
-import random
 
 import pytest
 import torch
@@ -10,8 +9,7 @@ import torch
 from cosmos3.diffusion import StepCache
 from cosmos3.generator import Generator
 
-from oracle import build_reference_pipeline, random_config
-from seeding import fresh_seed
+from oracle import tiny_generator_checkpoint
 
 PROMPT = "A robot arm pushes the red block to the left."
 SMALL = dict(num_frames=5, height=64, width=64, fps=16, num_inference_steps=6, progress=False)
@@ -19,14 +17,7 @@ SMALL = dict(num_frames=5, height=64, width=64, fps=16, num_inference_steps=6, p
 
 @pytest.fixture(scope="module")
 def generator(tmp_path_factory):
-    seed = fresh_seed("test_step_cache.py::generator")
-    print(f"checkpoint seed {seed}")
-    rng, gen = random.Random(seed), torch.Generator().manual_seed(seed)
-    cfg = random_config(rng.choice(["qwen", "edge"]), rng, sound=False, action=False).replace(
-        vocab_size=rng.randint(300, 400))
-    root = tmp_path_factory.mktemp("ckpt")
-    build_reference_pipeline(root, cfg, gen, sound=False)
-    return Generator.from_pretrained(root, device="cpu")
+    return Generator.from_pretrained(tiny_generator_checkpoint(tmp_path_factory), device="cpu")
 
 
 def _run(generator, **kw):

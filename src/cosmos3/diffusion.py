@@ -55,7 +55,9 @@ def load_distilled_sigmas(checkpoint: str | os.PathLike) -> list[float] | None:
 
     The layout is diffusers' Cosmos3DistilledModularPipeline's: `modular_model_index.json` holds `distilled_sigmas`
     (and `is_distilled`, true when absent), the scheduler is FlowMatchEulerDiscreteScheduler, and classifier-free
-    guidance is baked into the weights."""
+    guidance is baked into the weights. That pipeline hands the list to the checkpoint's scheduler, which applies its
+    static `shift` to it (diffusers 0.42.1, FlowMatchEulerDiscreteScheduler.set_timesteps): the sigmas returned here
+    are shifted the same way, so they are then used as given (identical when the shift is 1)."""
     path = Path(checkpoint) / "modular_model_index.json"
     if not path.is_file():
         return None
@@ -69,7 +71,12 @@ def load_distilled_sigmas(checkpoint: str | os.PathLike) -> list[float] | None:
     values = [float(x) for x in sigmas]
     if any(not 0 < x <= 1 for x in values) or any(a <= b for a, b in zip(values, values[1:])):
         raise ValueError(f"{path}: distilled_sigmas must decrease within (0, 1], got {sigmas!r}")
-    return values
+    scheduler = load_scheduler_config(checkpoint)
+    if scheduler.get("use_dynamic_shifting"):
+        raise ValueError(f"{path}: a distilled checkpoint's scheduler must not use dynamic shifting "
+                         "(use_dynamic_shifting: true needs a resolution-dependent mu; a fixed schedule has none)")
+    shift = float(scheduler.get("shift", 1.0))
+    return [shift * x / (1 + (shift - 1) * x) for x in values]
 
 
 def distilled_settings(sigmas: list[float], guidance: float | None, steps: int | None,
@@ -200,8 +207,15 @@ class StepCache:
         return False
 
 
-def _gen_layers(model: Cosmos3Omni, x: torch.Tensor, positions: torch.Tensor, cache: UndCache) -> torch.Tensor:
-    """`run_gen` without the final norm (so a step cache can keep the layers' residual): [B, N, D] -> [B, N, D]."""
+def _gen_layers(model: Cosmos3Omni, x: torch.Tensor, positions: torch.Tensor, cache: UndCache,
+                layout: GenLayout | None = None) -> torch.Tensor:
+    """`run_gen` without the final norm (so a step cache can keep the layers' residual): [B, N, D] -> [B, N, D].
+    A layout with several controls runs the weighted control passes instead (control.multi_control_layers)."""
+    if layout is not None and layout.controls > 1:
+        from .control import multi_control_layers, token_spans
+
+        return multi_control_layers(model, x, positions, cache, *token_spans(layout, model.config),
+                                    list(layout.control_weights))
     rope = model.rope(positions)
     for layer, k, v in zip(model.layers, cache.keys, cache.values):
         x = layer.gen(x, rope, k, v, cache.mask, backend=model.attention_backend)
@@ -210,28 +224,39 @@ def _gen_layers(model: Cosmos3Omni, x: torch.Tensor, positions: torch.Tensor, ca
 
 def denoise_step(model: Cosmos3Omni, layout: GenLayout, latents: Latents, timestep: torch.Tensor,
                  branches: Branches, guidance: float, raw_action_dim: int | None = None,
-                 step_cache: StepCache | None = None, force: bool = False) -> Latents:
+                 step_cache: StepCache | None = None, force: bool = False, parallel=None) -> Latents:
     """Velocity for one step: one batched gen forward over the branches, then v = v_neg + g (v_pos - v_neg).
     Clean frames / steps get zero velocity; padded action channels too. With a `step_cache`, the forward may be
-    skipped (see StepCache; `force` runs it regardless)."""
+    skipped (see StepCache; `force` runs it regardless). `parallel` (parallel.Parallel) spreads the branches and / or
+    the tokens over the ranks of a torchrun job."""
     inputs = GenInputs(vision=latents.vision, vision_noisy=layout.vision_noisy, timestep=timestep,
                        sound=latents.sound,
                        sound_noisy=None if latents.sound is None else torch.ones(latents.sound.shape[1], dtype=bool),
                        actions=latents.actions, action_noisy=layout.action_noisy, domain_id=layout.domain_id)
     tokens = model.embed_gen(inputs)
     B = branches.cache.batch_size
-    if step_cache is None:
+    if parallel is not None:  # each rank runs its share; every rank ends with every branch's velocity
+        outs = parallel.outputs(model, tokens, branches, inputs)
+    elif step_cache is None and layout.controls < 2:
         hidden = model.run_gen(tokens.expand(B, -1, -1), branches.positions, branches.cache)
+    elif step_cache is None:
+        hidden = model.norm_moe_gen(_gen_layers(model, tokens.expand(B, -1, -1), branches.positions,
+                                                branches.cache, layout))
     else:
         if step_cache.skip(tokens, B, force):
             step_cache.skipped += 1
         else:
             x = tokens.expand(B, -1, -1)
-            step_cache.residual = _gen_layers(model, x, branches.positions, branches.cache) - x
+            step_cache.residual = _gen_layers(model, x, branches.positions, branches.cache, layout) - x
             step_cache.forwards += 1
             step_cache.branch_forwards += B
         hidden = model.norm_moe_gen(tokens + step_cache.residual)
-    outs = [model.decode_gen(h, inputs) for h in hidden]
+    if parallel is None:
+        outs = [model.decode_gen(h, inputs) for h in hidden]
+    if layout.controls and layout.control_guidance != 1.0:
+        from .control import guide_by_controls
+
+        guide_by_controls(model, layout, latents.vision, timestep, branches, outs[0])
 
     def combine(name: str, _: torch.Tensor) -> torch.Tensor:
         pos = getattr(outs[0], name).float()
@@ -253,7 +278,7 @@ def sample(model: Cosmos3Omni, layout: GenLayout, latents: Latents, clean: Laten
            scheduler, timesteps: torch.Tensor, guidance: float, *,
            guidance_interval: tuple[float, float] | None = None, raw_action_dim: int | None = None,
            callback: Callable[[int, int], None] | None = None, progress: bool = True,
-           step_cache: float | None = None, stats: dict | None = None) -> Latents:
+           step_cache: float | None = None, stats: dict | None = None, parallel=None) -> Latents:
     """Denoise `latents` over `timesteps`. Each modality keeps its own copy of the (stateful) scheduler.
 
     `clean` holds the conditioning values; they are written back after every step so conditioning frames stay
@@ -261,9 +286,12 @@ def sample(model: Cosmos3Omni, layout: GenLayout, latents: Latents, clean: Laten
     branch alone elsewhere. `callback(step, total)` runs after each step and may raise `Cancelled`.
     `step_cache` (a threshold, e.g. 0.05; None or 0: off) skips gen forwards whose input barely changed
     (`StepCache`). `stats`, when given, receives the counts: forwards, skipped, branch_forwards.
+    `parallel` (parallel.Parallel): the steps run over the ranks of a torchrun job (docs/SCALING.md).
     """
     from tqdm.auto import tqdm
 
+    if parallel is not None and step_cache:
+        raise ValueError("step_cache: not supported with parallel inference (each rank would skip on its own)")
     schedulers = {"vision": scheduler}
     if latents.sound is not None:
         schedulers["sound"] = copy.deepcopy(scheduler)
@@ -285,7 +313,7 @@ def sample(model: Cosmos3Omni, layout: GenLayout, latents: Latents, clean: Laten
         step_branches = branches if use_cfg else positive
         with torch.inference_mode():
             velocity = denoise_step(model, layout, latents, torch.tensor(t.item()), step_branches, guidance,
-                                    raw_action_dim, cache, force=i == len(timesteps) - 1)
+                                    raw_action_dim, cache, force=i == len(timesteps) - 1, parallel=parallel)
         if cache is None:
             forwards += 1
             branch_forwards += step_branches.cache.batch_size
