@@ -78,7 +78,10 @@ class Guardrail:
 
     @property
     def active(self) -> bool:
-        return bool(self.prompt_checks or self.frame_filters)
+        """Whether it can refuse or change anything (a subclass overriding a hook counts)."""
+        overridden = type(self).check_prompt is not Guardrail.check_prompt or \
+            type(self).check_output is not Guardrail.check_output
+        return bool(self.prompt_checks or self.frame_filters) or overridden
 
     def describe(self) -> str:
         names = [c.name for c in self.prompt_checks] + [f.name for f in self.frame_filters]
