@@ -148,6 +148,9 @@ class GenRequest:
     warnings: tuple[str, ...] = ()  # what the checkpoint was not trained for (warned once per Generator)
     state: torch.Tensor | None = None  # [state_dim] robot state of a variant that takes it (policy_droid)
     decode: bool = True  # False: skip the VAE decode (a policy server needs the actions only; frames empty)
+    # transfer (control.py): the active controls in the release's order, and the control guidance
+    controls: tuple = ()
+    control_guidance: float = 1.0
 
     @property
     def is_action(self) -> bool:
@@ -182,6 +185,8 @@ class GenRequest:
                       condition_video_keep=self.condition_video_keep,
                       use_resolution_template=self.use_resolution_template,
                       use_duration_template=self.use_duration_template)
+            if self.controls:
+                kw.update(controls=list(self.controls), control_guidance=self.control_guidance)
         return {k: v for k, v in kw.items() if v is not None}
 
 
@@ -205,7 +210,8 @@ def resolve(gen, prompt: str = "", negative_prompt: str | None = None, image=Non
             use_duration_template: bool = True, use_system_prompt: bool | None = None, progress: bool = True,
             guidance_interval: tuple[float, float] | None = None, sampler: str | None = None,
             sigmas: list[float] | None = None, callback=None, upsample_prompt: bool = False,
-            step_cache: float | None = None, state=None) -> GenRequest:
+            step_cache: float | None = None, state=None, controls=None,
+            control_guidance: float | None = None) -> GenRequest:
     """Fill in what a request leaves out (the checkpoint's native settings, the embodiment's) and check
     everything, with no model work: a bad argument raises ValueError naming it (`.field`). Arguments are those
     of `generate`."""
@@ -281,6 +287,7 @@ def resolve(gen, prompt: str = "", negative_prompt: str | None = None, image=Non
     if req.guidance > WARN_GUIDANCE:
         warnings.warn(f"guidance_scale={req.guidance} is above {WARN_GUIDANCE:g}: expect over-saturated output",
                       stacklevel=4)
+    _resolve_controls(req, controls, control_guidance)
     if req.seed is None and generator is None:
         req.seed = int(torch.seed() % 2**63)  # drawn here, so the resolved request reproduces its output
     trained = gen.defaults.get("modes")  # a checkpoint may list the modes it was trained for
@@ -292,6 +299,26 @@ def resolve(gen, prompt: str = "", negative_prompt: str | None = None, image=Non
             gen._warned.add(message)
             warnings.warn(message, stacklevel=4)
     return req
+
+
+def _resolve_controls(req: GenRequest, controls, control_guidance) -> None:
+    """Transfer: check the controls (control.py) against the resolved output (frames, size; no decoding)."""
+    from . import control
+
+    given = controls is not None and not (isinstance(controls, (list, tuple)) and len(controls) == 0)
+    if not given:
+        if control_guidance is not None:
+            raise RequestError("control_guidance", "needs controls (control videos to guide by)")
+        return
+    for name, refused, message in (
+            ("action_mode", req.is_action, "controls (video transfer) cannot be combined with an action mode"),
+            ("enable_sound", req.enable_sound, "controls (video transfer) make a video without sound"),
+            ("num_frames", req.mode == "t2i", "controls guide a video: num_frames must be > 1")):
+        if refused:
+            raise RequestError(name, message)
+    req.controls, req.control_guidance = control.check_controls(controls, control_guidance)
+    for c in req.controls:
+        control.probe(c, req.num_frames, req.height, req.width)
 
 
 def _check_state(emb, state):
@@ -436,5 +463,6 @@ def workload(gen, req: GenRequest) -> dict:
         tokens += gen.sound.latent_count(req.num_frames, req.fps)
     if req.is_action:
         tokens += req.action.chunk
+    tokens *= len(req.controls) + 1  # control clips are as long as the target
     return dict(tokens=tokens, branches=2 if req.guidance != 1.0 else 1, steps=req.steps, runs=req.chunks,
                 decode_pixels=req.chunks * req.num_frames * H * W)

@@ -91,12 +91,14 @@ def prompt_text(prompt: str, *, num_frames: int, fps: float, height: int, width:
     return text
 
 
-def prompt_ids(tokenizer, text: str, *, is_image: bool, use_system_prompt: bool) -> list[int]:
+def prompt_ids(tokenizer, text: str, *, is_image: bool, use_system_prompt: bool,
+               system_prompt: str | None = None) -> list[int]:
     """Chat-template the text as one user turn, open the assistant turn, then close it and open generation:
-    ... <|im_start|>assistant\\n <|im_end|> <|vision_start|>."""
+    ... <|im_start|>assistant\\n <|im_end|> <|vision_start|>. `system_prompt` replaces the mode's (transfer)."""
     messages = []
     if use_system_prompt:
-        messages.append({"role": "system", "content": SYSTEM_PROMPT_IMAGE if is_image else SYSTEM_PROMPT_VIDEO})
+        messages.append({"role": "system", "content": system_prompt or (
+            SYSTEM_PROMPT_IMAGE if is_image else SYSTEM_PROMPT_VIDEO)})
     messages.append({"role": "user", "content": text})
     encoded = tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=True, return_dict=True,
                                             add_vision_id=False)
@@ -120,6 +122,11 @@ class GenLayout:
     action_noisy: torch.Tensor | None = None  # [n] bool
     domain_id: int | None = None
     action_first_frame: int = 1  # the video frame of action token 0 (0 when the robot state leads)
+    # transfer: the vision latent holds this many control clips in front of the target, each T / (controls + 1)
+    # latent frames, all sharing the target's positions (control.py)
+    controls: int = 0
+    control_weights: tuple[float, ...] = ()  # normalised, one per control (several controls: weighted passes)
+    control_guidance: float = 1.0  # != 1: the target's velocity is pushed away from a forward without controls
 
     def positions(self, cfg: Cosmos3Config, num_text_tokens: int) -> torch.Tensor:
         """[3, N] positions of the gen tokens for a prompt of `num_text_tokens` (the offset depends on it)."""
@@ -127,7 +134,9 @@ class GenLayout:
         offset = modality_offset(num_text_tokens, cfg.unified_3d_mrope_temporal_modality_margin)
         _, T, H, W = self.latent_shape
         rows, cols = patch_grid(H, W, cfg.latent_patch_size)
-        parts = [vision_positions(T, rows, cols, offset, fps, cfg.base_fps, cfg.unified_3d_mrope_reset_spatial_ids)]
+        items = self.controls + 1
+        parts = [vision_positions(T // items, rows, cols, offset, fps, cfg.base_fps,
+                                  cfg.unified_3d_mrope_reset_spatial_ids)] * items
         if self.sound_latents:
             sound_fps = self.sound_fps if cfg.enable_fps_modulation else None
             parts.append(sound_positions(self.sound_latents, offset, sound_fps, cfg.base_fps,
@@ -139,9 +148,10 @@ class GenLayout:
 
 
 def branch_inputs(tokenizer, cfg: Cosmos3Config, text: str, *, is_image: bool,
-                  use_system_prompt: bool) -> tuple[torch.Tensor, torch.Tensor]:
+                  use_system_prompt: bool, system_prompt: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(input_ids [L], text positions [3, L]) of one branch."""
-    ids = prompt_ids(tokenizer, text, is_image=is_image, use_system_prompt=use_system_prompt)
+    ids = prompt_ids(tokenizer, text, is_image=is_image, use_system_prompt=use_system_prompt,
+                     system_prompt=system_prompt)
     if max(ids) >= cfg.vocab_size:
         raise ValueError(f"prompt: token id {max(ids)} is outside the model's vocabulary ({cfg.vocab_size}); the "
                          "text tokenizer does not belong to this checkpoint")
