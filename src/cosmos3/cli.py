@@ -208,6 +208,9 @@ def add_generate_parser(sub) -> None:
     p.add_argument("--weights", choices=["float", "int8"], default="float",
                    help="int8: the towers' linears and lm_head in int8 (less memory; docs/MEMORY.md)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    from .guardrails.options import add_arguments as add_guardrail_arguments
+
+    add_guardrail_arguments(p)  # --no-guardrails, --blocklist, --guard-model (docs/GUARDRAILS.md)
     p.set_defaults(func=cmd_generate)
 
 
@@ -271,6 +274,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from .request import require_input
 
     require_input(prompt, args.image, args.video, args.actions)  # before the model loads
+    from .guardrails import Guardrail
+    from .guardrails.options import build as build_guardrail
+
+    guard = build_guardrail(args)
+    if guard is not None:  # a refused prompt exits 2 before the model loads: nothing is generated
+        guard.screen(prompt, "prompt")
+        guard.screen(negative, "negative_prompt")
+        guard = Guardrail(frame_filters=guard.frame_filters)  # screened once: only the frames are left to filter
 
     start = time.perf_counter()
     gen = Generator.from_pretrained(args.checkpoint, device=args.device, dtype=dtype, weights=args.weights)
@@ -285,7 +296,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         use_duration_template=not args.no_duration_template,
         use_system_prompt=None if args.system_prompt is None else args.system_prompt == "on",
         progress=not args.quiet, guidance_interval=args.guidance_interval, sampler=args.sampler,
-        step_cache=args.step_cache)
+        step_cache=args.step_cache, guardrails=guard if guard is not None else False)
     if output.suffix.lower() == ".json" and res.actions is None:
         raise UsageError(f"--output: {res.mode} produced no actions to write as JSON; use .mp4")
     res.save(output)
@@ -350,6 +361,9 @@ def reason_main(argv: list[str]) -> int:
     parser.add_argument("--device", default=None)
     parser.add_argument("--weights", choices=["float", "int8"], default="float",
                         help="int8: the und tower's linears and lm_head in int8 (faster decode on CPU)")
+    from .guardrails.options import add_arguments as add_guardrail_arguments
+
+    add_guardrail_arguments(parser, frames=False)  # the question is screened like a generation prompt
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:  # argparse already printed one usage line
@@ -358,6 +372,11 @@ def reason_main(argv: list[str]) -> int:
         for p in args.image + args.video:
             if not Path(p).is_file():
                 raise ValueError(f"{p}: file not found")
+        from .guardrails.options import build as build_guardrail
+
+        guard = build_guardrail(args, frames=False)
+        if guard is not None:  # before the model loads
+            guard.screen(args.question, "question")
         content = [{"type": "image", "image": p} for p in args.image]
         content += [{"type": "video", "video": p} for p in args.video]
         content.append({"type": "text", "text": args.question})

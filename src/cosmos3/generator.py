@@ -176,6 +176,7 @@ class Generator:
         self.name = name
         self.path: Path | None = None  # set by from_pretrained; the reasoner for prompt upsampling reads from it
         self._reasoner = None
+        self.guardrail = None  # a guardrails.Guardrail that generate() applies when a call does not choose one
         self._warned: set[str] = set()
         if vae.channels != model.config.latent_channel:
             raise CheckpointError(f"vae z_dim {vae.channels} does not match transformer latent_channel "
@@ -261,9 +262,26 @@ class Generator:
                  use_duration_template: bool = True, use_system_prompt: bool | None = None, progress: bool = True,
                  guidance_interval: tuple[float, float] | None = None, sampler: str | None = None,
                  sigmas: list[float] | None = None, callback=None, upsample_prompt: bool = False,
-                 step_cache: float | None = None, state=None) -> GenerationResult:
-        """`run(resolve(...))`: every argument is checked before any model work."""
-        return self.run(self.resolve(**{k: v for k, v in locals().items() if k != "self"}))
+                 step_cache: float | None = None, state=None, guardrails=None) -> GenerationResult:
+        """`run(resolve(...))`: every argument is checked before any model work. `guardrails`: a Guardrail, True
+        (the built-in one), False, or None (this Generator's `guardrail`, none unless set): the prompts are screened
+        first (GuardrailBlocked, nothing generated), the upsampled prompt too, and the frames filtered."""
+        arguments = {k: v for k, v in locals().items() if k not in ("self", "guardrails")}
+        from .guardrails import resolve_guardrail
+
+        guard = resolve_guardrail(guardrails, self.guardrail)
+        if guard is not None:
+            guard.screen(prompt, "prompt")
+            guard.screen(negative_prompt, "negative_prompt")
+        req = self.resolve(**arguments)
+        if guard is None:
+            return self.run(req)
+        if req.upsample_prompt:  # the release screens the final prompt: upsample here, screen, then run
+            req.prompt, req.upsample_prompt = self.upsample_prompt(req.prompt, seed=req.seed), False
+            guard.screen(req.prompt, "prompt (upsampled)")
+        result = self.run(req)
+        result.frames = guard.filter_frames(result.frames)
+        return result
 
     def run(self, req: GenRequest) -> GenerationResult:
         """Generate a resolved request. Every mode is one sampling run per chunk (`_sample`); they differ only in

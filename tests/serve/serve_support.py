@@ -121,7 +121,9 @@ def assert_error(response: httpx.Response, status: int, code: str | None = None,
     """The response has `status` and an OpenAI-shaped error body (with `code` / `param` when given)."""
     assert response.status_code == status, response.text
     body = response.json()
-    assert set(body) == {"error"} and set(body["error"]) == {"message", "type", "param", "code"}, body
+    # a guardrail's refusal (code content_blocked) also names the check that refused
+    extra = {"check"} if body.get("error", {}).get("code") == "content_blocked" else set()
+    assert set(body) == {"error"} and set(body["error"]) == {"message", "type", "param", "code"} | extra, body
     assert body["error"]["message"]
     if code is not None:
         assert body["error"]["code"] == code, body

@@ -140,11 +140,12 @@ def test_guardrail_refusal_is_400(models, checkpoint, tmp_path):
     with LiveServer(create_app(config, *models, guardrail=NoCats())) as live, \
             httpx.Client(base_url=live.url, timeout=60) as c:
         r = c.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "a cat"}]})
-        assert_error(r, 400, "content_policy_violation")
+        assert_error(r, 400, "content_blocked")
         r = c.post("/v1/images/generations", json={"prompt": "a cat", "size": "64x64"})
-        assert_error(r, 400, "content_policy_violation", "prompt")
+        assert_error(r, 400, "content_blocked", "prompt")
         r = c.post("/v1/videos", data={"prompt": "a cat", "size": "64x64", "num_frames": "5"})
-        assert_error(r, 400, "content_policy_violation", "prompt")
+        assert_error(r, 400, "content_blocked", "prompt")
+        assert r.json()["error"]["check"] == "guardrail"  # a subclass's reason text: the check is the guardrail's
 
 
 def test_api_key(models, checkpoint, tmp_path):

@@ -12,7 +12,8 @@ blocks the prompt when
     "decapitations" match, "pornografic" (two edits, 12 letters) matches, "heading" (two edits from the 9 letters
     of "beheading") does not, or
   - some run of up to `max_split_words` short words (each at most 3 characters: "p o r n", "ped o phile") spells it
-    with the spaces removed. Runs of ordinary words are not joined, so "a desk in" never reads as "deskin".
+    with the spaces removed, or one typed token spells it once the separators inside it are dropped
+    ("ped.o.phile"). Runs of ordinary words are not joined, so "a desk in" never reads as "deskin".
 What it cannot catch: synonyms, paraphrase, other languages, a word split into long pieces ("pedo phile"), and
 anything that is only harmful in context. That is the guard model's job (guard_model.py).
 """
@@ -110,7 +111,15 @@ class Blocklist:
                     if hit is not None:
                         return (f"{window!r} is {hit[1]} edit{'s' if hit[1] != 1 else ''} from the blocklist entry "
                                 f"{self._original[hit[0]]!r}")
-        return self._split_match(words)
+        return self._split_match(words) or self._punctuated_match(text)
+
+    def _punctuated_match(self, text: str) -> str | None:
+        # one typed token with separators inside it ("ped.o.phile", "child-porn") read as one word
+        for token in text.split():
+            joined = "".join(normalize_words(token))
+            if joined in self._joined:
+                return f"{token!r} spells the blocklist entry {self._joined[joined]!r}"
+        return None
 
     def _split_match(self, words: list[str]) -> str | None:
         # runs of short words only: "p o r n" spells an entry, "a desk in" does not get joined

@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-job-seconds", type=float, default=d.max_job_seconds,
                    help="refuse (400) a generation request whose estimated compute on this device is longer; the "
                         "estimate comes from two short timed runs of the checkpoint on the first request")
+    from ..guardrails.options import add_arguments as add_guardrail_arguments
+
+    add_guardrail_arguments(p, server=True)  # --no-guardrails, --allow-guardrails-off, --blocklist, --guard-model
     p.add_argument("--log-level", default="info")
     return p
 
@@ -73,7 +76,8 @@ def serve_main(argv: list[str]) -> int:
             max_batch=args.max_batch, max_model_len=args.max_model_len, max_prompt_tokens=args.max_prompt_tokens,
             max_upload_bytes=args.max_upload_bytes, max_pixels=args.max_pixels,
             max_input_pixels=args.max_input_pixels, max_frames=args.max_frames,
-            max_steps=args.max_steps, max_job_seconds=args.max_job_seconds)
+            max_steps=args.max_steps, max_job_seconds=args.max_job_seconds, guardrails=not args.no_guardrails,
+            allow_guardrails_off=args.allow_guardrails_off, blocklist=args.blocklist, guard_model=args.guard_model)
         logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         app = create_app(config)
     except (ValueError, OSError) as e:

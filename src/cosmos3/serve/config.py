@@ -36,6 +36,11 @@ class ServerConfig:
     max_job_seconds: float | None = None  # estimated compute of one generation job, this device (None: no limit)
     max_remote_bytes: int = 32 * 1024 * 1024
     remote_timeout_s: float = 20.0
+    # guardrails (docs/GUARDRAILS.md): on by default, as in the release and vLLM-Omni
+    guardrails: bool = True  # False: no prompt screening, no face blur (--no-guardrails)
+    allow_guardrails_off: bool = False  # honour a request's guardrails: false (refused with 400 otherwise)
+    blocklist: str | None = None  # a user's blocklist file in place of the shipped one
+    guard_model: str | None = None  # a guard-model folder (causal LM) that also screens prompts
 
     def __post_init__(self) -> None:
         self.storage = Path(self.storage)

@@ -203,8 +203,10 @@ def image_kwargs(state, body: ImageGenerationRequest) -> list[dict[str, Any]]:
     width, height = parse_size(body.size)
     _explicit_size_limit(state, width, height)
     extra = body.extra_args
-    if not (extra and extra.guardrails is False):
-        refuse_if(state.guardrail.check_prompt(body.prompt, "image"), "prompt")
+    guard = state.request_guardrail(extra.guardrails if extra else None, "extra_args.guardrails")
+    if guard is not None:  # before any model work: a refused request generates nothing
+        refuse_if(guard.check_prompt(body.prompt, "image"), "prompt")
+        refuse_if(guard.check_prompt(body.negative_prompt or "", "image"), "negative_prompt")
     seed = body.seed if body.seed is not None else secrets.randbelow(2**31)
     kwargs = dict(prompt=_prompt(state, body.prompt, None), negative_prompt=body.negative_prompt, num_frames=1,
                   width=width, height=height, num_inference_steps=body.num_inference_steps,
@@ -344,8 +346,6 @@ def video_request(state, body: VideoRequest, reference: tuple[str, Path] | None)
         renamed = {**renamed, "num_frames": "seconds"}
     req = resolve(state, kwargs, renamed)
     check_limits(state, req, seconds_given=body.seconds is not None)
-    if extra.guardrails is not False:
-        refuse_if(state.guardrail.check_prompt(body.prompt, "video"), "prompt")
     req.prompt = _prompt(state, req.prompt, body.max_sequence_length)
     return req
 
@@ -359,9 +359,24 @@ def action_body(state, result, kwargs: dict) -> dict | None:
             "domain_id": emb.domain_id if emb else None}
 
 
-def save_outputs(state, result, kwargs: dict, folder: Path) -> dict:
-    """Write a job's outputs (atomically) -> the job's result record."""
-    refuse_if(state.guardrail.check_output(result, "video"))
+def video_guardrail(state, body: VideoRequest):
+    """The guardrail of a video request (None: turned off by it, where the server allows that)."""
+    return state.request_guardrail((body.extra_params or ExtraParams()).guardrails, "extra_params.guardrails")
+
+
+def screen_video(state, body: VideoRequest) -> None:
+    """Refuse a video request whose prompts a guardrail check blocks: before its upload is saved or a job made."""
+    guard = video_guardrail(state, body)
+    if guard is not None:
+        refuse_if(guard.check_prompt(body.prompt, "video"), "prompt")
+        refuse_if(guard.check_prompt(body.negative_prompt or "", "video"), "negative_prompt")
+
+
+def save_outputs(state, result, kwargs: dict, folder: Path, guard=None) -> dict:
+    """Write a job's outputs (atomically) -> the job's result record. `guard`: the request's guardrail, whose
+    frame filters (face blur) run first."""
+    if guard is not None:
+        refuse_if(guard.check_output(result, "video"))
     T, H, W = (int(x) for x in result.frames.shape[:3]) if result.frames is not None else (0, 0, 0)
     out = {"num_frames": T, "width": W, "height": H, "fps": float(result.fps), "seed": kwargs.get("seed"),
            "mode": result.mode, "video": None}

@@ -1,6 +1,6 @@
 """What media a request may touch: local files only under the allow-list (resolved real paths, so neither `..` nor a
 symlink can escape), remote URLs only when enabled (and then size-bounded), uploads checked for size, pixels and
-frames before any model work. Also the guardrail hook (a no-op for now) whose refusals are 400s."""
+frames before any model work. Also the guardrail refusal: a 400 with code content_blocked naming the check."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import os
 import re
 import warnings
 from pathlib import Path
-from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
+from ..guardrails import Blocked, Guardrail
 from ..media import MediaError, probe_video
 from .errors import APIError, short
 
@@ -21,21 +21,29 @@ _SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
 MAX_PATH_CHARS = 4096  # PATH_MAX; each path component at most NAME_MAX (255) bytes
 
 
-class Guardrail:
-    """Content checks. Return None to allow, or a reason to refuse (answered as a 400). No-op by default;
-    subclass and hand an instance to `create_app(..., guardrail=)` to enforce a policy."""
-
-    def check_prompt(self, text: str, surface: str) -> str | None:  # surface: "chat" | "image" | "video"
-        return None
-
-    def check_output(self, result: Any, surface: str) -> str | None:
-        return None
+__all__ = ["Guardrail", "MediaPolicy", "refuse_if"]  # Guardrail: the type of create_app's guardrail=
 
 
-def refuse_if(reason: str | None, param: str | None = None) -> None:
+class ContentBlocked(APIError):
+    """A guardrail's refusal: 400, code content_blocked, and `check` (which check refused) in the error body."""
+
+    def __init__(self, check: str, reason: str, param: str | None):
+        super().__init__(400, f"{param or 'request'} blocked by the {check} check: {reason}", param=param,
+                         code="content_blocked")
+        self.check = check
+
+    def body(self) -> dict:
+        body = super().body()
+        body["error"]["check"] = self.check
+        return body
+
+
+def refuse_if(reason: "Blocked | str | None", param: str | None = None) -> None:
+    """Raise ContentBlocked for a guardrail's refusal (a Blocked, or the reason text of a Guardrail subclass)."""
+    if isinstance(reason, Blocked):
+        raise ContentBlocked(reason.check, reason.reason, param)
     if reason:
-        raise APIError(400, f"request refused by the content guardrail: {reason}", param=param,
-                       code="content_policy_violation")
+        raise ContentBlocked("guardrail", str(reason), param)
 
 
 class MediaPolicy:

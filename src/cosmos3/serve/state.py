@@ -25,7 +25,10 @@ log = logging.getLogger("cosmos3.serve")
 class ServerState:
     def __init__(self, config: ServerConfig, generator, reasoner, guardrail: Guardrail | None = None):
         self.config, self.generator, self.reasoner = config, generator, reasoner
-        self.guardrail = guardrail or Guardrail()
+        if guardrail is None:  # the built-in one unless --no-guardrails (docs/GUARDRAILS.md)
+            guardrail = Guardrail.default(config.blocklist, config.guard_model, device=config.device) \
+                if config.guardrails else Guardrail()
+        self.guardrail = guardrail
         self.model_name = config.served_model_name or (Path(config.checkpoint).name if config.checkpoint
                                                        else "cosmos3")
         self.policy = MediaPolicy(config.allowed_local_media_paths, config.allow_remote_media,
@@ -49,6 +52,20 @@ class ServerState:
             raise APIError(400, f"{param}: {chars} characters cannot fit in this server's limit of "
                                 f"{self.config.max_prompt_tokens} tokens (at most {limit} characters)",
                            param=param, code="prompt_too_long")
+
+    def request_guardrail(self, asked: bool | None, param: str) -> Guardrail | None:
+        """The guardrail for a request whose `guardrails` field is `asked` (None: not given): this server's, or None
+        when the request turns it off, which only --allow-guardrails-off permits."""
+        if asked is False:
+            if getattr(self.guardrail, "active", True) and not self.config.allow_guardrails_off:
+                raise APIError(400, f"{param}: this server does not let a request turn its guardrails off (it "
+                                    "was started without --allow-guardrails-off)", param=param,
+                               code="guardrails_required")
+            return None
+        if asked is True and not getattr(self.guardrail, "active", True):
+            raise APIError(400, f"{param}: this server runs without guardrails (--no-guardrails)", param=param,
+                           code="guardrails_unavailable")
+        return self.guardrail
 
     def check_model(self, model: str | None) -> None:
         if model is not None and model != self.model_name:

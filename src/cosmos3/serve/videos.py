@@ -19,7 +19,7 @@ from starlette.datastructures import UploadFile
 
 from ..diffusion import Cancelled
 from .errors import APIError, short
-from .generation import save_outputs, save_reference, video_request
+from .generation import save_outputs, save_reference, screen_video, video_guardrail, video_request
 from .queues import GenTask
 from .schemas import MAX_JSON_DEPTH, VideoRequest, parse_model
 from .state import (ServerState, await_task, error_responses, generation_error, no_unknown_query, server_state,
@@ -113,6 +113,7 @@ async def _prepare_video(request: Request, state: ServerState, folder: Path) -> 
     body = parse_model(VideoRequest, data)
     state.check_prompt_chars(len(body.prompt), "prompt")
     state.check_prompt_chars(len(body.negative_prompt or ""), "negative_prompt")
+    await run_in_threadpool(screen_video, state, body)  # a blocked prompt: nothing saved, no job
     payload = await _reference_bytes(state, reference)
     ref = None
     if payload is not None:
@@ -188,9 +189,10 @@ async def videos_sync(request: Request):
     no_unknown_query(request)
     folder = state.tmp / uuid.uuid4().hex
     try:
-        _, kwargs, _ = await _prepare_video(request, state, folder)
+        body, kwargs, _ = await _prepare_video(request, state, folder)
+        guard = video_guardrail(state, body)
         task = submit_task(state, GenTask(f"sync_{uuid.uuid4().hex}", kwargs,
-                                      finish=lambda r: save_outputs(state, r, kwargs, folder)))
+                                      finish=lambda r: save_outputs(state, r, kwargs, folder, guard)))
         try:
             result = await await_task(request, task, state.gen_queue)
         except BaseException as e:
@@ -220,7 +222,8 @@ async def videos_create(request: Request):
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
-    task = GenTask(job_id, kwargs, finish=lambda r: save_outputs(state, r, kwargs, folder),
+    guard = video_guardrail(state, body)
+    task = GenTask(job_id, kwargs, finish=lambda r: save_outputs(state, r, kwargs, folder, guard),
                    on_start=lambda: state.store.set_running(job_id),
                    on_progress=lambda p, k, n: state.store.set_progress(job_id, p, k, n), runs=runs)
 
