@@ -19,9 +19,9 @@ from oracle import random_case, random_config, relative_error
 from reasoner_oracle import randomize_weights
 
 E4M3_MAX = 448.0
-# fp8 e4m3 keeps 3 mantissa bits: each weight within 1/16 relative; the outputs of a tiny random net land at 2-5%
-# relative error. A scale off by 2x (or ignored) gives 50-100%.
-FP8_BOUND = 0.12
+# fp8 e4m3 keeps 3 mantissa bits: each weight within 1/16 relative; the outputs of a tiny random net land at 3-9%
+# relative error (8 seeds). A scale off by 2x gives over 60%.
+FP8_BOUND = 0.2
 
 
 def _linear_names(model: Cosmos3Omni) -> list[str]:
@@ -101,7 +101,7 @@ def test_dequantized_load_equals_float_model_of_the_dequantized_weights(fp8_case
     # and within fp8 rounding of the weights it was made from, but not equal to them
     errors = [relative_error(got, want) for got, want in zip(_outputs(loaded, case), _outputs(original, case))]
     print(f"fp8 against the original float weights: relative errors {[f'{e:.3f}' for e in errors]}")
-    assert max(errors) < FP8_BOUND and min(errors) > 0
+    assert FP8_BOUND > max(errors) > 0  # (an output can be all zeros: every action step clean)
 
 
 def test_kept_fp8_gives_the_same_outputs_in_fewer_bytes(fp8_case):
@@ -128,6 +128,7 @@ def test_a_wrong_scale_breaks_the_bound(fp8_case, tmp_path):
     save_file({k: v * 2 if k.endswith("weight_scale") else v for k, v in scales.items()}, str(scales_file))
     bad = load_transformer(folder.parent)
     errors = [relative_error(got, want) for got, want in zip(_outputs(bad, case), _outputs(original, case))]
+    print(f"doubled scales: relative errors {[f'{e:.3f}' for e in errors]}")
     assert max(errors) > FP8_BOUND
 
 
@@ -197,3 +198,18 @@ def test_other_quantization_formats_are_refused(fp8_case):
     _edit_scales(folder, lambda s: s.update({name + ".weight_scale_2": torch.tensor(1.0)}))
     with pytest.raises(CheckpointError, match=rf"'{name}\.weight_scale_2' belongs to a quantization format"):
         load_transformer(folder.parent)
+
+
+def test_kept_fp8_layers_stream_with_offload(fp8_case):
+    """fp8 weights and their scales come and go with their layer (offload.py) and give the same numbers."""
+    from cosmos3.offload import Away, offload_model
+
+    _, _, folder, case = fp8_case
+    want = _outputs(load_transformer(folder.parent, fp8="keep"), case)
+    streamed = load_transformer(folder.parent, fp8="keep")
+    off = offload_model(streamed, "cpu", "layers")
+    layer = streamed.layers[0].self_attn.add_q_proj
+    assert isinstance(layer.weight, Away) and isinstance(layer.weight_scale, Away)
+    for got, w in zip(_outputs(streamed, case), want, strict=True):
+        assert torch.equal(got, w)
+    assert off.stats.peak_groups == 2

@@ -199,6 +199,7 @@ class Reasoner:
     def __init__(self, model: Cosmos3Omni, tokenizer: TextTokenizer, vision: VisionTower | None,
                  processor: VisionProcessor, end_of_turn: tuple[int, ...] | None = None):
         self.model, self.tokenizer, self.vision, self.processor = model, tokenizer, vision, processor
+        self.offloader = None  # offload.Offloader when from_pretrained(offload=...) keeps weights in host memory
         # The ids that end an answer (from the checkpoint's generation_config.json when from_pretrained finds one).
         self.end_of_turn = tuple(tokenizer.eos_ids) if end_of_turn is None else tuple(end_of_turn)
         if vision is not None and vision.out_hidden_size != model.config.hidden_size:
@@ -209,30 +210,44 @@ class Reasoner:
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, device: str | torch.device | None = None,
-                        dtype: torch.dtype | None = None, weights: str | None = None) -> "Reasoner":
+                        dtype: torch.dtype | None = None, weights: str | None = None,
+                        offload: str = "none") -> "Reasoner":
         """An official-layout checkpoint (transformer/, vision_encoder/, text_tokenizer/) or a transformers
         Qwen3-VL directory (config.json of model_type qwen3_vl). Only the understanding weights are read.
-        `weights="int8"`: the und tower's and lm_head's linears in int8 (quant.py); default: as loaded."""
+        `weights="int8"`: the und tower's and lm_head's linears in int8 (quant.py); default: as loaded.
+        `offload` "layers" / "components": the weights stay in host memory and visit the device when used."""
+        from .offload import MODES as OFFLOAD_MODES, offload_reasoner
+
         if weights not in (None, *WEIGHTS):
             raise ValueError(f"weights: expected one of {WEIGHTS}, got {weights!r}")
+        if offload not in OFFLOAD_MODES:
+            raise ValueError(f"offload: expected one of {OFFLOAD_MODES}, got {offload!r}")
         root = resolve_checkpoint(path)
         device = torch.device(device) if device is not None else torch.device("cpu")
         dtype = dtype or default_dtype(device)
+        load_on = device if offload == "none" else torch.device("cpu")  # offloaded weights live in host memory
         if not root.is_dir():
             raise CheckpointError(f"{root}: no such checkpoint directory")
         if (root / "transformer" / "config.json").is_file():
-            model = apply_weights(load_transformer(root, dtype=dtype, device=device, with_gen=False), weights)
-            return cls.sharing(model, root)
-        config = root / "config.json"
-        model_type = json.loads(config.read_text()).get("model_type") if config.is_file() else None
-        if model_type != "qwen3_vl":
-            raise CheckpointError(f"{root}: expected an official-layout checkpoint (transformer/config.json) or a "
-                                  f"Qwen3-VL directory (config.json with model_type qwen3_vl), got {model_type!r}")
-        model, vision = load_qwen3vl(root, dtype, device)
-        model = apply_weights(model, weights)
-        tokenizer = TextTokenizer.from_pretrained(root)
-        eot = end_of_turn_ids(root, tokenizer.eos_ids, model.config.vocab_size)
-        return cls(model, tokenizer, vision, VisionProcessor.from_dirs(root), eot)
+            fp8 = "keep" if device.type == "cuda" else "auto"  # an fp8 checkpoint stays fp8 for a GPU (fp8.py)
+            model = apply_weights(load_transformer(root, dtype=dtype, device=load_on, with_gen=False, fp8=fp8),
+                                  weights)
+            reasoner = cls.sharing(model, root)
+        else:
+            config = root / "config.json"
+            model_type = json.loads(config.read_text()).get("model_type") if config.is_file() else None
+            if model_type != "qwen3_vl":
+                raise CheckpointError(f"{root}: expected an official-layout checkpoint (transformer/config.json) or "
+                                      f"a Qwen3-VL directory (config.json with model_type qwen3_vl), got "
+                                      f"{model_type!r}")
+            model, vision = load_qwen3vl(root, dtype, load_on)
+            model = apply_weights(model, weights)
+            tokenizer = TextTokenizer.from_pretrained(root)
+            eot = end_of_turn_ids(root, tokenizer.eos_ids, model.config.vocab_size)
+            reasoner = cls(model, tokenizer, vision, VisionProcessor.from_dirs(root), eot)
+        if offload != "none":
+            reasoner.offloader = offload_reasoner(reasoner, device, offload)
+        return reasoner
 
     @classmethod
     def sharing(cls, model: Cosmos3Omni, root: Path, vision: bool = True) -> "Reasoner":
