@@ -207,6 +207,9 @@ def add_generate_parser(sub) -> None:
     p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help="default: float32 on CPU, bf16 on GPU")
     p.add_argument("--weights", choices=["float", "int8"], default="float",
                    help="int8: the towers' linears and lm_head in int8 (less memory; docs/MEMORY.md)")
+    p.add_argument("--offload", choices=["none", "components", "layers"], default="none",
+                   help="keep weights in host memory for a GPU smaller than the model: layers stream one ahead, "
+                        "or whole components take turns (docs/MEMORY.md)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     from .guardrails.options import add_arguments as add_guardrail_arguments
 
@@ -284,7 +287,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
         guard = Guardrail(frame_filters=guard.frame_filters)  # screened once: only the frames are left to filter
 
     start = time.perf_counter()
-    gen = Generator.from_pretrained(args.checkpoint, device=args.device, dtype=dtype, weights=args.weights)
+    gen = Generator.from_pretrained(args.checkpoint, device=args.device, dtype=dtype, weights=args.weights,
+                                    offload=args.offload)
     res = gen.generate(
         prompt, negative_prompt=negative, image=args.image, video=args.video, num_frames=args.num_frames,
         fps=args.fps, height=args.height, width=args.width, resolution=args.resolution,
@@ -361,6 +365,8 @@ def reason_main(argv: list[str]) -> int:
     parser.add_argument("--device", default=None)
     parser.add_argument("--weights", choices=["float", "int8"], default="float",
                         help="int8: the und tower's linears and lm_head in int8 (faster decode on CPU)")
+    parser.add_argument("--offload", choices=["none", "components", "layers"], default="none",
+                        help="keep weights in host memory for a GPU smaller than the model (docs/MEMORY.md)")
     from .guardrails.options import add_arguments as add_guardrail_arguments
 
     add_guardrail_arguments(parser, frames=False)  # the question is screened like a generation prompt
@@ -382,7 +388,8 @@ def reason_main(argv: list[str]) -> int:
         content.append({"type": "text", "text": args.question})
         from .reasoner import Reasoner
 
-        reasoner = Reasoner.from_pretrained(args.checkpoint, device=args.device, weights=args.weights)
+        reasoner = Reasoner.from_pretrained(args.checkpoint, device=args.device, weights=args.weights,
+                                           offload=args.offload)
         kwargs = dict(max_tokens=args.max_tokens, temperature=args.temperature, seed=args.seed, think=args.think,
                       fps=args.fps)
         messages = [{"role": "user", "content": content}]
