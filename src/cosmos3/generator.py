@@ -28,24 +28,19 @@ import numpy as np
 import torch
 from PIL import Image
 
-from . import spec
-from .action_modes import ACTION_DEFAULTS, chunk_actions
+from . import request as request_module
+from .action_modes import chunk_actions
 from .actions import ACTION_STATS_FILE, ActionStats, denormalize, get_embodiment, load_stats_file, normalize
 from .checkpoint import CheckpointError, default_dtype, load_transformer, resolve_checkpoint
-from .diffusion import (SAMPLERS, Latents, distilled_settings, encode_branches, load_distilled_sigmas,
-                        load_scheduler_config, make_scheduler, sample, set_schedule, with_noise)
+from .diffusion import (Latents, encode_branches, load_distilled_sigmas, load_scheduler_config, make_scheduler, sample,
+                        set_schedule, with_noise)
 from .media import read_image, video_frames, write_image, write_video
 from .model import Cosmos3Omni
 from .quant import apply_weights
-from .model.heads import patch_grid
+from .request import GenRequest, read_native_defaults
 from .sequence import GenLayout, branch_inputs, prompt_text
 from .vae import SoundCodec, VideoVAE
 
-# DESIGN 2.6 defaults per mode: (steps, guidance, flow shift)
-VIDEO_DEFAULTS = (35, 6.0, 10.0)
-IMAGE_DEFAULTS = (50, 4.0, 3.0)
-MAX_GUIDANCE = 20.0
-WARN_GUIDANCE = 7.0
 UPSAMPLE_INSTRUCTION = (
     "Expand the short description below into a detailed structured JSON prompt for a video generator, in this "
     "form: {{\"subjects\": [{{\"description\": ..., \"action\": ..., \"location\": ...}}], "
@@ -140,160 +135,6 @@ def video_to_pixels(video, height: int, width: int, keep: int, which: str) -> to
     return pixels
 
 
-# ------------------------------------------------------------------------------------------------ requests
-
-DEFAULTS_FILE = "cosmos3_defaults.json"  # a checkpoint's native settings (older folders: model_index.json's key)
-
-
-def read_native_defaults(root: str | os.PathLike) -> dict:
-    """A checkpoint folder's native settings: cosmos3_defaults.json, else the "cosmos3_defaults" key that older
-    folders kept in model_index.json (diffusers warns about unknown keys there), else {}."""
-    root = Path(root)
-    for path, key in ((root / DEFAULTS_FILE, None), (root / "model_index.json", "cosmos3_defaults")):
-        if path.is_file():
-            try:
-                data = json.loads(path.read_text())
-            except json.JSONDecodeError as e:
-                raise CheckpointError(f"{path}: not valid JSON ({e.msg})") from None
-            data = data.get(key) if key else data
-            if data:
-                if not isinstance(data, dict):
-                    raise CheckpointError(f"{path}: native settings must be a JSON object")
-                return dict(data)
-    return {}
-
-
-# Defaults of a checkpoint without native settings (DESIGN 2.6): the release's.
-_RELEASE_DEFAULTS = dict(resolution=spec.DEFAULT_RESOLUTION, aspect_ratio=spec.DEFAULT_ASPECT_RATIO,
-                         num_frames=spec.DEFAULT_NUM_FRAMES, fps=spec.DEFAULT_FPS,
-                         num_inference_steps=VIDEO_DEFAULTS[0], guidance_scale=VIDEO_DEFAULTS[1],
-                         flow_shift=VIDEO_DEFAULTS[2], image_num_inference_steps=IMAGE_DEFAULTS[0],
-                         image_guidance_scale=IMAGE_DEFAULTS[1], image_flow_shift=IMAGE_DEFAULTS[2],
-                         action_num_inference_steps=ACTION_DEFAULTS[0], action_guidance_scale=ACTION_DEFAULTS[1],
-                         action_flow_shift=ACTION_DEFAULTS[2],
-                         action_chunk_size=None, action_resolution="480p")
-
-
-# A setting a checkpoint does not state falls back to the one it shares (images and actions take the native flow
-# shift, images the native steps and guidance, actions the native tier), then to the release's default.
-_FALLBACK = {"image_num_inference_steps": "num_inference_steps", "image_guidance_scale": "guidance_scale",
-             "image_flow_shift": "flow_shift", "action_flow_shift": "flow_shift", "action_resolution": "resolution"}
-
-
-def native_value(defaults: dict, key: str):
-    """What a request that leaves `key` out gets on a checkpoint with these native settings."""
-    if key in defaults:
-        return defaults[key]
-    if _FALLBACK.get(key) in defaults:
-        return defaults[_FALLBACK[key]]
-    return _RELEASE_DEFAULTS[key]
-
-
-def describe_defaults(defaults: dict) -> str:
-    """One line: what a request that leaves everything out gets from these native settings."""
-    d = {key: native_value(defaults, key) for key in _RELEASE_DEFAULTS}
-    return (f"{d['resolution']} {d['aspect_ratio']}, {d['num_frames']} frames, {d['fps']:g} fps, "
-            f"{d['num_inference_steps']} steps, guidance {d['guidance_scale']:g}, flow shift {d['flow_shift']:g}; "
-            f"images {d['image_num_inference_steps']} steps, guidance {d['image_guidance_scale']:g}; actions "
-            f"{d['action_num_inference_steps']} steps, guidance {d['action_guidance_scale']:g}, chunk "
-            f"{d['action_chunk_size'] or 'the embodiment’s'}")
-
-
-class RequestError(ValueError):
-    """A refused request; `field` names the argument (the server maps it to its parameter); `code` is
-    "unsupported" when the request is fine but this checkpoint cannot do it."""
-
-    def __init__(self, field: str, message: str, code: str = "invalid_value"):
-        super().__init__(f"{field}: {message}")
-        self.field, self.code = field, code
-
-
-def require_input(prompt: str, image=None, video=None, actions=None) -> None:
-    """A request needs something to generate from: a prompt, or an image, video or actions."""
-    if not (prompt or "").strip() and image is None and video is None and actions is None:
-        raise RequestError("prompt", "empty, with no image, video or actions to condition on: give a prompt "
-                                     "(an unconditional run is not supported)")
-
-
-def _number(value, lo: float, hi: float, lo_open: bool = False) -> bool:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
-        return False
-    return (lo < value if lo_open else lo <= value) and value <= hi
-
-
-@dataclass
-class GenRequest:
-    """One generation request, resolved: every default filled in and every argument checked (`Generator.resolve`).
-    `Generator.run` does the model work; `as_kwargs()` is the same request as explicit `generate` arguments."""
-
-    mode: str  # t2i | t2v | i2v | v2v | forward_dynamics | inverse_dynamics | policy
-    prompt: str
-    negative_prompt: str | None
-    num_frames: int  # output frames (an action chunk: chunk + 1)
-    fps: float
-    steps: int
-    guidance: float
-    shift: float  # 1.0 with fixed sigmas
-    seed: int | None  # None only when a torch.Generator is given
-    generator: torch.Generator | None = None
-    height: int | None = None  # output size; None for action modes (it follows the input's aspect in the canvas)
-    width: int | None = None
-    sigmas: list[float] | None = None
-    image: object = None
-    video: object = None
-    enable_sound: bool = False
-    condition_frame_indexes: tuple[int, ...] | None = None  # v2v: latent frames kept clean
-    condition_video_keep: str = "first"
-    use_resolution_template: bool = True
-    use_duration_template: bool = True
-    use_system_prompt: bool = True
-    guidance_interval: tuple[float, float] | None = None
-    step_cache: float | None = None  # TeaCache-style skip threshold (diffusion.StepCache); None: off
-    sampler: str | None = None
-    upsample_prompt: bool = False
-    progress: bool = True
-    callback: object = None
-    # action modes
-    tier: int | None = None  # canvas tier (256 / 480 / 704 / 720)
-    action: object = None  # action_modes.ActionRequest
-    actions_arg: object = None  # the actions as given (for as_kwargs)
-    warnings: tuple[str, ...] = ()  # what the checkpoint was not trained for (warned once per Generator)
-
-    @property
-    def is_action(self) -> bool:
-        return self.action is not None
-
-    @property
-    def chunks(self) -> int:
-        """Sampling runs: 1, or the chunks of a long forward-dynamics rollout."""
-        if self.action is None or self.mode != "forward_dynamics":
-            return 1
-        return max(1, math.ceil(self.action.all_actions.shape[0] / self.action.chunk))
-
-    @property
-    def total_frames(self) -> int:
-        return self.num_frames if self.chunks == 1 else self.chunks * (self.num_frames - 1) + 1
-
-    def as_kwargs(self) -> dict:
-        """Explicit `generate` arguments that resolve to this same request (what a server queues)."""
-        kw = dict(prompt=self.prompt, negative_prompt=self.negative_prompt, image=self.image, video=self.video,
-                  fps=self.fps, num_inference_steps=self.steps, guidance_scale=self.guidance,
-                  flow_shift=None if self.sigmas is not None else self.shift, sigmas=self.sigmas,
-                  seed=self.seed, generator=self.generator, use_system_prompt=self.use_system_prompt,
-                  guidance_interval=self.guidance_interval, step_cache=self.step_cache, sampler=self.sampler,
-                  upsample_prompt=self.upsample_prompt)
-        if self.is_action:
-            kw.update(action_mode=self.mode, embodiment=self.action.embodiment.name, actions=self.actions_arg,
-                      action_chunk_size=self.action.chunk, resolution=f"{self.tier}p")
-        else:
-            kw.update(num_frames=self.num_frames, height=self.height, width=self.width,
-                      enable_sound=self.enable_sound, condition_frame_indexes=self.condition_frame_indexes,
-                      condition_video_keep=self.condition_video_keep,
-                      use_resolution_template=self.use_resolution_template,
-                      use_duration_template=self.use_duration_template)
-        return {k: v for k, v in kw.items() if v is not None}
-
-
 @dataclass
 class _Plan:
     """What one sampling run needs; the modes differ only in how these are built."""
@@ -303,6 +144,7 @@ class _Plan:
     texts: list[str]  # the positive branch's text, then the negative's when guidance != 1
     is_image: bool
     raw_action_dim: int | None = None
+    state_tokens: int = 0  # leading clean action tokens holding the robot state
 
 
 # ------------------------------------------------------------------------------------------------ generator
@@ -334,6 +176,8 @@ class Generator:
         self.name = name
         self.path: Path | None = None  # set by from_pretrained; the reasoner for prompt upsampling reads from it
         self._reasoner = None
+        self.guardrail = None  # a guardrails.Guardrail that generate() applies when a call does not choose one
+        self.offloader = None  # offload.Offloader when from_pretrained(offload=...) keeps weights in host memory
         self._warned: set[str] = set()
         if vae.channels != model.config.latent_channel:
             raise CheckpointError(f"vae z_dim {vae.channels} does not match transformer latent_channel "
@@ -345,9 +189,13 @@ class Generator:
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, device: str | torch.device | None = None,
-                        dtype: torch.dtype | None = None, weights: str | None = None) -> "Generator":
+                        dtype: torch.dtype | None = None, weights: str | None = None,
+                        offload: str = "none") -> "Generator":
         """Load an official-layout checkpoint: transformer/, vae/, scheduler/, text_tokenizer/, sound_tokenizer/.
-        `weights="int8"`: the towers' and lm_head's linears in int8 (quant.py); default: as loaded."""
+        `weights="int8"`: the towers' and lm_head's linears in int8 (quant.py); default: as loaded.
+        `offload` "layers" / "components": the weights stay in host memory and visit the device when used
+        (offload.py; for GPUs smaller than the model)."""
+        from .offload import MODES as OFFLOAD_MODES
         from transformers import AutoTokenizer
 
         root = resolve_checkpoint(path)
@@ -355,11 +203,15 @@ class Generator:
             raise CheckpointError(f"{root}: no such checkpoint directory")
         device = torch.device(device) if device is not None else torch.device(
             "cuda" if torch.cuda.is_available() else "cpu")
+        if offload not in OFFLOAD_MODES:
+            raise ValueError(f"offload: expected one of {OFFLOAD_MODES}, got {offload!r}")
         dtype = dtype or default_dtype(device)
         index = {}
         if (root / "model_index.json").is_file():
             index = json.loads((root / "model_index.json").read_text())
-        model = apply_weights(load_transformer(root, dtype=dtype, device=device), weights)
+        load_on = device if offload == "none" else torch.device("cpu")  # offloaded weights live in host memory
+        fp8 = "keep" if device.type == "cuda" else "auto"  # an fp8 checkpoint stays fp8 for a GPU (fp8.py)
+        model = apply_weights(load_transformer(root, dtype=dtype, device=load_on, fp8=fp8), weights)
         vae_dtype = torch.float32 if device.type == "cpu" else dtype
         vae = VideoVAE.from_pretrained(root / "vae", device, vae_dtype)
         if not (root / "text_tokenizer").is_dir():
@@ -374,20 +226,21 @@ class Generator:
                   defaults=read_native_defaults(root), action_stats=load_stats_file(root / ACTION_STATS_FILE),
                   distilled_sigmas=load_distilled_sigmas(root))
         gen.path = root
+        if offload != "none":
+            from .offload import offload_generator
+
+            gen.offloader = offload_generator(gen, device, offload)
         return gen
 
     def upsample_prompt(self, prompt: str, seed: int | None = None) -> str:
         """Ask the reasoner of this checkpoint (its und pathway, shared with the generator, no second copy of the
         weights) to expand a short prompt into the release's structured JSON prompt."""
         if self._reasoner is None:
-            from .model.vision import VisionProcessor
             from .reasoner import Reasoner
-            from .tokenizers import TextTokenizer
 
             if self.path is None:
                 raise ValueError("upsample_prompt: needs a Generator loaded with from_pretrained (for its tokenizer)")
-            self._reasoner = Reasoner(self.model, TextTokenizer.from_pretrained(self.path / "text_tokenizer"), None,
-                                      VisionProcessor.from_dirs(self.path))
+            self._reasoner = Reasoner.sharing(self.model, self.path, vision=False)
         answer = self._reasoner.chat([{"role": "user", "content": UPSAMPLE_INSTRUCTION.format(prompt=prompt)}],
                                      max_tokens=1024, temperature=0.0, seed=seed).text
         structured = first_json_object(answer)
@@ -399,227 +252,14 @@ class Generator:
 
     # -------------------------------------------------------------------------------------------- resolve
 
-    def _native(self, value, key: str):
-        """An argument as given, else the checkpoint's native setting, else the release's default."""
-        return native_value(self.defaults, key) if value is None else value
-
-    def resolve(self, prompt: str = "", negative_prompt: str | None = None, image=None, video=None,
-                num_frames: int | None = None, fps: float | None = None, height: int | None = None,
-                width: int | None = None, resolution: str | None = None, aspect_ratio: str | None = None,
-                num_inference_steps: int | None = None, guidance_scale: float | None = None,
-                flow_shift: float | None = None, seed: int | None = None, generator: torch.Generator | None = None,
-                enable_sound: bool = False, action_mode: str | None = None, embodiment: str | None = None,
-                actions=None, action_chunk_size: int | None = None,
-                condition_frame_indexes: list[int] | tuple[int, ...] | None = None,
-                condition_video_keep: str = "first", use_resolution_template: bool = True,
-                use_duration_template: bool = True, use_system_prompt: bool | None = None, progress: bool = True,
-                guidance_interval: tuple[float, float] | None = None, sampler: str | None = None,
-                sigmas: list[float] | None = None, callback=None, upsample_prompt: bool = False,
-                step_cache: float | None = None) -> GenRequest:
-        """Fill in what a request leaves out (the checkpoint's native settings, the embodiment's) and check
-        everything, with no model work: a bad argument raises ValueError naming it (`.field`). Arguments are those
-        of `generate`."""
-        if not isinstance(prompt, str):
-            raise RequestError("prompt", f"expected a string, got {type(prompt).__name__}")
-        if negative_prompt is not None and not isinstance(negative_prompt, str):
-            raise RequestError("negative_prompt", f"expected a string or None, got {type(negative_prompt).__name__}")
-        if upsample_prompt and not prompt.strip():
-            raise RequestError("upsample_prompt", "needs a non-empty prompt to expand")
-        require_input(prompt, image, video, actions)
-        if image is not None and video is not None:
-            raise RequestError("image", "image, video: give one conditioning input, not both")
-        for name, source in (("image", image), ("video", video)):
-            if isinstance(source, (str, os.PathLike)) and not os.path.isfile(source):
-                raise RequestError(name, f"no such file {source}")
-        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63):
-            raise RequestError("seed", f"expected a non-negative integer, got {seed!r}")
-        if seed is not None and generator is not None:
-            raise RequestError("seed", "seed, generator: give one of them, not both")
-        if sampler is not None and sampler not in SAMPLERS:
-            raise RequestError("sampler", f"expected one of {sorted(SAMPLERS)}, got {sampler!r}")
-        if guidance_interval is not None and not (
-                isinstance(guidance_interval, (list, tuple)) and len(guidance_interval) == 2
-                and all(_number(x, 0.0, math.inf) for x in guidance_interval)
-                and guidance_interval[0] <= guidance_interval[1]):
-            raise RequestError("guidance_interval", f"expected (low, high) sigmas, 0 <= low <= high, got "
-                                                    f"{guidance_interval!r}")
-        if self.distilled_sigmas is not None and sigmas is None:
-            guidance_scale = distilled_settings(self.distilled_sigmas, guidance_scale, num_inference_steps,
-                                                flow_shift)
-            sigmas, flow_shift, num_inference_steps = list(self.distilled_sigmas), None, None
-        if sigmas is not None:
-            if flow_shift is not None:
-                raise RequestError("sigmas", "sigmas, flow_shift: a fixed sigma list is used as given; do not also "
-                                             "shift it")
-            values = [float(x) for x in sigmas] if isinstance(sigmas, (list, tuple)) and all(
-                _number(x, 0.0, 1.0) for x in sigmas) else []
-            if not values or any(not 0 < x <= 1 for x in values) or any(a <= b for a, b in zip(values, values[1:])):
-                raise RequestError("sigmas", f"expected a decreasing list of numbers in (0, 1], got {sigmas!r}")
-            sigmas = values
-        if step_cache is not None and (isinstance(step_cache, bool) or not _number(step_cache, 0.0, math.inf)):
-            raise RequestError("step_cache", f"expected a threshold >= 0 (e.g. 0.05), got {step_cache!r}")
-        if condition_video_keep not in ("first", "last"):
-            raise RequestError("condition_video_keep", f"expected 'first' or 'last', got {condition_video_keep!r}")
-        common = dict(prompt=prompt, negative_prompt=negative_prompt, image=image, video=video, generator=generator,
-                      seed=seed,
-                      sigmas=sigmas, guidance_interval=tuple(guidance_interval) if guidance_interval else None,
-                      sampler=sampler, upsample_prompt=upsample_prompt, progress=progress, callback=callback,
-                      step_cache=float(step_cache) if step_cache else None,
-                      use_system_prompt=self.default_use_system_prompt if use_system_prompt is None
-                      else bool(use_system_prompt))
-        if action_mode is not None or embodiment is not None or actions is not None or action_chunk_size is not None:
-            req = self._resolve_action(common, action_mode, embodiment, actions, action_chunk_size, fps, resolution,
-                                       height, width, num_frames, aspect_ratio, condition_frame_indexes, enable_sound,
-                                       num_inference_steps, guidance_scale, flow_shift)
-        else:
-            req = self._resolve_video(common, num_frames, fps, height, width, resolution, aspect_ratio,
-                                      num_inference_steps, guidance_scale, flow_shift, enable_sound,
-                                      condition_frame_indexes, condition_video_keep, use_resolution_template,
-                                      use_duration_template)
-        if req.sigmas is not None:
-            req.steps = len(req.sigmas)  # a fixed sigma list is the schedule
-        if not isinstance(req.steps, int) or isinstance(req.steps, bool) or not 1 <= req.steps <= 1000:
-            raise RequestError("num_inference_steps", f"expected an integer in [1, 1000], got {req.steps!r}")
-        if not _number(req.guidance, 0.0, MAX_GUIDANCE):
-            raise RequestError("guidance_scale", f"expected a number in [0, {MAX_GUIDANCE:g}], got {req.guidance!r}")
-        if not _number(req.shift, 0.0, 100.0, lo_open=True):
-            raise RequestError("flow_shift", f"expected a number in (0, 100], got {req.shift!r}")
-        if req.guidance > WARN_GUIDANCE:
-            warnings.warn(f"guidance_scale={req.guidance} is above {WARN_GUIDANCE:g}: expect over-saturated output",
-                          stacklevel=3)
-        if req.seed is None and generator is None:
-            req.seed = int(torch.seed() % 2**63)  # drawn here, so the resolved request reproduces its output
-        trained = self.defaults.get("modes")  # a checkpoint may list the modes it was trained for
-        if trained and req.mode not in trained:
-            req.warnings += (f"{self.name} was not trained for {req.mode} (it learnt {', '.join(trained)}): "
-                             "expect poor results",)
-        for message in req.warnings:
-            if message not in self._warned:
-                self._warned.add(message)
-                warnings.warn(message, stacklevel=3)
-        return req
-
-    def _resolve_video(self, common, num_frames, fps, height, width, resolution, aspect_ratio, steps, guidance,
-                       shift, enable_sound, condition_frame_indexes, condition_video_keep, use_resolution_template,
-                       use_duration_template) -> GenRequest:
-        if height is None and width is None:
-            resolution = self._native(resolution, "resolution")
-            if num_frames != 1 and aspect_ratio is None:
-                aspect_ratio = native_value(self.defaults, "aspect_ratio")
-        num_frames = self._native(num_frames, "num_frames")
-        fps = self._native(fps, "fps")
-        if num_frames == 1 and aspect_ratio is None and height is None:
-            aspect_ratio = spec.DEFAULT_IMAGE_ASPECT_RATIO  # text-to-image is square unless told otherwise
-        settings = spec.resolve_settings(resolution=resolution, aspect_ratio=aspect_ratio, height=height,
-                                         width=width, num_frames=num_frames, fps=fps)
-        image, video = common["image"], common["video"]
-        if image is not None and settings.is_image:
-            raise RequestError("image", "image conditioning needs a video (num_frames > 1); text-to-image takes none")
-        if video is not None and settings.is_image:
-            raise RequestError("video", "video conditioning needs num_frames > 1")
-        if enable_sound:
-            if self.sound is None or not self.model.config.sound_gen:
-                raise RequestError("enable_sound", "this checkpoint does not generate sound (no sound_tokenizer/ or "
-                                                   "no sound heads)", code="unsupported")
-            if settings.is_image:
-                raise RequestError("enable_sound", "sound goes with video (num_frames > 1), not with an image")
-        mode = "t2i" if settings.is_image else "v2v" if video is not None else "i2v" if image is not None else "t2v"
-        indexes = None
-        if mode == "v2v":
-            Tl = self.vae.latent_shape(settings.num_frames, settings.height, settings.width)[1]
-            given = condition_frame_indexes if condition_frame_indexes is not None else (0, 1)
-            indexes = tuple(sorted(set(given))) if isinstance(given, (list, tuple)) else ()
-            if not indexes or any(not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < Tl for i in indexes):
-                raise RequestError("condition_frame_indexes", f"expected latent frame indexes in [0, {Tl}), got "
-                                                              f"{condition_frame_indexes!r}")
-        kind = "image_" if settings.is_image else ""
-        if common["sigmas"] is not None:
-            shift = 1.0
-        elif shift is None:
-            shift = native_value(self.defaults, kind + "flow_shift")
-        notes = []
-        native_tier = self.defaults.get("resolution")
-        if native_tier and settings.resolution != spec.resolve_settings(resolution=native_tier).resolution:
-            notes.append(f"{self.name} was trained at {native_tier}; {settings.width}x{settings.height} is outside "
-                         "its training (expect poor results)")
-        return GenRequest(
-            mode=mode, num_frames=settings.num_frames, fps=float(settings.fps), height=settings.height,
-            width=settings.width, shift=shift, enable_sound=bool(enable_sound), condition_frame_indexes=indexes,
-            condition_video_keep=condition_video_keep, use_resolution_template=bool(use_resolution_template),
-            use_duration_template=bool(use_duration_template),
-            steps=self._native(steps, kind + "num_inference_steps"),
-            guidance=self._native(guidance, kind + "guidance_scale"),
-            warnings=tuple(notes), **common)
-
-    def _resolve_action(self, common, action_mode, embodiment, actions, action_chunk_size, fps, resolution, height,
-                        width, num_frames, aspect_ratio, condition_frame_indexes, enable_sound, steps, guidance,
-                        shift) -> GenRequest:
-        from .action_modes import resolve_action_request, tier_of
-
-        if action_mode is None:
-            raise RequestError("action_mode", "embodiment / actions / action_chunk_size need an action_mode "
-                                              "('forward_dynamics', 'inverse_dynamics' or 'policy')")
-        for name, value in (("height", height), ("width", width), ("num_frames", num_frames),
-                            ("aspect_ratio", aspect_ratio), ("condition_frame_indexes", condition_frame_indexes)):
-            if value is not None:
-                raise RequestError(name, "action modes size the output from the input and the resolution tier (and "
-                                         f"the length from action_chunk_size); do not pass {name}")
-        if enable_sound:
-            raise RequestError("enable_sound", "action modes do not generate sound")
-        if not self.model.config.action_gen:
-            raise RequestError("action_mode", "this checkpoint has no action heads (action_gen is false)",
-                               code="unsupported")
-        resolution = self._native(resolution, "action_resolution")
-        fps = self.defaults.get("fps") if fps is None else fps  # else the embodiment's
-        chunk = self.defaults.get("action_chunk_size") if action_chunk_size is None else action_chunk_size
-        request = resolve_action_request(action_mode, embodiment, actions, chunk, fps, common["image"],
-                                         common["video"])
-        emb = request.embodiment
-        if emb.domain_id >= self.model.config.num_embodiment_domains:
-            raise RequestError("embodiment", f"{emb.name} has domain id {emb.domain_id}, but this checkpoint has "
-                                             f"action heads for {self.model.config.num_embodiment_domains} domains only",
-                               code="unsupported")
-        if emb.raw_dim > self.model.config.action_dim:
-            raise RequestError("embodiment", f"{emb.name} actions are {emb.raw_dim} wide, wider than this "
-                                             f"checkpoint's action_dim {self.model.config.action_dim}",
-                               code="unsupported")
-        tier = tier_of(resolution)
-        notes = []
-        if self.action_stats and emb.name not in self.action_stats:
-            notes.append(f"{self.name} has no action statistics for embodiment {emb.name} (it learnt "
-                         f"{', '.join(sorted(self.action_stats))}): its actions go in and out raw (expect poor "
-                         "results)")
-        native_tier = self.defaults.get("resolution")
-        if native_tier and tier != tier_of(native_tier):
-            notes.append(f"{self.name} was trained at {native_tier}; the {tier}p tier is outside its training "
-                         "(expect poor results)")
-        if common["sigmas"] is not None:
-            shift = 1.0
-        elif shift is None:
-            shift = native_value(self.defaults, "action_flow_shift")
-        return GenRequest(
-            mode=request.mode, num_frames=request.chunk + 1, fps=request.fps, shift=shift, tier=tier, action=request,
-            actions_arg=actions, steps=self._native(steps, "action_num_inference_steps"),
-            guidance=self._native(guidance, "action_guidance_scale"), warnings=tuple(notes), **common)
+    def resolve(self, prompt: str = "", **request) -> GenRequest:
+        """Fill in what a request leaves out and check everything, with no model work (request.resolve): a bad
+        argument raises ValueError naming it (`.field`). Arguments are those of `generate`."""
+        return request_module.resolve(self, prompt, **request)
 
     def workload(self, req: GenRequest) -> dict:
-        """What sets a request's cost: generation tokens per CFG branch, branches, steps, sampling runs, and pixels
-        decoded (an action canvas counts as its tier's largest; the input's aspect picks it at run time)."""
-        from .action_modes import CANVASES
-
-        if req.is_action:
-            H, W = max(CANVASES[req.tier].values(), key=lambda hw: hw[0] * hw[1])
-        else:
-            H, W = req.height, req.width
-        _, Tl, Hl, Wl = self.vae.latent_shape(req.num_frames, H, W)
-        rows, cols = patch_grid(Hl, Wl, self.model.config.latent_patch_size)
-        tokens = Tl * rows * cols
-        if req.enable_sound:
-            tokens += self.sound.latent_count(req.num_frames, req.fps)
-        if req.is_action:
-            tokens += req.action.chunk
-        return dict(tokens=tokens, branches=2 if req.guidance != 1.0 else 1, steps=req.steps, runs=req.chunks,
-                    decode_pixels=req.chunks * req.num_frames * H * W)
+        """What sets a request's cost (tokens per branch, branches, steps, runs, decoded pixels): request.workload."""
+        return request_module.workload(self, req)
 
     # -------------------------------------------------------------------------------------------- generate
 
@@ -635,9 +275,26 @@ class Generator:
                  use_duration_template: bool = True, use_system_prompt: bool | None = None, progress: bool = True,
                  guidance_interval: tuple[float, float] | None = None, sampler: str | None = None,
                  sigmas: list[float] | None = None, callback=None, upsample_prompt: bool = False,
-                 step_cache: float | None = None) -> GenerationResult:
-        """`run(resolve(...))`: every argument is checked before any model work."""
-        return self.run(self.resolve(**{k: v for k, v in locals().items() if k != "self"}))
+                 step_cache: float | None = None, state=None, guardrails=None) -> GenerationResult:
+        """`run(resolve(...))`: every argument is checked before any model work. `guardrails`: a Guardrail, True
+        (the built-in one), False, or None (this Generator's `guardrail`, none unless set): the prompts are screened
+        first (GuardrailBlocked, nothing generated), the upsampled prompt too, and the frames filtered."""
+        arguments = {k: v for k, v in locals().items() if k not in ("self", "guardrails")}
+        from .guardrails import resolve_guardrail
+
+        guard = resolve_guardrail(guardrails, self.guardrail)
+        if guard is not None:
+            guard.screen(prompt, "prompt")
+            guard.screen(negative_prompt, "negative_prompt")
+        req = self.resolve(**arguments)
+        if guard is None:
+            return self.run(req)
+        if req.upsample_prompt:  # the release screens the final prompt: upsample here, screen, then run
+            req.prompt, req.upsample_prompt = self.upsample_prompt(req.prompt, seed=req.seed), False
+            guard.screen(req.prompt, "prompt (upsampled)")
+        result = self.run(req)
+        result.frames = guard.filter_frames(result.frames)
+        return result
 
     def run(self, req: GenRequest) -> GenerationResult:
         """Generate a resolved request. Every mode is one sampling run per chunk (`_sample`); they differ only in
@@ -666,7 +323,8 @@ class Generator:
                 plan = self._action_plan(req, prompt, *condition, clean)
                 frames, latents, predicted = self._sample(plan, req, generator, timings, since)
                 pieces.append(frames if not pieces else frames[1:])
-                condition = (Image.fromarray(frames[-1].numpy()), None)  # the next chunk starts from the last frame
+                if len(frames):  # the next chunk starts from the last frame (none when not decoded)
+                    condition = (Image.fromarray(frames[-1].numpy()), None)
             result = GenerationResult(frames=torch.cat(pieces), latents=latents, fps=req.fps, mode=req.mode,
                                       seed=req.seed, actions=predicted, prompt=prompt)
         result.timings = dict(timings, total_s=time.perf_counter() - started, steps=req.steps,
@@ -728,12 +386,26 @@ class Generator:
                 clean_actions[:, : emb.raw_dim] = torch.from_numpy(normalize(raw, stats)).to(clean_actions.dtype)
             clean.actions = clean_actions[:, :width].clone()
             action_noisy[:] = False
-        layout = GenLayout(latent_shape=(C, Tl, h, w), vision_noisy=vision_noisy, fps=req.fps, action_steps=chunk,
-                           action_noisy=action_noisy, domain_id=emb.domain_id)
-        texts = [action_caption(prompt, emb, chunk + 1, req.fps, canvas.height, canvas.width)]
+        state_tokens = 0
+        if req.state is not None and mode == "policy":
+            # The release's use_state (cosmos-framework DROIDLeRobotDataset, build_sequence_plan_from_mode): the
+            # state row is prepended to the actions (chunk + 1 tokens, as many as video frames), kept clean, and the
+            # action tokens start at video frame 0 (docs/ROBOTS.md).
+            row = torch.zeros(1, width)
+            row[0, : req.state.numel()] = req.state
+            clean.actions = torch.cat([row, clean.actions])
+            action_noisy = torch.cat([torch.zeros(1, dtype=torch.bool), action_noisy])
+            state_tokens = 1
+        layout = GenLayout(latent_shape=(C, Tl, h, w), vision_noisy=vision_noisy, fps=req.fps,
+                           action_steps=chunk + state_tokens, action_noisy=action_noisy, domain_id=emb.domain_id,
+                           action_first_frame=1 - state_tokens)
+        from .actions.embodiments import PLAIN_CAPTION_VIEWS, plain_action_caption
+
+        caption = plain_action_caption if emb.name in PLAIN_CAPTION_VIEWS else action_caption  # Policy-DROID: plain
+        texts = [caption(prompt, emb, chunk + 1, req.fps, canvas.height, canvas.width)]
         if req.guidance != 1.0:
             texts.append(req.negative_prompt or "")  # the action models take the negative prompt as it is
-        return _Plan(layout, clean, texts, is_image=False, raw_action_dim=emb.raw_dim)
+        return _Plan(layout, clean, texts, is_image=False, raw_action_dim=emb.raw_dim, state_tokens=state_tokens)
 
     # -------------------------------------------------------------------------------------------- sampling
 
@@ -766,12 +438,12 @@ class Generator:
             timings[key] = timings.get(key, 0) + value
         decoding = time.perf_counter()
         del branches, noise, scheduler  # the prompts' und caches: free them before the VAE decode's peak
-        frames = self.vae.decode(latents.vision)
+        frames = self.vae.decode(latents.vision) if req.decode else torch.zeros(0, 1, 1, 3, dtype=torch.uint8)
         extra = None
         if latents.sound is not None:
             extra = self.sound.decode(latents.sound)
         elif plan.raw_action_dim is not None and req.mode != "forward_dynamics":
-            extra = latents.actions[:, : plan.raw_action_dim].float().cpu()
+            extra = latents.actions[plan.state_tokens:, : plan.raw_action_dim].float().cpu()
             stats = self.action_stats.get(req.action.embodiment.name)
             if stats is not None:
                 extra = torch.from_numpy(denormalize(extra.numpy(), stats))
