@@ -14,6 +14,10 @@ It reads the world's datasets (cosmos3.world.export) and real ones such as the D
   then the gripper position at t+1.
 A camera listed in info.json whose video file is missing is reported by name: asking for it raises a ValueError,
 and camera=None picks the first camera whose videos are all there.
+
+Joint-space datasets (Policy-DROID) name their columns: `action_columns` are concatenated into the action row (e.g.
+DROID's action.joint_position (7) + action.gripper_position (1)) and `state_columns` into the robot state of each
+window's first frame (item["state"]). `read_camera(i, camera)` reads window i from another camera.
 """
 
 from __future__ import annotations
@@ -57,11 +61,14 @@ class LeRobotDataset:
     root: the dataset folder (with meta/info.json). camera: a video feature name from info.json, or None for the
     first camera whose video files exist. chunk_size: actions per window (frames per window = chunk_size + 1).
     stride: step between window starts. sound=True adds the window's sound [2, N] (float32) when the video file
-    has an audio track.
+    has an audio track. action_columns: columns concatenated into the action row (None: `action`, or actions derived
+    from DROID's cartesian state). state_columns: columns concatenated into item["state"], the state at the
+    window's first frame (None: no state).
     """
 
     def __init__(self, root: str | Path, camera: str | None = None, chunk_size: int = 16, stride: int = 1,
-                 sound: bool = False):
+                 sound: bool = False, action_columns: list[str] | None = None,
+                 state_columns: list[str] | None = None):
         self.root = Path(root)
         if chunk_size < 1 or stride < 1:
             raise ValueError(f"chunk_size and stride must be >= 1, got {chunk_size}, {stride}")
@@ -87,23 +94,11 @@ class LeRobotDataset:
         self.episodes = _read_all(self.root / "meta" / "episodes").to_pylist()
         self.episodes.sort(key=lambda e: e["episode_index"])
         self.missing_cameras = self._find_missing()
-        available = [c for c in self.cameras if c not in self.missing_cameras]
-        if camera is None:
-            if not available:
-                raise ValueError(f"{self.root}: no camera has its video files; missing: "
-                                 + "; ".join(f"{c} ({p})" for c, p in self.missing_cameras.items()))
-            camera = available[0]
-        elif camera not in self.cameras:
-            raise ValueError(f"{self.root}: unknown camera {camera!r}; meta/info.json lists {self.cameras}")
-        elif camera in self.missing_cameras:
-            raise ValueError(f"{self.root}: camera {camera!r} is listed in meta/info.json but its video file "
-                             f"{self.missing_cameras[camera]} is missing (cameras with videos: {available}; "
-                             f"missing: {sorted(self.missing_cameras)})")
-        self.camera = camera
+        self.camera = self.check_camera(camera)
 
         cosmos = self.info.get("cosmos3", {})
         self.domain_name = cosmos.get("domain_name")
-        self._load_rows(features)
+        self._load_rows(list(action_columns or []), list(state_columns or []))
         self.domain_id = cosmos.get("domain_id", KNOWN_DOMAINS.get(self.domain_name))
         tasks = pq.read_table(self.root / "meta" / "tasks.parquet").to_pydict()
         text_col = "task" if "task" in tasks else next(k for k, v in tasks.items() if v and isinstance(v[0], str))
@@ -115,6 +110,27 @@ class LeRobotDataset:
             self.windows.extend((e, s) for s in range(0, n - chunk_size, stride))
 
     # -- metadata -------------------------------------------------------------------------------------------------
+
+    @property
+    def available_cameras(self) -> list[str]:
+        """Cameras whose video files are all there, in info.json order."""
+        return [c for c in self.cameras if c not in self.missing_cameras]
+
+    def check_camera(self, camera: str | None) -> str:
+        """`camera` if its videos are there (None: the first camera whose videos are); else a ValueError naming it."""
+        available = self.available_cameras
+        if camera is None:
+            if not available:
+                raise ValueError(f"{self.root}: no camera has its video files; missing: "
+                                 + "; ".join(f"{c} ({p})" for c, p in self.missing_cameras.items()))
+            return available[0]
+        if camera not in self.cameras:
+            raise ValueError(f"{self.root}: unknown camera {camera!r}; meta/info.json lists {self.cameras}")
+        if camera in self.missing_cameras:
+            raise ValueError(f"{self.root}: camera {camera!r} is listed in meta/info.json but its video file "
+                             f"{self.missing_cameras[camera]} is missing (cameras with videos: {available}; "
+                             f"missing: {sorted(self.missing_cameras)})")
+        return camera
 
     def _video_file(self, camera: str, ep: dict) -> Path:
         chunk = int(ep.get(f"videos/{camera}/chunk_index") or 0)
@@ -134,15 +150,23 @@ class LeRobotDataset:
                     break
         return missing
 
-    def _load_rows(self, features: dict) -> None:
+    def _load_rows(self, action_columns: list[str], state_columns: list[str]) -> None:
         names = set(pq.read_schema(next(iter(sorted((self.root / "data").rglob("*.parquet"))))).names)
         base = ["index", "episode_index", "frame_index", "timestamp", "task_index"]
         droid = ["observation.state.cartesian_position", "observation.state.gripper_position"]
-        if "action" in names:
-            data = _read_all(self.root / "data", base + ["action"])
+        absent = [c for c in action_columns + state_columns if c not in names]
+        if absent:
+            raise ValueError(f"{self.root}: no column {', '.join(map(repr, absent))} in data/*.parquet "
+                             f"(columns: {sorted(names)})")
+        state = None
+        if action_columns:
+            data = _read_all(self.root / "data", list(dict.fromkeys(base + action_columns + state_columns)))
+            actions = np.concatenate([_matrix(data[c]) for c in action_columns], 1)
+        elif "action" in names:
+            data = _read_all(self.root / "data", list(dict.fromkeys(base + ["action"] + state_columns)))
             actions = _matrix(data["action"])
         elif all(c in names for c in droid):
-            data = _read_all(self.root / "data", base + droid)
+            data = _read_all(self.root / "data", list(dict.fromkeys(base + droid + state_columns)))
             actions = None  # derived per episode below (it needs consecutive states)
             self.domain_name = self.domain_name or "droid_lerobot"
         else:
@@ -153,7 +177,11 @@ class LeRobotDataset:
         self._index = data["index"].to_numpy()
         self._timestamp = np.asarray(data["timestamp"].to_numpy(), dtype=np.float64)
         self._task_index = data["task_index"].to_numpy()
-        state = grip = None
+        # the robot state of each frame ([N, S], columns concatenated), in index order like everything above
+        self._state = (np.concatenate([_matrix(data[c]) for c in state_columns], 1).astype(np.float32)
+                       if state_columns else None)
+        self.state_dim = None if self._state is None else self._state.shape[1]
+        grip = None
         if actions is None:
             state = _matrix(data[droid[0]])
             grip = _matrix(data[droid[1]])[:, 0]
@@ -187,14 +215,7 @@ class LeRobotDataset:
         ep = self.episodes[e]
         lo, _ = self._ep_rows[e]
         n = self.chunk_size + 1
-        t0 = float(ep.get(f"videos/{self.camera}/from_timestamp") or 0.0) + self._timestamp[lo + s]
-        path = self._video_file(self.camera, ep)
-        try:
-            frames, _ = read_video(path, max_frames=n, start=t0)
-        except ValueError as e:
-            raise ValueError(f"{path}: no frames at {t0:.3f} s ({e})") from None
-        if frames.shape[0] != n:
-            raise ValueError(f"{path}: expected {n} frames from {t0:.3f} s, the file has {frames.shape[0]}")
+        frames, path, t0 = self._read_frames(e, s, self.camera)
         out = {
             "frames": frames,
             "actions": torch.from_numpy(self._actions[lo + s: lo + s + self.chunk_size].copy()),
@@ -205,6 +226,8 @@ class LeRobotDataset:
             "domain_name": self.domain_name,
             "domain_id": self.domain_id,
         }
+        if self._state is not None:
+            out["state"] = torch.from_numpy(self._state[lo + s].copy())
         if self.with_sound:
             try:
                 wave, rate = read_audio(path)  # float32 [channels, N]
@@ -214,6 +237,25 @@ class LeRobotDataset:
                 i0 = int(round(t0 * rate))
                 out["sound"] = wave[:, i0:i0 + int(round(n / self.fps * rate))]
         return out
+
+    def _read_frames(self, e: int, s: int, camera: str) -> tuple[torch.Tensor, Path, float]:
+        """Frames [chunk + 1, H, W, 3] uint8 of episode position e from its frame s, with the file and start time."""
+        ep = self.episodes[e]
+        n = self.chunk_size + 1
+        t0 = float(ep.get(f"videos/{camera}/from_timestamp") or 0.0) + self._timestamp[self._ep_rows[e][0] + s]
+        path = self._video_file(camera, ep)
+        try:
+            frames, _ = read_video(path, max_frames=n, start=t0)
+        except ValueError as err:
+            raise ValueError(f"{path}: no frames at {t0:.3f} s ({err})") from None
+        if frames.shape[0] != n:
+            raise ValueError(f"{path}: expected {n} frames from {t0:.3f} s, the file has {frames.shape[0]}")
+        return frames, path, t0
+
+    def read_camera(self, i: int, camera: str) -> torch.Tensor:
+        """Window i's frames [chunk + 1, H, W, 3] uint8 from another camera (checked as the constructor does)."""
+        e, s = self.windows[i]
+        return self._read_frames(e, s, self.check_camera(camera))[0]
 
     def __repr__(self) -> str:
         return (f"LeRobotDataset({str(self.root)!r}, camera={self.camera!r}, chunk_size={self.chunk_size}: "

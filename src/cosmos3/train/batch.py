@@ -45,8 +45,17 @@ GEN_MARKERS = ("add_q_proj", "add_k_proj", "add_v_proj", "to_add_out", "norm_add
                "proj_in", "proj_out", "time_embedder", "action_", "audio_")
 
 
+# The action heads: the release's action2llm / llm2action / action_modality_embed (cosmos-framework
+# keys_to_skip_loading and lr_multipliers of the action post-training recipes).
+ACTION_HEAD_MARKERS = ("action_proj_in.", "action_proj_out.", "action_modality_embed")
+
+
 def is_gen_param(name: str) -> bool:
     return any(m in name for m in GEN_MARKERS)
+
+
+def is_action_head(name: str) -> bool:
+    return any(name.startswith(m) for m in ACTION_HEAD_MARKERS)
 
 
 # ------------------------------------------------------------------------------------------------ samples
@@ -102,11 +111,17 @@ def prepare_gen(item: GenItem, position: int, seed: int, loss: LossConfig, token
         mode = choose({"policy": loss.policy, "forward_dynamics": loss.forward_dynamics,
                        "inverse_dynamics": loss.inverse_dynamics}, g)
         vision_noisy, action_noisy = action_masks(mode, T, actions.shape[0])
+        if item.state is not None:  # the release's use_state: the state row leads, clean, at video frame 0
+            row = torch.zeros(1, actions.shape[1])
+            row[0, :item.state.numel()] = item.state
+            actions = torch.cat([row, actions])  # [n + 1, width]
+            action_noisy = torch.cat([torch.zeros(1, dtype=torch.bool), action_noisy])
     else:
         mode = choose({"t2v": loss.t2v, "i2v": loss.i2v, "v2v": loss.v2v}, g)
         vision_noisy = vision_noisy_mask(mode, T, loss.v2v_frames)
     text, dropped = drop_caption(item.prompt, loss, g)
-    if not (dropped and actions is not None):  # the action modes read their negative prompt as it is, untemplated
+    # the action modes read their negative prompt as it is, untemplated; plain captions come with their templates
+    if item.templated and not (dropped and actions is not None):
         text = prompt_text(text, num_frames=item.num_frames, fps=item.fps, height=item.height, width=item.width,
                            negative=dropped)
     ids, positions = branch_inputs(tokenizer, cfg, text, is_image=item.num_frames == 1,
@@ -120,7 +135,7 @@ def prepare_gen(item: GenItem, position: int, seed: int, loss: LossConfig, token
     layout = GenLayout(latent_shape=tuple(item.vision.shape), vision_noisy=vision_noisy, fps=item.fps,
                        sound_latents=0 if item.sound is None else item.sound.shape[1], sound_fps=cfg.sound_latent_fps,
                        action_steps=0 if actions is None else actions.shape[0], action_noisy=action_noisy,
-                       domain_id=item.domain_id)
+                       domain_id=item.domain_id, action_first_frame=0 if item.state is not None else 1)
     return GenSample(ids, positions, noised, layout.positions(cfg, ids.shape[0]), mode, dropped)
 
 

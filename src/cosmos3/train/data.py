@@ -2,7 +2,8 @@
 
 Sources (all indexable, `len(source)` items):
     LeRobotSource     LeRobot v3 windows (cosmos3.lerobot.LeRobotDataset): chunk + 1 frames -> vision latents,
-                      chunk actions (raw dims, padded later), the task as the release's JSON action caption
+                      chunk actions (raw dims, padded later), the task as the release's JSON action caption; or,
+                      for Policy-DROID, three cameras composed as concat_view, joint actions and the robot state
     VideoFolderSource MP4 files + captions (captions.jsonl lines {"video": "a.mp4", "caption": "..."}, or
                       captions.json {"a.mp4": "..."}, or a sidecar a.txt per video)
     LatentSource      a folder written by `precompute_latents` (index.jsonl + one safetensors file per sample)
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +32,7 @@ from safetensors.torch import load_file, save_file
 
 from ..actions import (ACTION_DIM, ACTION_STATS_FILE, ActionStats, get_embodiment,
                        load_stats_file, normalize, save_stats_file)
+from ..actions.embodiments import PLAIN_CAPTION_VIEWS, STATE_DIMS, plain_action_caption
 from ..fileio import atomic_write
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi")
@@ -48,6 +51,8 @@ class GenItem:
     actions: torch.Tensor | None = None  # [n, raw_dim] float32, not padded
     domain_id: int | None = None
     sound: torch.Tensor | None = None  # [Cs, Ts]
+    state: torch.Tensor | None = None  # [state_dim] raw robot state: a clean action token at video frame 0
+    templated: bool = True  # the prompt templates (duration / fps / resolution) still have to be added
 
     @property
     def raw_action_dim(self) -> int | None:
@@ -148,16 +153,60 @@ class Encoder:
 
 # ------------------------------------------------------------------------------------------------ sources
 
+VIEW_ROLES = ("wrist", "exterior_1", "exterior_2")  # concat_view: top, bottom left, bottom right
+
+
+def concat_view_cameras(dataset, views: dict[str, str], missing: str = "refuse") -> list[str]:
+    """The dataset cameras of `views` ({role: camera key}) in VIEW_ROLES order. Cameras without videos are refused
+    by name, or with missing="duplicate" replaced by the first present one (with a warning naming them)."""
+    absent = [r for r in VIEW_ROLES if views[r] not in dataset.available_cameras]
+    if not absent:
+        return [views[r] for r in VIEW_ROLES]
+    names = ", ".join(f"{views[r]} ({r})" for r in absent)
+    present = [views[r] for r in VIEW_ROLES if r not in absent]
+    if missing != "duplicate" or not present:
+        hint = ('; set data.missing_views = "duplicate" to fill them with a copy of a present camera' if present
+                else "")
+        raise ValueError(f"{dataset.root}: data.concat_view needs cameras without videos in this dataset: {names} "
+                         f"(cameras with videos: {dataset.available_cameras}){hint}")
+    warnings.warn(f"{dataset.root}: cameras without videos: {names}; data.missing_views = \"duplicate\" shows "
+                  f"{present[0]} in their place (the model sees that camera more than once)", stacklevel=2)
+    return [views[r] if r not in absent else present[0] for r in VIEW_ROLES]
+
+
+def compose_concat_view(wrist: torch.Tensor, exterior_1: torch.Tensor, exterior_2: torch.Tensor) -> torch.Tensor:
+    """uint8 frames [T, H, W, 3] of the three cameras -> [T, H + H/2, W, 3]: the wrist on top, the exteriors at half
+    size side by side below, frame by frame with the policy server's composition (the same pixels at serve time)."""
+    from ..policy_server import compose_concat_view as compose
+
+    frames = [compose(w.numpy(), [a.numpy(), b.numpy()]) for w, a, b in zip(wrist, exterior_1, exterior_2)]
+    return torch.from_numpy(np.stack(frames))
+
+
+def first_instruction(task: str) -> str:
+    """DROID's multi-annotation tasks ("a | b | c", empty fields allowed): the first non-empty one (the release
+    draws one at random; a fixed one keeps cached samples deterministic)."""
+    return next((t.strip() for t in task.split(" | ") if t.strip()), "")
+
 
 class LeRobotSource:
     """Windows of a LeRobot v3 dataset -> GenItem with actions (see cosmos3.lerobot)."""
 
     def __init__(self, path: str | os.PathLike, encoder: Encoder, *, camera: str | None = None, chunk_size: int = 16,
                  stride: int = 16, height: int | None = None, width: int | None = None,
-                 embodiment: str | None = None, normalize_actions: bool = False, sound: bool = False):
+                 embodiment: str | None = None, normalize_actions: bool = False, sound: bool = False,
+                 action_columns: list[str] | None = None, state_columns: list[str] | None = None,
+                 flip_gripper: bool = False, concat_view: dict[str, str] | None = None,
+                 missing_views: str = "refuse"):
         from ..lerobot import LeRobotDataset
 
-        self.dataset = LeRobotDataset(path, camera=camera, chunk_size=chunk_size, stride=stride, sound=sound)
+        self.dataset = LeRobotDataset(path, camera=camera, chunk_size=chunk_size, stride=stride, sound=sound,
+                                      action_columns=action_columns, state_columns=state_columns)
+        # concat_view: the cameras read for [wrist, exterior_1, exterior_2]; the wrist's is the dataset's own
+        self.views = concat_view_cameras(self.dataset, concat_view, missing_views) if concat_view else None
+        if self.views:
+            self.dataset.camera = self.views[0]
+        self.flip_gripper = flip_gripper
         self.sound = sound
         self.encoder, self.height, self.width = encoder, height, width
         name = embodiment if embodiment is not None else (self.dataset.domain_name or self.dataset.domain_id)
@@ -166,7 +215,17 @@ class LeRobotSource:
         self.embodiment = get_embodiment(name)
         if self.dataset.action_dim != self.embodiment.raw_dim:
             raise ValueError(f"{path}: {self.dataset.action_dim}D actions, but embodiment {self.embodiment.name!r} "
-                             f"has {self.embodiment.raw_dim}D actions; set data.embodiment")
+                             f"has {self.embodiment.raw_dim}D actions; set data.embodiment (or data.action_columns)")
+        takes = STATE_DIMS.get(self.embodiment.name)
+        if takes is not None and self.dataset.state_dim != takes:
+            raise ValueError(f"{path}: embodiment {self.embodiment.name!r} takes a {takes}D robot state, data."
+                             f"state_columns give {self.dataset.state_dim or 'none'}")
+        if takes is None and self.dataset.state_dim is not None:
+            raise ValueError(f"{path}: embodiment {self.embodiment.name!r} takes no robot state; drop "
+                             f"data.state_columns")
+        if normalize_actions and self.dataset.state_dim is not None:
+            raise ValueError(f"{path}: data.normalize_actions with data.state_columns: the state is given raw at "
+                             f"inference, so its embodiment trains on raw actions")
         self._items: dict[int, GenItem] = {}
         # {embodiment: stats} the actions are normalized with, empty for raw actions; what the trained checkpoint's
         # action_stats.json records (the space its actions were learnt in)
@@ -186,16 +245,25 @@ class LeRobotSource:
         if self.encoder.cache is not None and i in self._items:  # decoded and encoded once
             return self._items[i]
         w = self.dataset[i]
-        frames = w["frames"]  # uint8 [chunk + 1, H, W, 3]
+        frames = self.frames(i, w)  # uint8 [chunk + 1, H, W, 3]
         T, H, W = frames.shape[:3]
         height, width = (self.height or H), (self.width or W)
         key = f"lerobot:{w['episode_index']}:{w['frame_index']}"
         latents = self.encoder.encode(key, frames, self.height, self.width)
         actions = w["actions"].float()
+        state = None if w.get("state") is None else w["state"].float()
+        if self.flip_gripper:  # stored as 1 - g (the release's IS_GRIPPER_ACTION_FLIPPED datasets)
+            actions[:, -1] = 1.0 - actions[:, -1]
+            if state is not None:
+                state[-1] = 1.0 - state[-1]
         if self.action_stats:
             actions = torch.from_numpy(normalize(actions.numpy(), self.action_stats[self.embodiment.name])).float()
-        caption = action_caption(w["task"], self.embodiment.viewpoint, T, w["fps"])
-        item = GenItem(latents, caption, float(w["fps"]), T, height, width, actions, self.embodiment.domain_id)
+        if self.embodiment.name in PLAIN_CAPTION_VIEWS:  # the caption the Generator gives this variant, templates in
+            caption = plain_action_caption(first_instruction(w["task"]), self.embodiment, T, w["fps"], height, width)
+        else:
+            caption = action_caption(w["task"], self.embodiment.viewpoint, T, w["fps"])
+        item = GenItem(latents, caption, float(w["fps"]), T, height, width, actions, self.embodiment.domain_id,
+                       state=state, templated=self.embodiment.name not in PLAIN_CAPTION_VIEWS)
         if self.sound:
             if w.get("sound") is None:
                 raise ValueError(f"{self.dataset.root}: data.sound is set but episode {w['episode_index']} has no "
@@ -204,6 +272,18 @@ class LeRobotSource:
         if self.encoder.cache is not None:
             self._items[i] = item
         return item
+
+
+    def frames(self, i: int, window: dict | None = None) -> torch.Tensor:
+        """Window i's frames as the model sees them: uint8 [chunk + 1, H, W, 3] (concat_view: [.., 3H/2, W, 3])."""
+        w = self.dataset[i] if window is None else window
+        if not self.views:
+            return w["frames"]
+        read = {self.views[0]: w["frames"]}
+        for camera in self.views[1:]:
+            if camera not in read:
+                read[camera] = self.dataset.read_camera(i, camera)
+        return compose_concat_view(*(read[c] for c in self.views))
 
 
 def dataset_action_stats(root: str | os.PathLike) -> ActionStats | None:

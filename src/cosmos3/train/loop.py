@@ -25,7 +25,7 @@ import torch
 from ..actions import ACTION_STATS_FILE, load_stats_file, save_stats_file
 from ..checkpoint import WeightIndex, load_transformer, resolve_checkpoint
 from . import checkpointing
-from .batch import TrainModule, group, is_gen_param, prepare_chat, prepare_gen
+from .batch import TrainModule, group, is_action_head, is_gen_param, prepare_chat, prepare_gen
 from .data import ChatSource, Encoder, LatentSource, LeRobotSource, ShardedSampler, VideoFolderSource
 from .distributed import Dist, clip_grad_norm, init, load_sharded, shard, shard_like
 from .recipe import TrainRecipe
@@ -50,6 +50,33 @@ def peak_memory_bytes(device: torch.device) -> int:
     if device.type == "cuda":
         return int(torch.cuda.max_memory_allocated(device))
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def fresh_action_heads(model: torch.nn.Module, seed: int) -> dict[str, torch.Tensor]:
+    """New values of the action heads, drawn with the release's initialization (cosmos-framework
+    cosmos3_vfm_network.init_weights): weights truncated normal at +-3 std, std = 1 / sqrt(fan in) (action width for
+    action2llm, hidden size for llm2action and the modality embedding), biases zero. Whole tensors on the CPU."""
+    cfg = model.config
+    g = torch.Generator().manual_seed(seed)
+    out = {}
+    for name, p in model.named_parameters():
+        if not is_action_head(name):
+            continue
+        x = torch.zeros(p.shape, dtype=torch.float32)
+        if not name.endswith("bias.weight"):
+            std = 1.0 / math.sqrt(cfg.action_dim if name.startswith("action_proj_in.") else cfg.hidden_size)
+            torch.nn.init.trunc_normal_(x, std=std, a=-3 * std, b=3 * std, generator=g)
+        out[name] = x
+    return out
+
+
+def param_groups(named: dict[str, torch.nn.Parameter], head_lr_mult: float, lr: float) -> list[dict]:
+    """AdamW groups: the action heads at `head_lr_mult` x the LR, the rest at 1x ("lr_mult" is kept per group)."""
+    heads = [p for n, p in named.items() if is_action_head(n)]
+    rest = [p for n, p in named.items() if not is_action_head(n)]
+    groups = [{"params": rest, "lr": lr, "lr_mult": 1.0}, {"params": heads, "lr": lr * head_lr_mult,
+                                                          "lr_mult": head_lr_mult}]
+    return [g for g in groups if g["params"]]
 
 
 def set_trainable(model: torch.nn.Module, mode: str) -> None:
@@ -116,6 +143,14 @@ class Trainer:
         elif self.fsdp:
             shard(self.module, self.model.layers)
             self.module.to(device)
+        if recipe.model.reinit_action_heads:
+            fresh = fresh_action_heads(self.model, recipe.run.seed)
+            if not fresh:
+                raise ValueError(f"model.reinit_action_heads: {ckpt} has no action heads")
+            params = dict(self.model.named_parameters())
+            with torch.no_grad():
+                for name, full in fresh.items():
+                    params[name].copy_(shard_like(full, params[name].detach()))
         self.named_trainable = {n: p for n, p in self.model.named_parameters() if p.requires_grad}
         if recipe.model.train_vision:
             if self.kind != "chat" or vision is None or self.fsdp:
@@ -127,8 +162,8 @@ class Trainer:
             raise ValueError(f"model.train = {recipe.model.train!r} leaves nothing to train")
         self.param_names = {id(p): n for n, p in self.named_trainable.items()}
         o = recipe.optim
-        self.optimizer = torch.optim.AdamW(list(self.named_trainable.values()), lr=o.lr, betas=tuple(o.betas),
-                                           eps=o.eps, weight_decay=o.weight_decay, foreach=True)
+        self.optimizer = torch.optim.AdamW(param_groups(self.named_trainable, o.action_head_lr_mult, o.lr), lr=o.lr,
+                                           betas=tuple(o.betas), eps=o.eps, weight_decay=o.weight_decay, foreach=True)
         self.ema = None
         if o.ema_decay > 0:
             self.ema = {n: p.detach().clone() for n, p in self.named_trainable.items()}
@@ -142,7 +177,10 @@ class Trainer:
         if d.kind == "lerobot":
             return LeRobotSource(d.path, encoder, camera=d.camera, chunk_size=d.chunk_size, stride=d.stride,
                                  height=d.height, width=d.width, embodiment=d.embodiment,
-                                 normalize_actions=d.normalize_actions, sound=d.sound)
+                                 normalize_actions=d.normalize_actions, sound=d.sound,
+                                 action_columns=d.action_columns, state_columns=d.state_columns,
+                                 flip_gripper=d.flip_gripper, concat_view=d.concat_view,
+                                 missing_views=d.missing_views)
         if d.kind == "video":
             return VideoFolderSource(d.path, encoder, num_frames=d.num_frames, height=d.height, width=d.width,
                                      sound=d.sound)
@@ -229,7 +267,7 @@ class Trainer:
         lr = r.optim.lr * lr_factor(self.step, r.optim.warmup_steps, r.run.steps, r.optim.schedule,
                                     r.optim.min_lr_ratio)
         for g in self.optimizer.param_groups:
-            g["lr"] = lr
+            g["lr"] = lr * g.get("lr_mult", 1.0)
         if r.run.overfit_batch and self.sampler.position:  # the same samples at the same stream positions
             self.sampler.position = 0
         share = self.sampler.next_batch(r.run.batch_size, self.dist.rank, self.dist.world)
@@ -317,6 +355,19 @@ class Trainer:
             self.export(self.output / "export")
         return history
 
+    def _export_embodiment(self, folder: Path) -> None:
+        """A post-trained variant (policy_droid) is the exported checkpoint's own embodiment: its native settings
+        (cosmos3_defaults.json) name it, so the Generator and serve-policy default to it."""
+        from ..actions.embodiments import VARIANTS
+        from ..request import DEFAULTS_FILE
+
+        emb = getattr(self.source, "embodiment", None)
+        if emb is None or emb.name not in VARIANTS:
+            return
+        path = folder / DEFAULTS_FILE
+        native = json.loads(path.read_text()) if path.is_file() else {}
+        path.write_text(json.dumps({**native, "embodiment": emb.name}, indent=2) + "\n")
+
     def trained_state(self, ema: bool = False) -> dict[str, torch.Tensor]:
         """Whole copies of the trained parameters (or their EMA); a collective under FSDP."""
         return checkpointing.gather(self.ema if ema and self.ema is not None else self.named_trainable)
@@ -334,5 +385,6 @@ class Trainer:
             state = {k: v for k, v in state.items() if not k.startswith(VISION_PREFIX)}
             export_checkpoint(self.recipe.model.checkpoint, out / "checkpoint", state, lora, vision or None,
                               action_stats=self.action_stats)
+            self._export_embodiment(out / "checkpoint")
         self.dist.barrier()
         return out

@@ -26,6 +26,8 @@ TRAIN_MODES = ("full", "gen", "und", "lora", "vision")
 DATA_KINDS = ("lerobot", "video", "latents", "chat")
 SIGMA_SAMPLINGS = ("logit_normal", "uniform", "waver")
 SCHEDULES = ("cosine", "linear", "constant")
+VIEW_ROLES = ("wrist", "exterior_1", "exterior_2")  # data.concat_view: top, bottom left, bottom right
+MISSING_VIEWS = ("refuse", "duplicate")
 
 
 @dataclass
@@ -38,6 +40,10 @@ class ModelConfig:
     train_vision: bool = False  # chat data, one process: also train the reasoner's vision tower (vision_encoder/)
     activation_checkpointing: bool = False  # recompute each layer in backward: less memory, ~30% more compute
     fsdp: str = "auto"  # auto: shard with FSDP2 when launched on several processes; always; never
+    # fresh action heads (action_proj_in / action_proj_out / action_modality_embed, the release's action2llm /
+    # llm2action / action_modality_embed) instead of the checkpoint's, as the release's post-training does for a new
+    # action layout (Policy-DROID); drawn from run.seed with the release's initialization
+    reinit_action_heads: bool = False
 
 
 @dataclass
@@ -61,6 +67,15 @@ class DataConfig:
     height: int | None = None  # resize frames to this size before encoding (None = keep the source size)
     width: int | None = None
     embodiment: str | None = None  # LeRobot: override the dataset's embodiment (name or domain id)
+    action_columns: list[str] = field(default_factory=list)  # LeRobot: columns concatenated into the action row
+    # ([] = the `action` column, or actions derived from DROID's cartesian state)
+    state_columns: list[str] = field(default_factory=list)  # LeRobot: the robot state at a window's first frame
+    # (columns concatenated), given as a clean action token at video frame 0 (the release's use_state); [] = none
+    flip_gripper: bool = False  # LeRobot: the last action and state channel become 1 - g (the release's DROID data)
+    # LeRobot: {"wrist": key, "exterior_1": key, "exterior_2": key}: compose the three cameras as concat_view (wrist
+    # on top, the exteriors at half size below, [3H/2, W]); {} = one camera (data.camera)
+    concat_view: dict[str, str] = field(default_factory=dict)
+    missing_views: str = "refuse"  # concat_view cameras without videos: refuse (name them) | duplicate (a present one)
     sound: bool = False  # also train on the clips' sound (encoded with the checkpoint's audio tokenizer, 48 kHz)
     normalize_actions: bool = False  # quantile-normalize actions with the dataset's statistics (q01 -> -1, q99 -> 1)
     cache_latents: bool = True  # keep VAE latents in memory after the first encode (exact: the VAE is deterministic)
@@ -108,6 +123,7 @@ class OptimConfig:
     min_lr_ratio: float = 0.0  # the schedule ends at lr * min_lr_ratio
     grad_clip: float = 1.0  # max global gradient norm; 0 = off
     ema_decay: float = 0.0  # EMA of the trained weights; 0 = off (0.999 is typical)
+    action_head_lr_mult: float = 1.0  # LR multiplier of the action heads (the release's Policy-DROID recipe: 5)
 
 
 @dataclass
@@ -169,6 +185,17 @@ class TrainRecipe:
         need(self.lora.rank >= 1, f"lora.rank: expected >= 1, got {self.lora.rank}")
         need(self.model.train != "vision" or self.model.train_vision, "model.train = 'vision' needs "
              "model.train_vision = true")
+        need(self.optim.action_head_lr_mult > 0, f"optim.action_head_lr_mult: expected > 0, got "
+             f"{self.optim.action_head_lr_mult}")
+        need(not self.model.reinit_action_heads or self.model.train in ("gen", "full"),
+             f"model.reinit_action_heads: fresh heads must train (model.train gen or full, got {self.model.train!r})")
+        need(self.data.missing_views in MISSING_VIEWS, f"data.missing_views: expected one of {MISSING_VIEWS}, got "
+             f"{self.data.missing_views!r}")
+        need(not self.data.concat_view or sorted(self.data.concat_view) == sorted(VIEW_ROLES),
+             f"data.concat_view: expected the cameras of {list(VIEW_ROLES)}, got {sorted(self.data.concat_view)}")
+        need(not (self.data.concat_view or self.data.state_columns or self.data.action_columns)
+             or self.data.kind == "lerobot", "data.concat_view / state_columns / action_columns: LeRobot data only "
+             f"(data.kind = 'lerobot', got {self.data.kind!r})")
         need(bool(self.model.checkpoint), "model.checkpoint: required (an official-layout checkpoint directory)")
         need(bool(self.data.path), "data.path: required")
 
@@ -213,6 +240,11 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
             return [str(v) for v in value]
         if origin is tuple:
             return tuple(float(v) for v in value)
+        if origin is dict:  # a TOML table, or JSON on the command line
+            value = json.loads(value) if isinstance(value, str) else value
+            if not isinstance(value, dict):
+                raise ValueError
+            return {str(k): str(v) for k, v in value.items()}
     except (TypeError, ValueError):
         raise ValueError(f"{where}: expected {getattr(hint, '__name__', hint)}, got {value!r}") from None
     return value
