@@ -203,6 +203,14 @@ def add_generate_parser(sub) -> None:
     p.add_argument("--sampler", choices=["unipc", "euler"], help="override the checkpoint's sampler")
     p.add_argument("--step-cache", type=float, metavar="THRESHOLD",
                    help="skip gen forwards whose input changed less than this in all (TeaCache-style; e.g. 0.05)")
+    p.add_argument("--control", action="append", metavar="KIND[:PATH][:WEIGHT]",
+                   help="video transfer (repeatable): a control video of KIND edge, blur, depth, seg or wsm, with an "
+                        "optional weight; edge and blur without PATH are computed from --control-source "
+                        "(docs/TRANSFER.md)")
+    p.add_argument("--control-source", metavar="RGB_VIDEO", help="the RGB clip edge / blur controls are computed from")
+    p.add_argument("--control-guidance", type=float,
+                   help="push the output away from a run without controls (default: the release's per kind, 1.5 "
+                        "edge / blur / depth, 2 seg, 3 wsm; 1 with several controls)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help="default: float32 on CPU, bf16 on GPU")
     p.add_argument("--weights", choices=["float", "int8"], default="float",
@@ -256,6 +264,22 @@ def _read_prompt(args) -> str:
     return (args.prompt if args.prompt is not None else args.prompt_opt) or ""
 
 
+def _controls(args) -> list | None:
+    """--control KIND[:PATH][:WEIGHT] (repeatable) and --control-source -> Control list (checked again at resolve)."""
+    from .control import parse_spec
+
+    controls = [parse_spec(text) for text in args.control or []]
+    for c in controls:
+        if c.video is None:
+            if args.control_source is None:
+                raise UsageError(f"--control {c.kind}: no control video; give {c.kind}:PATH, or --control-source "
+                                 "RGB_VIDEO to compute it from")
+            c.source = args.control_source
+    if args.control_source is not None and not any(c.source is not None for c in controls):
+        raise UsageError("--control-source: no --control without a PATH uses it (e.g. --control edge)")
+    return controls or None
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     import os
     from pathlib import Path
@@ -277,6 +301,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from .request import require_input
 
     require_input(prompt, args.image, args.video, args.actions)  # before the model loads
+    controls = _controls(args)
     from .guardrails import Guardrail
     from .guardrails.options import build as build_guardrail
 
@@ -300,7 +325,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
         use_duration_template=not args.no_duration_template,
         use_system_prompt=None if args.system_prompt is None else args.system_prompt == "on",
         progress=not args.quiet, guidance_interval=args.guidance_interval, sampler=args.sampler,
-        step_cache=args.step_cache, guardrails=guard if guard is not None else False)
+        step_cache=args.step_cache, guardrails=guard if guard is not None else False, controls=controls,
+        control_guidance=args.control_guidance)
     if output.suffix.lower() == ".json" and res.actions is None:
         raise UsageError(f"--output: {res.mode} produced no actions to write as JSON; use .mp4")
     res.save(output)

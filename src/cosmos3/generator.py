@@ -21,13 +21,14 @@ import os
 import resource
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
+from . import control
 from . import request as request_module
 from .action_modes import chunk_actions
 from .actions import ACTION_STATS_FILE, ActionStats, denormalize, get_embodiment, load_stats_file, normalize
@@ -144,6 +145,7 @@ class _Plan:
     texts: list[str]  # the positive branch's text, then the negative's when guidance != 1
     is_image: bool
     raw_action_dim: int | None = None
+    system_prompt: str | None = None  # in place of the mode's (transfer)
     state_tokens: int = 0  # leading clean action tokens holding the robot state
 
 
@@ -275,7 +277,8 @@ class Generator:
                  use_duration_template: bool = True, use_system_prompt: bool | None = None, progress: bool = True,
                  guidance_interval: tuple[float, float] | None = None, sampler: str | None = None,
                  sigmas: list[float] | None = None, callback=None, upsample_prompt: bool = False,
-                 step_cache: float | None = None, state=None, guardrails=None) -> GenerationResult:
+                 step_cache: float | None = None, state=None, controls=None,
+                 control_guidance: float | None = None, guardrails=None) -> GenerationResult:
         """`run(resolve(...))`: every argument is checked before any model work. `guardrails`: a Guardrail, True
         (the built-in one), False, or None (this Generator's `guardrail`, none unless set): the prompts are screened
         first (GuardrailBlocked, nothing generated), the upsampled prompt too, and the frames filtered."""
@@ -353,13 +356,30 @@ class Generator:
             clean.sound = torch.zeros(self.model.config.sound_dim, sound_latents)
         layout = GenLayout(latent_shape=(C, Tl, Hl, Wl), vision_noisy=vision_noisy, fps=req.fps,
                            sound_latents=sound_latents, sound_fps=self.model.config.sound_latent_fps)
+        if req.controls:
+            layout, clean = self._with_controls(req, layout, clean)
         templates = dict(num_frames=T, fps=req.fps, height=H, width=W,
                          use_resolution_template=req.use_resolution_template,
                          use_duration_template=req.use_duration_template)
         texts = [prompt_text(prompt, negative=False, **templates)]
+        if req.controls:
+            texts[0] = control.emphasized(texts[0], req.controls)
         if req.guidance != 1.0:
             texts.append(prompt_text(req.negative_prompt or "", negative=True, **templates))
-        return _Plan(layout, clean, texts, is_image=req.mode == "t2i")
+        return _Plan(layout, clean, texts, is_image=req.mode == "t2i",
+                     system_prompt=control.SYSTEM_PROMPT_TRANSFER if req.controls else None)
+
+    def _with_controls(self, req: GenRequest, layout: GenLayout, clean: Latents) -> tuple[GenLayout, Latents]:
+        """Transfer: the control clips' latents go in front of the target's, clean, [C, (N + 1) T', H', W']."""
+        encoded = [self.vae.encode(control.control_pixels(c, req.num_frames, req.height, req.width))
+                   for c in req.controls]
+        Tl = layout.latent_shape[1]
+        clean = Latents(vision=torch.cat([*encoded, clean.vision], dim=1))
+        noisy = torch.cat([torch.zeros(len(encoded) * Tl, dtype=torch.bool), layout.vision_noisy])
+        layout = replace(layout, latent_shape=tuple(clean.vision.shape), vision_noisy=noisy,
+                         controls=len(encoded), control_weights=tuple(control.normalized_weights(req.controls)),
+                         control_guidance=req.control_guidance)
+        return layout, clean
 
     def _action_plan(self, req: GenRequest, prompt: str, image, video, clean_actions) -> _Plan:
         """forward_dynamics (first frame and actions clean), inverse_dynamics (every frame clean), policy (first
@@ -413,7 +433,11 @@ class Generator:
         """The one sampling path: noise (vision, sound, actions, in the reference's order, from one CPU generator),
         prompts, denoising, decoding -> (uint8 frames, vision latents, sound or predicted actions)."""
         clean, layout = plan.clean, plan.layout
-        noise = Latents(vision=torch.randn((1, *clean.vision.shape), generator=generator)[0])
+        C, T, H, W = clean.vision.shape
+        Tt = T // (layout.controls + 1)  # the target's frames: its noise is what the same seed draws without controls
+        noise = Latents(vision=torch.randn((1, C, Tt, H, W), generator=generator)[0])
+        if layout.controls:  # control frames are clean: their noise is never used
+            noise.vision = torch.cat([torch.zeros(C, T - Tt, H, W), noise.vision], dim=1)
         if clean.sound is not None:
             noise.sound = torch.randn(clean.sound.shape, generator=generator)
         if clean.actions is not None:
@@ -424,7 +448,8 @@ class Generator:
         # Denoise on the model's device (noise is drawn on the host, so a seed gives the same run on any device).
         latents, clean = (x.map(lambda _, t: t.to(self.device)) for x in (latents, clean))
         prompts = [branch_inputs(self.tokenizer, self.model.config, t, is_image=plan.is_image,
-                                 use_system_prompt=req.use_system_prompt) for t in plan.texts]
+                                 use_system_prompt=req.use_system_prompt, system_prompt=plan.system_prompt)
+                   for t in plan.texts]
         with torch.inference_mode():
             branches = encode_branches(self.model, layout, prompts)
         scheduler = make_scheduler(self.scheduler_config, flow_shift=req.shift, sampler=req.sampler)
@@ -438,6 +463,8 @@ class Generator:
             timings[key] = timings.get(key, 0) + value
         decoding = time.perf_counter()
         del branches, noise, scheduler  # the prompts' und caches: free them before the VAE decode's peak
+        if layout.controls:  # the output is the target clip, the last T' latent frames
+            latents.vision = latents.vision[:, -(layout.latent_shape[1] // (layout.controls + 1)):]
         frames = self.vae.decode(latents.vision) if req.decode else torch.zeros(0, 1, 1, 3, dtype=torch.uint8)
         extra = None
         if latents.sound is not None:

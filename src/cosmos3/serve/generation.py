@@ -282,6 +282,37 @@ def _actions(state, extra: ExtraParams) -> tuple[dict[str, Any], dict[str, str]]
     return {k: v for k, v in out.items() if v is not None}, {"actions": param}
 
 
+def _controls(state, extra: ExtraParams, reference, renamed: dict) -> tuple[list, dict]:
+    """The transfer hints of extra_params (edge, blur, depth, seg, wsm) -> Control list. A hint without a
+    control_path is computed from the input_reference video, which then guides only that (the target is not
+    conditioned on it: the release's default of no conditional frames)."""
+    from ..control import KINDS, Control
+
+    controls = []
+    for kind in KINDS:
+        hint, param = getattr(extra, kind), f"extra_params.{kind}"
+        if hint is None or hint is False:
+            continue
+        path = hint if isinstance(hint, str) else None if hint is True else hint.control_path
+        weight = 1.0 if isinstance(hint, (bool, str)) or hint.control_weight is None else hint.control_weight
+        preset = getattr(hint, "preset_edge_threshold", None) or getattr(hint, "preset_blur_strength", None)
+        if path is not None:
+            controls.append(Control(kind, video=str(state.policy.local_path(path, f"{param}.control_path")),
+                                    weight=weight, preset=preset))
+            continue
+        if kind not in ("edge", "blur"):
+            raise APIError(400, f"{param}: a {kind} map cannot be computed here; give its control_path",
+                           param=param, code="missing_field")
+        if reference is None or reference[0] != "video":
+            raise APIError(400, f"{param}: no control_path, so the {kind} map is computed from the input_reference "
+                                "video; send one", param=param, code="missing_field")
+        controls.append(Control(kind, source=str(reference[1]), weight=weight, preset=preset))
+    names = {"controls": "extra_params." + controls[0].kind if len(controls) == 1 else "extra_params",
+             "control_guidance": "extra_params.control_guidance"} if controls else {
+        "control_guidance": "extra_params.control_guidance"}
+    return controls, {**renamed, **names}
+
+
 def _action_tier(size: str | None) -> str | None:
     """Action modes take a resolution tier: `size` may name it ("256p") or be one of the tier's table sizes."""
     if size is None:
@@ -336,7 +367,11 @@ def video_request(state, body: VideoRequest, reference: tuple[str, Path] | None)
                       condition_video_keep=extra.condition_video_keep,
                       use_resolution_template=extra.use_resolution_template,
                       use_duration_template=extra.use_duration_template)
-    if reference is not None:
+    controls, renamed = _controls(state, extra, reference, renamed)
+    if controls:
+        kwargs["controls"] = controls
+    kwargs["control_guidance"] = extra.control_guidance
+    if reference is not None and not any(c.source is not None for c in controls):
         kwargs[kind] = str(reference[1])
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
     if body.seconds is not None and not actions:

@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, ValidationInfo,
+                      field_validator)
 
 from .errors import APIError, _loc_to_param, error_message, pick_error, short
 
@@ -184,6 +185,34 @@ class ImageGenerationRequest(BaseModel):
         return value
 
 
+class ControlHint(BaseModel):
+    """One transfer control in extra_params (vLLM-Omni's fields): `control_path` the control video (an allowed local
+    path); without it, edge and blur are computed from the input_reference video."""
+
+    model_config = STRICT
+    control_path: URLText | None = None
+    control_weight: float | None = Field(default=None, ge=0.0, le=1e6)
+
+
+class EdgeHint(ControlHint):
+    preset_edge_threshold: Literal["none", "very_low", "low", "medium", "high", "very_high"] | None = None
+
+
+class BlurHint(ControlHint):
+    preset_blur_strength: Literal["none", "very_low", "low", "medium", "high", "very_high"] | None = None
+
+
+def _hint_kind(value: Any) -> str:
+    return "bool" if isinstance(value, bool) else "str" if isinstance(value, str) else "dict"
+
+
+def _hint(model: type[ControlHint]):
+    """true | a path | an object; tagged by the value's JSON type, so an error's param is the field's own path
+    (extra_params.edge.control_weight), not the union member's class name."""
+    return Annotated[Union[Annotated[bool, Tag("bool")], Annotated[URLText, Tag("str")], Annotated[model, Tag("dict")]],
+                     Discriminator(_hint_kind)]
+
+
 class ExtraParams(BaseModel):
     """The `extra_params` JSON of the video endpoints (vLLM-Omni's names)."""
 
@@ -200,6 +229,13 @@ class ExtraParams(BaseModel):
     use_duration_template: bool | None = None
     use_system_prompt: bool | None = None
     guardrails: bool | None = None
+    # transfer (docs/TRANSFER.md): true (compute from the input_reference video), a control video path, or an object
+    edge: _hint(EdgeHint) | None = None
+    blur: _hint(BlurHint) | None = None
+    depth: _hint(ControlHint) | None = None
+    seg: _hint(ControlHint) | None = None
+    wsm: _hint(ControlHint) | None = None
+    control_guidance: float | None = Field(default=None, ge=0.0, le=10.0)
 
 
 class VideoRequest(BaseModel):

@@ -217,7 +217,9 @@ async def videos_create(request: Request):
         if state.gen_queue.waiting >= state.config.max_queue:
             raise APIError(429, "the generation queue is full; retry later", code="queue_full",
                            headers={"Retry-After": str(state.gen_queue.retry_after())})
-        record = {k: v for k, v in kwargs.items() if k not in ("actions",)}
+        record = {k: v for k, v in kwargs.items() if k not in ("actions", "controls")}
+        if "controls" in kwargs:  # the job row is JSON: the controls as their fields
+            record["controls"] = [c.as_dict() for c in kwargs["controls"]]
         row = state.store.create(job_id, record, state.model_name, steps=kwargs["num_inference_steps"] * runs)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
