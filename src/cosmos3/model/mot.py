@@ -264,12 +264,15 @@ class MoTAttention(nn.Module):
 
     def gen(self, x: torch.Tensor, rope: Rope, und_k: torch.Tensor, und_v: torch.Tensor,
             und_mask: torch.Tensor | None = None, backend: str = "sdpa",
-            packing: Packing | None = None) -> torch.Tensor:
-        """Full attention of gen queries over [und keys | gen keys] of their own sample -> [B, N, D]."""
+            packing: Packing | None = None, parallel=None) -> torch.Tensor:
+        """Full attention of gen queries over [und keys | gen keys] of their own sample -> [B, N, D]. `parallel`
+        (parallel.ulysses.SequenceParallel): x holds this rank's share of the tokens; the ranks exchange heads."""
         cos, sin = rope
         q = apply_rope(self.norm_added_q(self._heads(self.add_q_proj(x), self.num_heads)), cos, sin)
         k = apply_rope(self.norm_added_k(self._heads(self.add_k_proj(x), self.num_kv_heads)), cos, sin)
         v = self._heads(self.add_v_proj(x), self.num_kv_heads)
+        if parallel is not None:
+            return self.to_add_out(parallel.attend(q, k, v, und_k, und_v, und_mask, backend))
         if packing is not None:
             q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
             out = torch.cat([attention(_span(q, g), torch.cat([_span(und_k, u), _span(k, g)], dim=2),
@@ -315,6 +318,7 @@ class MoTLayer(nn.Module):
 
     def gen(self, x: torch.Tensor, rope: Rope, und_k: torch.Tensor, und_v: torch.Tensor,
             und_mask: torch.Tensor | None = None, backend: str = "sdpa",
-            packing: Packing | None = None) -> torch.Tensor:
-        h = x + self.self_attn.gen(self.input_layernorm_moe_gen(x), rope, und_k, und_v, und_mask, backend, packing)
+            packing: Packing | None = None, parallel=None) -> torch.Tensor:
+        h = x + self.self_attn.gen(self.input_layernorm_moe_gen(x), rope, und_k, und_v, und_mask, backend, packing,
+                                   parallel)
         return h + self.mlp_moe_gen(self.post_attention_layernorm_moe_gen(h))

@@ -227,8 +227,10 @@ class Cosmos3Omni(nn.Module):
             parts.append(self._add_timestep(actions, 1, inputs.action_noisy, t_action))
         return torch.cat(parts)
 
-    def run_gen(self, tokens: torch.Tensor, positions: torch.Tensor, cache: UndCache) -> torch.Tensor:
-        """Gen streams [B, N, D] (or [N, D]) against cached und keys/values -> final-normed hidden [B, N, D]."""
+    def run_gen(self, tokens: torch.Tensor, positions: torch.Tensor, cache: UndCache,
+                parallel=None) -> torch.Tensor:
+        """Gen streams [B, N, D] (or [N, D]) against cached und keys/values -> final-normed hidden [B, N, D].
+        `parallel`: a sequence-parallel share of the tokens (parallel.ulysses.SequenceParallel.run_gen)."""
         x = tokens.unsqueeze(0) if tokens.ndim == 2 else tokens
         if x.shape[0] != cache.batch_size:
             if cache.batch_size != 1:
@@ -237,7 +239,7 @@ class Cosmos3Omni(nn.Module):
                              [v.expand(x.shape[0], -1, -1, -1) for v in cache.values], cache.mask)
         rope = self.rope(positions)
         for layer, k, v in zip(self.layers, cache.keys, cache.values):
-            x = layer.gen(x, rope, k, v, cache.mask, backend=self.attention_backend)
+            x = layer.gen(x, rope, k, v, cache.mask, backend=self.attention_backend, parallel=parallel)
         return self.norm_moe_gen(x)
 
     def decode_gen(self, hidden: torch.Tensor, inputs: GenInputs) -> GenOutputs:
