@@ -212,6 +212,9 @@ def add_generate_parser(sub) -> None:
                    help="push the output away from a run without controls (default: the release's per kind, 1.5 "
                         "edge / blur / depth, 2 seg, 3 wsm; 1 with several controls)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    p.add_argument("--parallel", choices=["cfg", "ulysses", "cfg+ulysses", "tower"],
+                   help="one request over the processes of a torchrun job: `torchrun --nproc-per-node N -m "
+                        "cosmos3.cli generate --parallel MODE ...` (docs/SCALING.md)")
     p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help="default: float32 on CPU, bf16 on GPU")
     p.add_argument("--weights", choices=["float", "int8"], default="float",
                    help="int8: the towers' linears and lm_head in int8 (less memory; docs/MEMORY.md)")
@@ -310,10 +313,21 @@ def cmd_generate(args: argparse.Namespace) -> int:
         guard.screen(prompt, "prompt")
         guard.screen(negative, "negative_prompt")
         guard = Guardrail(frame_filters=guard.frame_filters)  # screened once: only the frames are left to filter
+    parallel = None
+    if args.parallel:  # this process is one rank of a torchrun job (docs/SCALING.md)
+        from .parallel import init_parallel
+
+        parallel = init_parallel(args.parallel, args.device)
+        if parallel.serves_und:  # tower mode's rank 0: und keys and values for the gen rank
+            from .parallel.tower import load_tower, serve_und
+
+            serve_und(load_tower(args.checkpoint, "und", dtype, parallel.device))
+            parallel.close()
+            return 0
 
     start = time.perf_counter()
     gen = Generator.from_pretrained(args.checkpoint, device=args.device, dtype=dtype, weights=args.weights,
-                                    offload=args.offload)
+                                    parallel=parallel, offload=args.offload)
     res = gen.generate(
         prompt, negative_prompt=negative, image=args.image, video=args.video, num_frames=args.num_frames,
         fps=args.fps, height=args.height, width=args.width, resolution=args.resolution,
@@ -324,9 +338,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
         condition_video_keep=args.condition_video_keep, use_resolution_template=not args.no_resolution_template,
         use_duration_template=not args.no_duration_template,
         use_system_prompt=None if args.system_prompt is None else args.system_prompt == "on",
-        progress=not args.quiet, guidance_interval=args.guidance_interval, sampler=args.sampler,
+        progress=not args.quiet and (parallel is None or parallel.writes_output),
+        guidance_interval=args.guidance_interval, sampler=args.sampler,
         step_cache=args.step_cache, guardrails=guard if guard is not None else False, controls=controls,
         control_guidance=args.control_guidance)
+    if parallel is not None:
+        parallel.close()
+        if not parallel.writes_output:  # every rank holds the result; one writes it
+            return 0
     if output.suffix.lower() == ".json" and res.actions is None:
         raise UsageError(f"--output: {res.mode} produced no actions to write as JSON; use .mp4")
     res.save(output)

@@ -179,6 +179,7 @@ class Generator:
         self.path: Path | None = None  # set by from_pretrained; the reasoner for prompt upsampling reads from it
         self._reasoner = None
         self.guardrail = None  # a guardrails.Guardrail that generate() applies when a call does not choose one
+        self.parallel = None  # parallel.Parallel: this process is one rank of a torchrun job (docs/SCALING.md)
         self.offloader = None  # offload.Offloader when from_pretrained(offload=...) keeps weights in host memory
         self._warned: set[str] = set()
         if vae.channels != model.config.latent_channel:
@@ -192,9 +193,10 @@ class Generator:
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, device: str | torch.device | None = None,
                         dtype: torch.dtype | None = None, weights: str | None = None,
-                        offload: str = "none") -> "Generator":
+                        parallel=None, offload: str = "none") -> "Generator":
         """Load an official-layout checkpoint: transformer/, vae/, scheduler/, text_tokenizer/, sound_tokenizer/.
         `weights="int8"`: the towers' and lm_head's linears in int8 (quant.py); default: as loaded.
+        `parallel` (parallel.init_parallel under torchrun): this rank's part of a parallel run, on its device.
         `offload` "layers" / "components": the weights stay in host memory and visit the device when used
         (offload.py; for GPUs smaller than the model)."""
         from .offload import MODES as OFFLOAD_MODES
@@ -205,15 +207,18 @@ class Generator:
             raise CheckpointError(f"{root}: no such checkpoint directory")
         device = torch.device(device) if device is not None else torch.device(
             "cuda" if torch.cuda.is_available() else "cpu")
-        if offload not in OFFLOAD_MODES:
-            raise ValueError(f"offload: expected one of {OFFLOAD_MODES}, got {offload!r}")
+        if parallel is not None:
+            device = parallel.device
+        if offload not in OFFLOAD_MODES or (offload != "none" and parallel is not None):
+            raise ValueError(f"offload: expected one of {OFFLOAD_MODES} (not with parallel), got {offload!r}")
         dtype = dtype or default_dtype(device)
         index = {}
         if (root / "model_index.json").is_file():
             index = json.loads((root / "model_index.json").read_text())
         load_on = device if offload == "none" else torch.device("cpu")  # offloaded weights live in host memory
         fp8 = "keep" if device.type == "cuda" else "auto"  # an fp8 checkpoint stays fp8 for a GPU (fp8.py)
-        model = apply_weights(load_transformer(root, dtype=dtype, device=load_on, fp8=fp8), weights)
+        model = (apply_weights(load_transformer(root, dtype=dtype, device=load_on, fp8=fp8), weights)
+                 if parallel is None else parallel.load_transformer(root, dtype, weights))
         vae_dtype = torch.float32 if device.type == "cpu" else dtype
         vae = VideoVAE.from_pretrained(root / "vae", device, vae_dtype)
         if not (root / "text_tokenizer").is_dir():
@@ -228,6 +233,7 @@ class Generator:
                   defaults=read_native_defaults(root), action_stats=load_stats_file(root / ACTION_STATS_FILE),
                   distilled_sigmas=load_distilled_sigmas(root))
         gen.path = root
+        gen.parallel = parallel
         if offload != "none":
             from .offload import offload_generator
 
@@ -305,6 +311,8 @@ class Generator:
         from tqdm.auto import tqdm
 
         started = time.perf_counter()
+        if self.parallel is not None:
+            req = self.parallel.same_request(req)
         prompt = req.prompt
         if req.upsample_prompt:
             prompt = self.upsample_prompt(prompt, seed=req.seed)
@@ -451,14 +459,16 @@ class Generator:
                                  use_system_prompt=req.use_system_prompt, system_prompt=plan.system_prompt)
                    for t in plan.texts]
         with torch.inference_mode():
-            branches = encode_branches(self.model, layout, prompts)
+            encode = encode_branches if self.parallel is None else self.parallel.encode_branches
+            branches = encode(self.model, layout, prompts)
         scheduler = make_scheduler(self.scheduler_config, flow_shift=req.shift, sampler=req.sampler)
         timesteps = set_schedule(scheduler, req.steps, sigmas=req.sigmas, native=self.native_flow_schedule)
         denoising = time.perf_counter()
         counts: dict = {}
         latents = sample(self.model, layout, latents, clean, branches, scheduler, timesteps, req.guidance,
                          guidance_interval=req.guidance_interval, raw_action_dim=plan.raw_action_dim,
-                         callback=req.callback, progress=req.progress, step_cache=req.step_cache, stats=counts)
+                         callback=req.callback, progress=req.progress, step_cache=req.step_cache, stats=counts,
+                         parallel=self.parallel)
         for key, value in counts.items():  # transformer evaluations: forwards run, skipped, CFG rows run
             timings[key] = timings.get(key, 0) + value
         decoding = time.perf_counter()
