@@ -283,3 +283,13 @@ def test_cli_spec_parsing():
     assert parse_spec("edge") == Control("edge")
     assert parse_spec("blur::2") == Control("blur", weight=2.0)
     assert parse_spec("blur:0.25") == Control("blur", weight=0.25)
+
+
+def test_one_control_takes_the_release_text_guidance(gen):
+    clip = np.zeros((5, 64, 64, 3), np.uint8)
+    plain = gen.resolve("a red cube", **SMALL).guidance
+    assert gen.resolve("a red cube", controls=[Control("seg", video=clip)], **SMALL).guidance == 3.0
+    assert gen.resolve("a red cube", controls=[Control("wsm", video=clip)], **SMALL).guidance == 1.0
+    assert gen.resolve("a red cube", controls=[Control("wsm", video=clip)], guidance_scale=2.0, **SMALL).guidance == 2.0
+    two = [Control("seg", video=clip), Control("edge", video=clip)]
+    assert gen.resolve("a red cube", controls=two, **SMALL).guidance == plain

@@ -46,6 +46,7 @@ BILATERAL = dict(d=30, sigma_color=150, sigma_space=100, reference=720)
 
 # control_guidance when the caller gives none: the release's per-kind tuning for one control, 1 for several
 CONTROL_GUIDANCE_DEFAULTS = {"edge": 1.5, "blur": 1.5, "depth": 1.5, "seg": 2.0, "wsm": 3.0}
+TRANSFER_GUIDANCE = {"wsm": 1.0}  # text guidance with one control (3 for the other kinds)
 MAX_CONTROL_GUIDANCE = 10.0  # the framework's ControlGuidance bound
 MAX_ASPECT_MISMATCH = 0.05  # a control is scaled and centre-cropped to the output; more crop than this is refused
 
@@ -131,6 +132,18 @@ def check_controls(controls, control_guidance) -> tuple[tuple[Control, ...], flo
 
         raise RequestError("control_guidance", f"expected a number in [0, {MAX_CONTROL_GUIDANCE:g}], got {g!r}")
     return active, float(g)
+
+
+def default_guidance(controls) -> float | None:
+    """Text guidance for a request that gives none: with exactly one (weighted) control, the release's per-kind
+    value (TRANSFER_GUIDANCE); otherwise None (the checkpoint's own default). Unchecked input gives None."""
+    if not isinstance(controls, (list, tuple)):
+        controls = [controls]
+    kinds = {c.kind for c in controls if isinstance(c, Control) and isinstance(c.weight, (int, float))
+             and not isinstance(c.weight, bool) and c.weight > 0}
+    if len(kinds) != 1 or not kinds <= set(KINDS):
+        return None
+    return TRANSFER_GUIDANCE.get(kinds.pop(), 3.0)
 
 
 def normalized_weights(controls: tuple[Control, ...]) -> list[float]:

@@ -239,6 +239,10 @@ def resolve(gen, prompt: str = "", negative_prompt: str | None = None, image=Non
             and guidance_interval[0] <= guidance_interval[1]):
         raise RequestError("guidance_interval", f"expected (low, high) sigmas, 0 <= low <= high, got "
                                                 f"{guidance_interval!r}")
+    if guidance_scale is None and gen.distilled_sigmas is None:
+        from .control import default_guidance
+
+        guidance_scale = default_guidance(controls)  # one control: the release's tuned text guidance for its kind
     if gen.distilled_sigmas is not None and sigmas is None:
         guidance_scale = distilled_settings(gen.distilled_sigmas, guidance_scale, num_inference_steps,
                                             flow_shift)
