@@ -68,7 +68,8 @@ def test_layers_stream_one_ahead_with_identical_outputs(rng, gen):
     pairs = [a + b for sizes in (und_bytes, gen_bytes) for a, b in zip(sizes, sizes[1:] + sizes[:1])]
     assert off.stats.peak_bytes == max(pairs) < sum(und_bytes) + sum(gen_bytes)
     # after the calls at most the one fetched ahead remains
-    resident = [i for i, layer in enumerate(streamed.layers) if not all(isinstance(p, Away) for p in layer.parameters())]
+    resident = [i for i, layer in enumerate(streamed.layers)
+                if not all(isinstance(p, Away) for p in layer.parameters())]
     assert len(resident) <= 1
     # the joint pass (training-style, und and gen interleaved) gives the same numbers too
     for got, want in zip(_joint(streamed, case), want_joint, strict=True):
