@@ -3,7 +3,8 @@
     GET /                          the page (index.html), with a strict Content-Security-Policy
     GET /playground/static/<file>  its script and style sheet (no inline script: nothing a prompt holds can run)
     GET /playground/config         what the page needs to check a request before sending it: the served model, whether
-                                   an API key is required, and this server's limits
+                                   an API key is required, this server's limits, and the release's size table (tier x
+                                   aspect ratio -> WxH) for the resolution and aspect selectors
 
 The page sends the API key (when the server has one) in the Authorization header of its fetch calls, never in a URL,
 and keeps it in sessionStorage. Everything a user or the model wrote is rendered with textContent.
@@ -65,4 +66,7 @@ async def config(request: Request) -> dict:
                        "max_side": spec.MAX_CUSTOM_SIDE, "min_frames": spec.MIN_FRAMES,
                        "sizes": sorted({f"{w}x{h}" for row in spec.RESOLUTIONS.values() for w, h in row.values()},
                                        key=lambda s: [int(x) for x in s.split("x")])},
+            "resolutions": {tier: {aspect: f"{w}x{h}" for aspect, (w, h) in row.items()}
+                            for tier, row in spec.RESOLUTIONS.items()},
+            "aspect_ratios": list(spec.ASPECT_RATIOS),
             "embodiments": embodiments, "action_modes": ["policy", "forward_dynamics", "inverse_dynamics"]}
