@@ -108,3 +108,40 @@ def test_modes_outside_torchrun_and_unknown_modes_are_refused(monkeypatch):
         init_parallel("cfg")
     with pytest.raises(ValueError, match="parallel: expected one of cfg, ulysses, cfg\\+ulysses, tower, got 'ring'"):
         init_parallel("ring")
+
+
+def test_cli_tower_writes_what_one_process_writes(checkpoint, tmp_path, capsys):
+    """`torchrun ... -m cosmos3.cli generate --parallel tower`: rank 0 serves the und tower, rank 1 writes the
+    image, both exit 0; the PNG equals the one-process command's."""
+    from cosmos3.cli import main
+
+    seed = random.Random(fresh_seed("cli tower")).randrange(2**31)
+    args = ["generate", "--checkpoint", str(checkpoint), "a blue ball rolls", "--num-frames", "1", "--height", "64",
+            "--width", "64", "--num-inference-steps", "2", "--guidance-scale", "3", "--seed", str(seed), "--quiet"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main([*args, "-o", str(tmp_path / "one.png")]) == 0
+    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1",
+               PYTHONPATH=os.pathsep.join([str(Path(p).resolve()) for p in sys.path if p]))
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m",
+                           "cosmos3.cli", *args, "--parallel", "tower", "-o", str(tmp_path / "tower.png")],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("-> ") == 1  # one rank reports the output
+    import numpy as np
+    from PIL import Image
+
+    one, split = (np.asarray(Image.open(tmp_path / f"{n}.png"), dtype=np.int16) for n in ("one", "tower"))
+    assert one.shape == split.shape == (64, 64, 3)
+    assert np.abs(one - split).max() <= 1
+
+
+def test_cli_parallel_outside_torchrun_is_a_usage_error(checkpoint, tmp_path, capsys, monkeypatch):
+    from cosmos3.cli import main
+
+    monkeypatch.delenv("RANK", raising=False)
+    code = main(["generate", "--checkpoint", str(checkpoint), "a cat", "--parallel", "ulysses", "--quiet",
+                 "-o", str(tmp_path / "x.mp4")])
+    assert code == 2
+    assert "parallel: ulysses needs several processes; launch with `torchrun" in capsys.readouterr().err
+    assert not (tmp_path / "x.mp4").exists()
