@@ -11,7 +11,8 @@ Steps, in this order, each in a process of its own with a time budget (a step ov
                 on the device against the same weights in float32 on the CPU, our code both times: the transformer
                 forward, t2v / i2v / policy generations (Generator.generate) and a greedy reasoner answer
                 (Reasoner.chat, temperature 0); diffusers' transformer and pipeline, and transformers' Qwen3-VL
-                (tiny, random), in bf16 on the device against our float32 too
+                (tiny, random), in bf16 on the device against our float32 too; offload (layers, components) and
+                a kept-fp8 checkpoint against the plain load on the device (issue #18)
   speed_generate  Nano-shaped network (preset `nano`, random bf16 weights made on the device, batch 1): t2v 256p
                 and 480p at 189 frames (fewer when memory does not allow, stated); a few denoising steps with guidance
                 timed and extrapolated to 35, plus a Wan 2.2-shaped VAE decode, against vLLM-Omni's published
@@ -257,6 +258,8 @@ def step_correctness(ctx: Ctx, rec: Recorder) -> None:
         correctness_forward(ctx, rec, root, variant, seed)
         correctness_generate(ctx, rec, root, variant, seed)
         correctness_reasoner(ctx, rec, root, variant)
+        if k == 0:
+            correctness_memory(ctx, rec, root, variant, seed)
         if ctx.device.type == "cuda":
             torch.cuda.empty_cache()
     correctness_transformers(ctx, rec, ctx.seed)
@@ -367,6 +370,56 @@ def correctness_generate(ctx: Ctx, rec: Recorder, root: Path, variant: str, seed
         f["bound"] = BF16_GENERATE_BOUND
         if f["latents_rel_err"] >= BF16_GENERATE_BOUND:
             f["status"], f["error"] = "error", "relative error above the bf16 bound"
+
+
+def correctness_memory(ctx: Ctx, rec: Recorder, root: Path, variant: str, seed: int) -> None:
+    """Issue #18 on the device: offload (layers, components) gives the plain load's latents; an fp8 checkpoint kept
+    fp8 (W8A16 linears) gives the dequantized model's outputs."""
+    import torch
+    from safetensors.torch import save_file
+
+    from cosmos3.checkpoint import load_transformer, save_transformer
+    from cosmos3.fp8 import Fp8Linear
+    from cosmos3.generator import Generator
+    from oracle import random_case
+
+    kw = dict(prompt="a red block slides to the left", num_frames=9, height=128, width=128, num_inference_steps=3,
+              guidance_scale=GUIDANCE, seed=seed, progress=False)
+    plain = Generator.from_pretrained(root, device=ctx.device, dtype=ctx.dtype).generate(**kw)
+    for mode in ("layers", "components"):
+        with rec.item(f"offload/{mode}/{variant}") as f:
+            ctx.reset_peak()
+            g = Generator.from_pretrained(root, device=ctx.device, dtype=ctx.dtype, offload=mode)
+            res, f["lowp_s"] = ctx.timed(g.generate, **kw)
+            f.update(ctx.peak(), transfers=g.offloader.stats.transfers, peak_groups=g.offloader.stats.peak_groups)
+            f["latents_rel_err"] = rel(res.latents, plain.latents)
+            if f["latents_rel_err"] > 1e-6:
+                f["status"], f["error"] = "error", "offloaded latents differ from the plain load's"
+    with rec.item(f"fp8/{variant}") as f:
+        # the tiny checkpoint's layer linears in the release's fp8 layout (E4M3 + per-tensor weight_scale)
+        model = load_transformer(root, dtype=torch.float32, device="cpu")
+        folder = ctx.scratch / f"fp8-{variant}" / "transformer"
+        save_transformer(model, folder)
+        state = {k: v.contiguous() for k, v in model.state_dict().items()}
+        for i, layer in enumerate(model.layers):
+            for name, m in layer.named_modules():
+                if type(m) is torch.nn.Linear:
+                    key = f"layers.{i}.{name}"
+                    scale = m.weight.detach().abs().amax() / 448.0
+                    state[key + ".weight"] = (m.weight.detach() / scale).to(torch.float8_e4m3fn)
+                    state[key + ".weight_scale"] = scale.reshape(())
+        save_file(state, str(folder / "diffusion_pytorch_model.safetensors"))
+        kept = load_transformer(folder, dtype=ctx.dtype, device=ctx.device, fp8="keep")
+        flat = load_transformer(folder, dtype=ctx.dtype, device=ctx.device, fp8="dequantize")
+        case = random_case(model.config, torch.Generator().manual_seed(seed), random.Random(seed))
+        args = (case["input_ids"], case["text_positions"], case["inputs"], case["gen_positions"])
+        with torch.no_grad():
+            (a, _), f["kept_s"] = ctx.timed(kept, *args)
+            b, _ = flat(*args)
+        f["fp8_linears"] = sum(isinstance(m, Fp8Linear) for m in kept.modules())
+        f["kept_vs_dequantized_rel_err"] = rel(a.vision, b.vision)
+        if f["kept_vs_dequantized_rel_err"] > 1e-3 or not f["fp8_linears"]:
+            f["status"], f["error"] = "error", "kept-fp8 outputs differ from the dequantized model's"
 
 
 def correctness_reasoner(ctx: Ctx, rec: Recorder, root: Path, variant: str) -> None:
