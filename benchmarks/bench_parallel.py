@@ -130,6 +130,9 @@ def main() -> None:
         build_checkpoint(checkpoint, args.size)
         reference = None
         for i, (name, mode, procs) in enumerate(CONFIGS):
+            if torch.cuda.is_available() and procs > torch.cuda.device_count():  # NCCL: one GPU per rank
+                print(f"skipped: {name} x {procs} needs {procs} GPUs", file=sys.stderr)
+                continue
             started = time.perf_counter()
             out = Path(tmp) / f"run{i}"
             ranks = launch(checkpoint, mode, procs, request, out)

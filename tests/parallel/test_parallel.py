@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from cosmos3.generator import Generator
-from cosmos3.parallel import init_parallel
+from cosmos3.parallel import Parallel, init_parallel
+from cosmos3.parallel.ulysses import SequenceParallel
 from oracle import build_reference_pipeline, random_config, relative_error
 from seeding import fresh_seed
 
@@ -108,6 +109,9 @@ def test_modes_outside_torchrun_and_unknown_modes_are_refused(monkeypatch):
         init_parallel("cfg")
     with pytest.raises(ValueError, match="parallel: expected one of cfg, ulysses, cfg\\+ulysses, tower, got 'ring'"):
         init_parallel("ring")
+    three = Parallel("ulysses", 0, 3, torch.device("cpu"), sequence=SequenceParallel(None, 0, 3))
+    with pytest.raises(ValueError, match="parallel: 3 sequence-parallel ranks must divide the 4 attention heads"):
+        three.check(random_config("qwen", random.Random(0)).replace(num_attention_heads=4, num_key_value_heads=2))
 
 
 def test_cli_tower_writes_what_one_process_writes(checkpoint, tmp_path, capsys):

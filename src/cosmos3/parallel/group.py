@@ -75,6 +75,9 @@ class Parallel:
 
     def same_request(self, req):
         """Every rank must draw the same noise: a seed drawn at random on each rank is replaced by rank 0's."""
+        if self.mode == "tower" and req.upsample_prompt:
+            raise ValueError("upsample_prompt: not supported with --parallel tower (the reasoner is the und tower, "
+                             "on the other rank)")
         if self.mode == "tower" or req.generator is not None:  # tower: the gen rank alone draws noise
             return req
         seed = torch.tensor([req.seed], dtype=torch.int64, device=self.device)
@@ -134,6 +137,9 @@ def init_parallel(mode: str, device: str | torch.device | None = None) -> Parall
     device = torch.device(device)
     if device.type == "cuda" and device.index is None:
         device = torch.device(f"cuda:{local}")
+    if device.type == "cuda" and device.index >= torch.cuda.device_count():
+        raise ValueError(f"parallel: rank {local} of this machine needs {device}; it has {torch.cuda.device_count()} "
+                         "GPU(s) (NCCL takes one GPU per rank: lower --nproc-per-node, or --device cpu for gloo)")
     if not dist.is_initialized():
         if device.type == "cuda":
             torch.cuda.set_device(device)
