@@ -225,6 +225,11 @@ def add_generate_parser(sub) -> None:
     from .guardrails.options import add_arguments as add_guardrail_arguments
 
     add_guardrail_arguments(p)  # --no-guardrails, --blocklist, --guard-model (docs/GUARDRAILS.md)
+    p.add_argument("--batch", metavar="REQUESTS_JSONL",
+                   help="one request per line (a JSON object of these arguments; the flags above are defaults for "
+                        "every line), outputs in --out; resumable; under torchrun, lines shared over the ranks "
+                        "(docs/SCALING.md)")
+    p.add_argument("--out", metavar="DIR", help="with --batch: the output folder (line N -> NNNNNN.mp4, manifests)")
     p.set_defaults(func=cmd_generate)
 
 
@@ -287,6 +292,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
     import os
     from pathlib import Path
 
+    if args.batch is not None or args.out is not None:
+        from .batch import batch_command
+
+        return batch_command(args)
     prompt = _read_prompt(args)
     output = Path(args.output)
     if output.suffix.lower() not in (".mp4", ".jpg", ".jpeg", ".png", ".json"):
