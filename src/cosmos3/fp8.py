@@ -170,13 +170,23 @@ class Fp8Linear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, fp8 e4m3 per-{per} (W8A16)"
 
 
-def _read_scale(file: Path, key: str) -> torch.Tensor:
-    """A scale as float32: [] for one value (per tensor), [out, 1] per output channel."""
-    with safe_open(str(file), framework="pt", device="cpu") as f:
-        scale = f.get_tensor(key).to(torch.float32)
-    if not bool(torch.isfinite(scale).all()) or not bool((scale > 0).all()):
-        raise CheckpointError(f"{file}: scale {key!r} holds a non-positive or non-finite value")
-    return scale.reshape(()) if scale.numel() == 1 else scale.reshape(-1, 1)
+def _read_scales(fp8: dict[str, Fp8Weight]) -> dict[str, torch.Tensor]:
+    """Every scale the fp8 weights name, {scale key: float32 [] (one value) or [out, 1] (per output row)}, each
+    file opened once (a scale may sit in another shard than its weight)."""
+    wanted: dict[Path, list[str]] = {}
+    for w in fp8.values():
+        wanted.setdefault(w.scale_file, []).append(w.scale_key)
+        if w.input_key is not None:
+            wanted.setdefault(w.input_file, []).append(w.input_key)
+    scales = {}
+    for file, keys in wanted.items():
+        with safe_open(str(file), framework="pt", device="cpu") as f:
+            for key in keys:
+                scale = f.get_tensor(key).to(torch.float32)
+                if not bool(torch.isfinite(scale).all()) or not bool((scale > 0).all()):
+                    raise CheckpointError(f"{file}: scale {key!r} holds a non-positive or non-finite value")
+                scales[key] = scale.reshape(()) if scale.numel() == 1 else scale.reshape(-1, 1)
+    return scales
 
 
 def read(model: nn.Module, fp8: dict[str, Fp8Weight], state: dict[str, torch.Tensor], dtype: torch.dtype,
@@ -187,6 +197,7 @@ def read(model: nn.Module, fp8: dict[str, Fp8Weight], state: dict[str, torch.Ten
     if mode not in MODES:
         raise ValueError(f"fp8: expected one of {MODES}, got {mode!r}")
     keep = mode == "keep" or (mode == "auto" and device.type == "cuda")
+    scales = {k: v.to(device) for k, v in _read_scales(fp8).items()}
     by_file: dict[Path, list[str]] = {}
     for key, where in fp8.items():
         by_file.setdefault(where.file, []).append(key)
@@ -194,17 +205,15 @@ def read(model: nn.Module, fp8: dict[str, Fp8Weight], state: dict[str, torch.Ten
         with safe_open(str(file), framework="pt", device="cpu") as f:
             for key in keys:
                 where = fp8[key]
-                weight = f.get_tensor(key).to(device)
-                scale = _read_scale(where.scale_file, where.scale_key).to(device)
+                weight, scale = f.get_tensor(key).to(device), scales[where.scale_key]
                 name = key[: -len(".weight")]
                 parent_name, _, child = name.rpartition(".")
                 parent = model.get_submodule(parent_name) if parent_name else model
                 if not keep or type(getattr(parent, child)) is not nn.Linear:  # anything else is read as float
                     state[key] = dequantize(weight, scale, dtype)
                     continue
-                input_scale = None
-                if where.input_key is not None:
-                    input_scale = _read_scale(where.input_file, where.input_key).to(device)
+                input_scale = None if where.input_key is None else scales[where.input_key]
+                if input_scale is not None:
                     state[name + ".input_scale"] = input_scale
                 setattr(parent, child, Fp8Linear(weight, scale, state.get(name + ".bias"), input_scale))
                 state[key], state[name + ".weight_scale"] = weight, scale
