@@ -137,6 +137,20 @@ def test_a_face_missed_in_one_frame_is_covered_by_its_neighbours():
     assert np.array_equal(FaceBlur(temporal_reach=0).apply(blanked)[1], blanked[1])
 
 
+def test_searching_more_angles_finds_a_tilted_face():
+    rng = random.Random(fresh_seed())
+    size = rng.randrange(64, 113)
+    canvas = 2 * size + 32
+    image, _ = render_face(size=size, canvas=canvas, tilt=rng.choice([-1, 1]) * rng.uniform(35, 45))
+    assert not FaceBlur().detect(image)  # upright search only: missed
+    boxes = FaceBlur(tilts=(0.0, -30.0, 30.0)).detect(image)
+    assert boxes
+    for bx, by, bw, bh in boxes:  # mapped back into the frame, around the face's centre
+        assert abs(bx + bw / 2 - canvas / 2) < size / 3 and abs(by + bh / 2 - canvas / 2) < size / 3
+    out = FaceBlur(tilts=(0.0, -30.0, 30.0)).apply(image[None])
+    assert not FaceBlur(tilts=(0.0, -30.0, 30.0)).detect(out[0])
+
+
 def test_face_blur_refuses_wrong_frames():
     with pytest.raises(ValueError, match=r"uint8 frames \[T, H, W, 3\]"):
         FaceBlur().apply(np.zeros((2, 8, 8, 3), np.float32))
