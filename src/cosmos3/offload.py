@@ -117,7 +117,7 @@ class Group:
         self.resident = True
 
     def release(self) -> None:
-        self.copies = None
+        self.copies, self.ready = None, None
         self.resident = False
         self._place([Away(h, self.name) for h in self.home])
 
