@@ -24,10 +24,12 @@ def test_page_has_a_strict_csp_and_no_inline_script(client):
 
 
 def test_static_files_and_nothing_else(client):
-    js = client.get("/playground/static/app.js")
-    assert js.status_code == 200 and js.headers["content-type"].startswith("text/javascript")
-    assert "innerHTML" not in js.text and "insertAdjacentHTML" not in js.text and "eval(" not in js.text
-    assert not re.search(r"[?&][a-z_]*key=", js.text, re.I)  # the key travels in a header only, never in a query
+    for name in ("app.js", "generate.js", "jobs.js"):
+        js = client.get(f"/playground/static/{name}")
+        assert js.status_code == 200 and js.headers["content-type"].startswith("text/javascript")
+        assert "innerHTML" not in js.text and "insertAdjacentHTML" not in js.text and "eval(" not in js.text
+        assert "outerHTML" not in js.text and "document.write" not in js.text
+        assert not re.search(r"[?&][a-z_]*key=", js.text, re.I)  # the key travels in a header only, never in a query
     assert client.get("/playground/static/style.css").headers["content-type"].startswith("text/css")
     for name in ("index.html", "..%2Fapp.py", "missing.js"):
         assert_error(client.get(f"/playground/static/{name}"), 404)

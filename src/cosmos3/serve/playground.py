@@ -1,7 +1,8 @@
 """The playground: a page at `/` of `cosmos3 serve` (Chat, Generate, Jobs) that calls the same public API as any client.
 
     GET /                          the page (index.html), with a strict Content-Security-Policy
-    GET /playground/static/<file>  its script and style sheet (no inline script: nothing a prompt holds can run)
+    GET /playground/static/<file>  its scripts (app.js, generate.js, jobs.js) and style sheet (no inline script:
+                                   nothing a prompt holds can run)
     GET /playground/config         what the page needs to check a request before sending it: the served model, whether
                                    an API key is required, this server's limits, and the release's size table (tier x
                                    aspect ratio -> WxH) for the resolution and aspect selectors
@@ -26,7 +27,8 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
        "frame-ancestors 'none'")
 _HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
             "Cache-Control": "no-cache"}
-_FILES = {"app.js": "text/javascript; charset=utf-8", "style.css": "text/css; charset=utf-8"}
+_JS = "text/javascript; charset=utf-8"
+_FILES = {"app.js": _JS, "generate.js": _JS, "jobs.js": _JS, "style.css": "text/css; charset=utf-8"}
 
 
 def _static(name: str) -> bytes:
