@@ -165,3 +165,27 @@ def test_reason_command_takes_offload(tmp_path, rng, gen, capsys):
         answers.append(capsys.readouterr().out)
     assert answers[1] == answers[0] == answers[2] and answers[0].strip()
     assert reason_main(["Hello?", "--checkpoint", str(tmp_path), "--offload", "disk"]) == 2
+
+
+def test_reasoner_with_vision_tower_answers_the_same_with_offload(tmp_path, rng, gen):
+    """A Qwen3-VL directory (vision tower + und tower): the vision tower is offloaded too, the answer unchanged."""
+    import numpy as np
+
+    from cosmos3.reasoner import Reasoner
+    from cosmos3.tokenizers import byte_level_tokenizer
+
+    from reasoner_oracle import random_qwen3vl, save_qwen3vl
+
+    tok = byte_level_tokenizer()
+    folder = save_qwen3vl(random_qwen3vl(rng, gen, tok, layers=2), tok, tmp_path / "qwen3vl")
+    pixels = np.random.default_rng(rng.randrange(2**31)).integers(0, 256, (rng.randint(40, 90), 64, 3), np.uint8)
+    messages = [{"role": "user", "content": [{"type": "image", "image": pixels},
+                                             {"type": "text", "text": "What is here?"}]}]
+    answers = {}
+    for mode in ("none", "layers", "components"):
+        r = Reasoner.from_pretrained(folder, offload=mode)
+        answers[mode] = r.chat(messages, temperature=0, presence_penalty=0.0, max_tokens=8).token_ids
+        if mode != "none":
+            assert "vision" in r.offloader.stats.history
+            assert isinstance(next(r.vision.parameters()), Away)  # the tower left after its call
+    assert answers["layers"] == answers["none"] == answers["components"] and answers["none"]
