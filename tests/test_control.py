@@ -189,6 +189,13 @@ def test_control_guidance_is_a_velocity_mix(gen, seed):
     expected = neg_full[:, 2 * T:] + guidance * (positive - neg_full[:, 2 * T:])
     assert relative_error(mixed[:, 2 * T:], expected) < 1e-5
     assert not mixed[:, : 2 * T].any()
+    # control_guidance_interval: timesteps strictly inside (low, high) only
+    inside = velocity(GenLayout(**{**layout.__dict__, "control_guidance": cg,
+                                   "control_guidance_interval": (500.0, 700.0)}), vision, prompts)
+    outside = velocity(GenLayout(**{**layout.__dict__, "control_guidance": cg,
+                                    "control_guidance_interval": (600.0, 900.0)}), vision, prompts)
+    plain = velocity(layout, vision, prompts)
+    assert torch.equal(inside, mixed) and torch.equal(outside, plain) and not torch.equal(plain, mixed)
 
 
 # ------------------------------------------------------------------------------------------------ generate
@@ -248,6 +255,9 @@ def test_bad_combinations_are_refused(gen):
     one = [Control("edge", video=clip)]
     for kw, field in ((dict(control_guidance=11.0, controls=one), "control_guidance"),
                       (dict(control_guidance=1.5), "control_guidance"),
+                      (dict(control_guidance_interval=(0, 500)), "control_guidance_interval"),
+                      (dict(control_guidance_interval=(700, 100), controls=one), "control_guidance_interval"),
+                      (dict(control_guidance_interval=(0, 1001), controls=one), "control_guidance_interval"),
                       (dict(controls=one, num_frames=1, height=64, width=64), "num_frames")):
         with pytest.raises(RequestError) as e:
             gen.resolve("a red cube", **{**dict(num_frames=5, height=64, width=64), **kw})

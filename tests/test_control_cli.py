@@ -24,7 +24,7 @@ def test_transfer_run(tmp_path_factory, clips, tmp_path):
     out = tmp_path / "out.mp4"
     code = main(["generate", "a red cube", "--checkpoint", str(ckpt), "-o", str(out), *RUN,
                  "--control", f"depth:{clips['map']}:0.5", "--control", "edge", "--control-source",
-                 str(clips["rgb"]), "--control-guidance", "1.5"])
+                 str(clips["rgb"]), "--control-guidance", "1.5", "--control-guidance-interval", "200,900"])
     assert code == 0 and probe_video(out)["frames"] == 5
 
 
@@ -39,6 +39,7 @@ def test_transfer_run(tmp_path_factory, clips, tmp_path):
     (["--control", "depth:{wide}"], "aspect ratios differ"),
     (["--control", "seg:{map}", "--control", "seg:{map}"], "seg given twice"),
     (["--control-guidance", "2"], "control_guidance: needs controls"),
+    (["--control", "seg:{map}", "--control-guidance-interval", "900,100"], "control_guidance_interval: expected"),
     (["--control", "wsm:{map}", "--control-guidance", "12"], "control_guidance: expected a number in [0, 10]"),
 ])
 def test_bad_controls_exit_2(tmp_path_factory, clips, tmp_path, capsys, flags, words):

@@ -207,6 +207,8 @@ def add_generate_parser(sub) -> None:
                    help="video transfer (repeatable): a control video of KIND edge, blur, depth, seg or wsm, with an "
                         "optional weight; edge and blur without PATH are computed from --control-source "
                         "(docs/TRANSFER.md)")
+    p.add_argument("--control-guidance-interval", type=_float_pair, metavar="LOW,HIGH",
+                   help="apply control guidance only at timesteps strictly between LOW and HIGH (0-1000)")
     p.add_argument("--control-source", metavar="RGB_VIDEO", help="the RGB clip edge / blur controls are computed from")
     p.add_argument("--control-guidance", type=float,
                    help="push the output away from a run without controls (default: the release's per kind, 1.5 "
@@ -350,7 +352,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         progress=not args.quiet and (parallel is None or parallel.writes_output),
         guidance_interval=args.guidance_interval, sampler=args.sampler,
         step_cache=args.step_cache, guardrails=guard if guard is not None else False, controls=controls,
-        control_guidance=args.control_guidance)
+        control_guidance=args.control_guidance, control_guidance_interval=args.control_guidance_interval)
     if parallel is not None:
         parallel.close()
         if not parallel.writes_output:  # every rank holds the result; one writes it

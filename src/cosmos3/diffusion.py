@@ -253,7 +253,9 @@ def denoise_step(model: Cosmos3Omni, layout: GenLayout, latents: Latents, timest
         hidden = model.norm_moe_gen(tokens + step_cache.residual)
     if parallel is None:
         outs = [model.decode_gen(h, inputs) for h in hidden]
-    if layout.controls and layout.control_guidance != 1.0:
+    window = layout.control_guidance_interval  # the release's test: strictly inside (lo, hi)
+    if layout.controls and layout.control_guidance != 1.0 and (
+            window is None or window[0] < float(timestep) < window[1]):
         from .control import guide_by_controls
 
         guide_by_controls(model, layout, latents.vision, timestep, branches, outs[0])

@@ -284,7 +284,9 @@ class Generator:
                  guidance_interval: tuple[float, float] | None = None, sampler: str | None = None,
                  sigmas: list[float] | None = None, callback=None, upsample_prompt: bool = False,
                  step_cache: float | None = None, state=None, controls=None,
-                 control_guidance: float | None = None, guardrails=None) -> GenerationResult:
+                 control_guidance: float | None = None,
+                 control_guidance_interval: tuple[float, float] | None = None,
+                 guardrails=None) -> GenerationResult:
         """`run(resolve(...))`: every argument is checked before any model work. `guardrails`: a Guardrail, True
         (the built-in one), False, or None (this Generator's `guardrail`, none unless set): the prompts are screened
         first (GuardrailBlocked, nothing generated), the upsampled prompt too, and the frames filtered."""
@@ -386,7 +388,8 @@ class Generator:
         noisy = torch.cat([torch.zeros(len(encoded) * Tl, dtype=torch.bool), layout.vision_noisy])
         layout = replace(layout, latent_shape=tuple(clean.vision.shape), vision_noisy=noisy,
                          controls=len(encoded), control_weights=tuple(control.normalized_weights(req.controls)),
-                         control_guidance=req.control_guidance)
+                         control_guidance=req.control_guidance,
+                         control_guidance_interval=req.control_guidance_interval)
         return layout, clean
 
     def _action_plan(self, req: GenRequest, prompt: str, image, video, clean_actions) -> _Plan:

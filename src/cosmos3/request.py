@@ -151,6 +151,7 @@ class GenRequest:
     # transfer (control.py): the active controls in the release's order, and the control guidance
     controls: tuple = ()
     control_guidance: float = 1.0
+    control_guidance_interval: tuple[float, float] | None = None  # timesteps (0-1000); None: every step
 
     @property
     def is_action(self) -> bool:
@@ -186,7 +187,8 @@ class GenRequest:
                       use_resolution_template=self.use_resolution_template,
                       use_duration_template=self.use_duration_template)
             if self.controls:
-                kw.update(controls=list(self.controls), control_guidance=self.control_guidance)
+                kw.update(controls=list(self.controls), control_guidance=self.control_guidance,
+                          control_guidance_interval=self.control_guidance_interval)
         return {k: v for k, v in kw.items() if v is not None}
 
 
@@ -211,7 +213,8 @@ def resolve(gen, prompt: str = "", negative_prompt: str | None = None, image=Non
             guidance_interval: tuple[float, float] | None = None, sampler: str | None = None,
             sigmas: list[float] | None = None, callback=None, upsample_prompt: bool = False,
             step_cache: float | None = None, state=None, controls=None,
-            control_guidance: float | None = None) -> GenRequest:
+            control_guidance: float | None = None,
+            control_guidance_interval: tuple[float, float] | None = None) -> GenRequest:
     """Fill in what a request leaves out (the checkpoint's native settings, the embodiment's) and check
     everything, with no model work: a bad argument raises ValueError naming it (`.field`). Arguments are those
     of `generate`."""
@@ -291,7 +294,7 @@ def resolve(gen, prompt: str = "", negative_prompt: str | None = None, image=Non
     if req.guidance > WARN_GUIDANCE:
         warnings.warn(f"guidance_scale={req.guidance} is above {WARN_GUIDANCE:g}: expect over-saturated output",
                       stacklevel=4)
-    _resolve_controls(req, controls, control_guidance)
+    _resolve_controls(req, controls, control_guidance, control_guidance_interval)
     if req.seed is None and generator is None:
         req.seed = int(torch.seed() % 2**63)  # drawn here, so the resolved request reproduces its output
     trained = gen.defaults.get("modes")  # a checkpoint may list the modes it was trained for
@@ -305,15 +308,22 @@ def resolve(gen, prompt: str = "", negative_prompt: str | None = None, image=Non
     return req
 
 
-def _resolve_controls(req: GenRequest, controls, control_guidance) -> None:
+def _resolve_controls(req: GenRequest, controls, control_guidance, interval) -> None:
     """Transfer: check the controls (control.py) against the resolved output (frames, size; no decoding)."""
     from . import control
 
     given = controls is not None and not (isinstance(controls, (list, tuple)) and len(controls) == 0)
     if not given:
-        if control_guidance is not None:
-            raise RequestError("control_guidance", "needs controls (control videos to guide by)")
+        for name, value in (("control_guidance", control_guidance), ("control_guidance_interval", interval)):
+            if value is not None:
+                raise RequestError(name, "needs controls (control videos to guide by)")
         return
+    if interval is not None:
+        if not (isinstance(interval, (list, tuple)) and len(interval) == 2
+                and all(_number(x, 0.0, 1000.0) for x in interval) and interval[0] <= interval[1]):
+            raise RequestError("control_guidance_interval", f"expected (low, high) timesteps, 0 <= low <= high <= "
+                                                            f"1000, got {interval!r}")
+        req.control_guidance_interval = (float(interval[0]), float(interval[1]))
     for name, refused, message in (
             ("action_mode", req.is_action, "controls (video transfer) cannot be combined with an action mode"),
             ("enable_sound", req.enable_sound, "controls (video transfer) make a video without sound"),

@@ -127,6 +127,7 @@ class GenLayout:
     controls: int = 0
     control_weights: tuple[float, ...] = ()  # normalised, one per control (several controls: weighted passes)
     control_guidance: float = 1.0  # != 1: the target's velocity is pushed away from a forward without controls
+    control_guidance_interval: tuple[float, float] | None = None  # timesteps (0-1000) where it applies; None: all
 
     def positions(self, cfg: Cosmos3Config, num_text_tokens: int) -> torch.Tensor:
         """[3, N] positions of the gen tokens for a prompt of `num_text_tokens` (the offset depends on it)."""

@@ -31,7 +31,7 @@ def _extra(**fields) -> dict:
 
 def test_control_path_and_weights_generate(client, clips, tmp_path):
     extra = {"depth": {"control_path": str(clips["map"]), "control_weight": 0.5},
-             "seg": str(clips["map"]), "control_guidance": 1.5}
+             "seg": str(clips["map"]), "control_guidance": 1.5, "control_guidance_interval": [100, 900]}
     r = client.post("/v1/videos/sync", data=_extra(**extra))
     assert r.status_code == 200, r.text
     (tmp_path / "out.mp4").write_bytes(r.content)
@@ -59,6 +59,9 @@ def test_edge_from_the_input_reference_video(client, clips):
     ({"canny": True}, 400, "unknown_field", "extra_params.canny"),
     ({"control_guidance": 1.5}, 400, "invalid_value", "extra_params.control_guidance"),
     ({"control_guidance": 20}, 400, "invalid_value", "extra_params.control_guidance"),
+    ({"control_guidance_interval": [0, 500]}, 400, "invalid_value", "extra_params.control_guidance_interval"),
+    ({"depth": True, "control_guidance_interval": [1, 2, 3]}, 400, "invalid_value",
+     "extra_params.control_guidance_interval"),
 ])
 def test_bad_hints_are_refused(client, extra, status, code, param):
     assert_error(client.post("/v1/videos", data=_extra(**extra)), status, code, param)

@@ -310,6 +310,7 @@ def _controls(state, extra: ExtraParams, reference, renamed: dict) -> tuple[list
     names = {"controls": "extra_params." + controls[0].kind if len(controls) == 1 else "extra_params",
              "control_guidance": "extra_params.control_guidance"} if controls else {
         "control_guidance": "extra_params.control_guidance"}
+    names["control_guidance_interval"] = "extra_params.control_guidance_interval"
     return controls, {**renamed, **names}
 
 
@@ -371,6 +372,7 @@ def video_request(state, body: VideoRequest, reference: tuple[str, Path] | None)
     if controls:
         kwargs["controls"] = controls
     kwargs["control_guidance"] = extra.control_guidance
+    kwargs["control_guidance_interval"] = extra.control_guidance_interval
     if reference is not None and not any(c.source is not None for c in controls):
         kwargs[kind] = str(reference[1])
     kwargs = {k: v for k, v in kwargs.items() if v is not None}

@@ -236,6 +236,7 @@ class ExtraParams(BaseModel):
     seg: _hint(ControlHint) | None = None
     wsm: _hint(ControlHint) | None = None
     control_guidance: float | None = Field(default=None, ge=0.0, le=10.0)
+    control_guidance_interval: list[float] | None = Field(default=None, min_length=2, max_length=2)
 
 
 class VideoRequest(BaseModel):
