@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 
 from .actions import ACTION_DIM, Embodiment, VIEWPOINT_SENTENCES, get_embodiment, load_actions, pad_actions
+from .actions.embodiments import VIEW_DESCRIPTIONS, check_caption_format, plain_action_caption
 from .media import read_image, video_frames
 from .sequence import prompt_text
 
@@ -90,7 +91,13 @@ def _frames(image, video) -> list[Image.Image]:
 
 def build_canvas(image, video, num_frames: int, tier: int) -> Canvas:
     """Fit the clip (an image, or a video's first `num_frames` frames, repeating its last) into the tier's canvas."""
-    frames = [f.convert("RGB") for f in _frames(image, video)]
+    return fit_canvas(_frames(image, video), num_frames, tier)
+
+
+def fit_canvas(frames: list[Image.Image], num_frames: int, tier: int) -> Canvas:
+    """Frames (PIL images) -> the tier's canvas: the one placement the Generator and training (Policy-DROID's
+    concat_view samples) give pixels, so both see the same conditioning frame and state the same size."""
+    frames = [f.convert("RGB") for f in frames]
     # Sources are first brought to whole VAE cells (sizes rounded down to multiples of 16), as the release does.
     w16 = frames[0].width - frames[0].width % VAE_MULTIPLE
     h16 = frames[0].height - frames[0].height % VAE_MULTIPLE
@@ -116,15 +123,20 @@ def build_canvas(image, video, num_frames: int, tier: int) -> Canvas:
     return Canvas(pixels.permute(1, 0, 2, 3)[None], target_h, target_w, content_h, content_w)
 
 
-def action_instruction(instruction: str, viewpoint: str | None, num_frames: int, fps: float) -> str:
-    """The instruction part of the action caption (a JSON object): the camera framing sentence and the instruction
-    as one action spanning the clip. Training items carry this; `action_caption` adds the clip's metadata."""
+def action_instruction(instruction: str, viewpoint: str | None, num_frames: int, fps: float,
+                       view_description: str | None = None) -> str:
+    """The instruction part of the action caption (a JSON object): the camera framing sentence (followed by the
+    `view_description` of concatenated views, joined as the release's ActionPromptJsonFormatter does) and the
+    instruction as one action spanning the clip. Training items carry this; `action_caption` adds the clip's
+    metadata."""
     text = instruction.strip()
     if text and not text.endswith((".", "!", "?")):
         text += "."
     minutes, rest = divmod(round(num_frames / fps), 60)
     caption: dict = {}
     framing = VIEWPOINT_SENTENCES.get(viewpoint) if viewpoint is not None else None
+    if framing and view_description:
+        framing += (" " if framing.endswith(".") else ". ") + view_description.rstrip()
     if framing:
         caption["cinematography"] = {"framing": framing}
     caption["actions"] = [{"time": f"0:00-{minutes}:{rest:02d}", "description": text}]
@@ -132,13 +144,23 @@ def action_instruction(instruction: str, viewpoint: str | None, num_frames: int,
 
 
 def action_caption(instruction: str, embodiment: Embodiment | str, num_frames: int, fps: float, height: int,
-                   width: int) -> str:
-    """The structured JSON caption the action models were trained on: `action_instruction` plus duration, fps,
-    resolution and aspect ratio as the prompt templates write them (`sequence.prompt_text`), the one rule that
-    training (train/batch.py) applies to the same instruction, so both read byte-identical prompts."""
+                   width: int, caption_format: str | None = None) -> str:
+    """The caption the action models were trained on, the one rule inference and training (train/batch.py,
+    train/data.py) apply to the same instruction, so both read byte-identical prompts.
+
+    "json" (the default): the structured caption, `action_instruction` plus duration, fps, resolution and aspect
+    ratio as the prompt templates write them (`sequence.prompt_text`); a variant with concatenated views
+    (`VIEW_DESCRIPTIONS`, Policy-DROID) also says what its views show, and its empty instruction stays empty (the
+    release's formatter leaves an empty caption alone: the unconditional branch). "plain": the framework's
+    sentences (`embodiments.plain_action_caption`)."""
     emb = get_embodiment(embodiment) if isinstance(embodiment, str) else embodiment
-    return prompt_text(action_instruction(instruction, emb.viewpoint, num_frames, fps), num_frames=num_frames,
-                       fps=fps, height=height, width=width)
+    if check_caption_format(caption_format) == "plain":
+        return plain_action_caption(instruction, emb, num_frames, fps, height, width)
+    description = VIEW_DESCRIPTIONS.get(emb.name)
+    if description is not None and not instruction.strip():
+        return ""
+    return prompt_text(action_instruction(instruction, emb.viewpoint, num_frames, fps, description),
+                       num_frames=num_frames, fps=fps, height=height, width=width)
 
 
 @dataclass

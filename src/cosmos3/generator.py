@@ -430,10 +430,9 @@ class Generator:
         layout = GenLayout(latent_shape=(C, Tl, h, w), vision_noisy=vision_noisy, fps=req.fps,
                            action_steps=chunk + state_tokens, action_noisy=action_noisy, domain_id=emb.domain_id,
                            action_first_frame=1 - state_tokens)
-        from .actions.embodiments import PLAIN_CAPTION_VIEWS, plain_action_caption
-
-        caption = plain_action_caption if emb.name in PLAIN_CAPTION_VIEWS else action_caption  # Policy-DROID: plain
-        texts = [caption(prompt, emb, chunk + 1, req.fps, canvas.height, canvas.width)]
+        # JSON unless the request (or the checkpoint's defaults) asks for the plain form; Policy-DROID: docs/ROBOTS.md
+        caption_format = req.caption_format or self.defaults.get("caption_format")
+        texts = [action_caption(prompt, emb, chunk + 1, req.fps, canvas.height, canvas.width, caption_format)]
         if req.guidance != 1.0:
             texts.append(req.negative_prompt or "")  # the action models take the negative prompt as it is
         return _Plan(layout, clean, texts, is_image=False, raw_action_dim=emb.raw_dim, state_tokens=state_tokens)

@@ -232,6 +232,7 @@ class PolicySettings:
     max_concurrency: int = 1  # inferences at once (more wait: `queue_ms`)
     max_connections: int = 16  # more are closed with code 1013 (try again later)
     resize_images: bool = False  # resize camera images of another size instead of refusing them
+    caption_format: str | None = None  # the action caption: json | plain; None: the checkpoint's, else json
 
 
 class PolicyEngine:
@@ -254,6 +255,10 @@ class PolicyEngine:
         if layout.name == "droid":  # the Policy-DROID server's defaults for what is not given
             s = replace(s, **{k: v for k, v in DROID_SETTINGS.items() if getattr(s, k) is None})
         self.settings = s
+        if s.caption_format is not None:  # refused at start, by name
+            from .actions.embodiments import check_caption_format
+
+            check_caption_format(s.caption_format)
         self.chunk = s.chunk or generator.defaults.get("action_chunk_size") or self.embodiment.chunk_size
         if s.answer_steps is not None and not 1 <= s.answer_steps <= self.chunk:
             raise ValueError(f"answer_steps: expected 1..{self.chunk} (the chunk), got {s.answer_steps}")
@@ -281,6 +286,7 @@ class PolicyEngine:
             kwargs["state"] = obs.state
         req = self.generator.resolve(obs.prompt, **kwargs)
         req.decode = False  # the actions are the answer: no VAE decode
+        req.caption_format = s.caption_format
         return req
 
     def metadata(self) -> dict:
@@ -295,7 +301,8 @@ class PolicyEngine:
                 "action_dim": self.embodiment.raw_dim, "fps": req.fps, "num_inference_steps": req.steps,
                 "guidance_scale": req.guidance, "flow_shift": req.shift,
                 "gripper_flipped": lay.flip_gripper is not None,
-                "max_concurrency": s.max_concurrency}
+                "max_concurrency": s.max_concurrency,
+                "caption_format": s.caption_format or self.generator.defaults.get("caption_format") or "json"}
 
     def parse(self, raw) -> Observation:
         return parse_observation(raw, self.layout, self.settings.resize_images)
@@ -545,6 +552,8 @@ def build_parser():
     p.add_argument("--resolution", default=None, help="action canvas tier (256p, 480p, ...)")
     p.add_argument("--answer-steps", type=int, default=None,
                    help="actions per answer; below the chunk, the next requests are answered from the cached chunk")
+    p.add_argument("--caption-format", choices=("json", "plain"), default=None,
+                   help="the action caption: json (the release's Policy-DROID training; default) or plain")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-concurrency", type=int, default=1, help="inferences at once")
     p.add_argument("--max-connections", type=int, default=16)
@@ -575,7 +584,8 @@ def engine_from_args(args, generator=None) -> PolicyEngine:
     settings = PolicySettings(steps=args.steps, guidance=args.guidance, shift=args.shift, fps=args.fps,
                               chunk=args.chunk, resolution=args.resolution, answer_steps=args.answer_steps,
                               seed=args.seed, max_concurrency=args.max_concurrency,
-                              max_connections=args.max_connections, resize_images=args.resize_images)
+                              max_connections=args.max_connections, resize_images=args.resize_images,
+                              caption_format=args.caption_format)
     return PolicyEngine(generator, layout, settings, embodiment=embodiment, camera_size=camera_size)
 
 

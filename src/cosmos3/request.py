@@ -148,6 +148,7 @@ class GenRequest:
     warnings: tuple[str, ...] = ()  # what the checkpoint was not trained for (warned once per Generator)
     state: torch.Tensor | None = None  # [state_dim] robot state of a variant that takes it (policy_droid)
     decode: bool = True  # False: skip the VAE decode (a policy server needs the actions only; frames empty)
+    caption_format: str | None = None  # action caption: json | plain (embodiments.CAPTION_FORMATS); None: json
     # transfer (control.py): the active controls in the release's order, and the control guidance
     controls: tuple = ()
     control_guidance: float = 1.0

@@ -330,7 +330,7 @@ def test_our_client_speaks_the_same_protocol(pico_server):
     client.close()
 
 
-def test_policy_droid_caption_is_the_frameworks_plain_text(droid_generator, monkeypatch):
+def test_policy_droid_plain_caption_is_the_frameworks_sentences(droid_generator, monkeypatch):
     """What the framework's DROID policy dataset trains on (ViewpointTextInfo, DurationFPSTextTimeStamps with whole
     seconds, ResolutionTextInfo with the padded canvas), for 33 frames at 15 fps."""
     from cosmos3.actions import get_embodiment
@@ -346,16 +346,48 @@ def test_policy_droid_caption_is_the_frameworks_plain_text(droid_generator, monk
     assert plain_action_caption("Put the marker in the cup", emb, 33, 15.0, 544, 736) == expected
     assert plain_action_caption("Put the marker in the cup.", emb, 33, 15.0, 544, 736) == expected
     assert plain_action_caption("", emb, 33, 15.0, 544, 736) == ""
-    # and the generator sends it (the positive branch), with "" as the unconditional one
+    # and the generator sends it when asked (the positive branch), with "" as the unconditional one; by default it
+    # sends the JSON caption the release trains Policy-DROID on (tests/train/test_policy_droid_recipe.py)
     import cosmos3.generator as G
 
     seen = []
     real = G.branch_inputs
     monkeypatch.setattr(G, "branch_inputs",
                         lambda tok, cfg, text, **kw: seen.append(text) or real(tok, cfg, text, **kw))
-    droid_generator.generate("Put the marker in the cup", action_mode="policy", embodiment="policy_droid",
-                             image=Image.fromarray(np.zeros((48, 64, 3), np.uint8)), state=np.zeros(8),
-                             resolution="256p",
-                             num_inference_steps=1, guidance_scale=3.0, progress=False)
+    req = droid_generator.resolve("Put the marker in the cup", action_mode="policy", embodiment="policy_droid",
+                                  image=Image.fromarray(np.zeros((48, 64, 3), np.uint8)), state=np.zeros(8),
+                                  resolution="256p", num_inference_steps=1, guidance_scale=3.0, progress=False)
+    req.caption_format = "plain"
+    droid_generator.run(req)
     assert seen[0].startswith("Put the marker in the cup. This video contains concatenated views") and seen[1] == ""
     assert seen[0].endswith("The video is 2.0 seconds long and is of 15 FPS. This video is of 256x320 resolution.")
+    seen.clear()
+    req.caption_format = None
+    droid_generator.run(req)
+    assert seen[0].startswith('{"cinematography": {"framing": "This video contains concatenated views') and seen[1] == ""
+    assert seen[0].endswith('"resolution": {"H": 256, "W": 320}, "aspect_ratio": "4,3"}')
+
+
+def test_serve_policy_caption_format_flag(droid_generator, monkeypatch):
+    """`serve-policy --caption-format plain` reaches the model's prompt; the default is the JSON caption; a bad
+    value is refused before serving, by name."""
+    from cosmos3.policy_server import PolicyEngine, PolicySettings, build_parser, engine_from_args
+    import cosmos3.generator as G
+
+    seen = []
+    real = G.branch_inputs
+    monkeypatch.setattr(G, "branch_inputs",
+                        lambda tok, cfg, text, **kw: seen.append(text) or real(tok, cfg, text, **kw))
+    common = ["--camera-size", "32x64", "--steps", "1", "--chunk", "4", "--resolution", "256p"]
+    for flags, start, name in [([], '{"cinematography": ', "json"),
+                               (["--caption-format", "plain"], "put the marker in the cup. This video", "plain")]:
+        engine = engine_from_args(build_parser().parse_args(common + flags), droid_generator)
+        assert engine.metadata()["caption_format"] == name
+        seen.clear()
+        engine.infer(engine.parse(_droid_obs()), 0)
+        assert seen[0].startswith(start), seen[0]
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--caption-format", "yaml"])
+    with pytest.raises(ValueError, match="caption_format: expected one of"):
+        PolicyEngine(droid_generator, "droid", PolicySettings(caption_format="yaml", chunk=4, resolution="256p"),
+                     camera_size=(32, 64))

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from cosmos3.actions import get_embodiment
+from cosmos3.action_modes import action_caption
 from cosmos3.actions.embodiments import plain_action_caption
 from cosmos3.checkpoint import load_transformer
 from cosmos3.sequence import GenLayout
@@ -87,7 +88,7 @@ def one_camera() -> Path:
 def shrunk(data: Path, output: Path, **more):
     recipe = load_recipe(RECIPE)
     values = {"model.checkpoint": str(tiny_checkpoint()), "data.path": str(data), "data.chunk_size": 4,
-              "data.stride": 4, "data.height": 48, "data.width": 64, "run.steps": 3, "run.batch_size": 2,
+              "data.stride": 4, "data.resolution": "256p", "run.steps": 3, "run.batch_size": 2,
               "run.batch_tokens": 16384, "run.output": str(output), "run.save_every": 0, "run.progress": False,
               "model.activation_checkpointing": False, "optim.lr": 1e-3, "data.use_system_prompt": False, **more}
     for key, value in values.items():
@@ -110,6 +111,7 @@ def test_recipe_parses_and_validates():
     assert r.data.chunk_size == 32 and r.data.kind == "lerobot" and not r.data.normalize_actions
     assert r.model.reinit_action_heads and r.optim.action_head_lr_mult == 5.0 and r.model.train == "gen"
     assert r.data.concat_view == CAMERAS and r.data.missing_views == "refuse" and r.data.flip_gripper
+    assert r.data.caption_format == "json" and r.data.resolution == "480p"  # the release's caption and canvas
     assert (r.loss.policy, r.loss.forward_dynamics, r.loss.inverse_dynamics) == (1.0, 0.0, 0.0)
     # the command line takes it and overrides it
     args = build_parser().parse_args(["--recipe", str(RECIPE), "--checkpoint", "c", "--data", "d", "--set",
@@ -120,7 +122,8 @@ def test_recipe_parses_and_validates():
     for key, value, field in [("data.missing_views", "triplicate", "data.missing_views"),
                               ("data.concat_view", '{"wrist": "a", "exterior_1": "b"}', "data.concat_view"),
                               ("optim.action_head_lr_mult", "0", "optim.action_head_lr_mult"),
-                              ("model.train", "lora", "model.reinit_action_heads")]:
+                              ("model.train", "lora", "model.reinit_action_heads"),
+                              ("data.caption_format", "yaml", "data.caption_format")]:
         bad = load_recipe(RECIPE)
         set_value(bad, key, value)
         with pytest.raises(ValueError, match=field):
@@ -180,8 +183,11 @@ def test_a_sample_is_concat_view_plus_state_token(trained):
     want_state = np.r_[cols["observation.state.joint_positions"][0], 1 - cols["observation.state.gripper_position"][0]]
     np.testing.assert_allclose(item.actions.numpy(), want_actions, atol=1e-6)
     np.testing.assert_allclose(item.state.numpy(), want_state, atol=1e-6)
-    emb = get_embodiment("policy_droid")
-    assert item.prompt == plain_action_caption(TASK, emb, 5, FPS, 48, 64) and not item.templated
+    # the 48x64 composite on the 256p canvas (256x320, as a served request): the caption states the canvas, the
+    # latents cover the content (3x4 cells of 16 pixels)
+    assert json.loads(item.prompt)["resolution"] == {"H": 256, "W": 320} and not item.templated
+    assert (item.height, item.width) == (256, 320) and tuple(item.vision.shape[2:]) == (3, 4)
+    assert item.prompt == action_caption(TASK, get_embodiment("policy_droid"), 5, FPS, 256, 320)
     # the state is action token 0, clean, at video frame 0; the 4 actions follow, noisy (policy)
     x = sample.noised.inputs
     assert x.actions.shape[0] == 5 and x.action_noisy.tolist() == [False, True, True, True, True]
@@ -257,3 +263,79 @@ def test_the_release_droid_example_is_refused_clearly():
         LeRobotSource(root, encoder, **kw)
     with pytest.warns(UserWarning), pytest.raises(ValueError, match="2D actions, but embodiment 'policy_droid' has 8D"):
         LeRobotSource(root, encoder, missing_views="duplicate", **kw)
+
+
+# The JSON caption of a Policy-DROID sample / request, written out from the release's facts (cosmos-framework
+# json_formatter.py ActionPromptJsonFormatter, serialized with json.dumps' default separators by
+# text_tokenizer.py / action_policy_server_robolab.py): keys cinematography, actions, duration, fps, resolution,
+# aspect_ratio in that order; framing = the concat_view sentence + " " + the DROID dataset's view description; the
+# instruction ends with a period; 33 frames at 15 fps = 2.2 s: time rounded ("0:00-0:02"), duration truncated ("2s");
+# fps a float; resolution the padded canvas (480p: 544x736 for a 540x640 composite), aspect its table label "4,3";
+# no idle_frame (the server sends none).
+DROID_JSON_480 = (
+    '{"cinematography": {"framing": "This video contains concatenated views from multiple camera perspectives. '
+    'The top row is from the wrist-mounted camera. The bottom row contains two horizontally concatenated '
+    'third-person perspective views of the scene from opposite sides, with the robot visible."}, '
+    '"actions": [{"time": "0:00-0:02", "description": "put the marker in the cup."}], "duration": "2s", '
+    '"fps": 15.0, "resolution": {"H": 544, "W": 736}, "aspect_ratio": "4,3"}')
+
+
+def test_the_json_caption_is_the_releases():
+    from cosmos3.action_modes import canvas_for, tier_of
+    from cosmos3.actions import ActionError
+
+    emb = get_embodiment("policy_droid")
+    # three 360x640 cameras -> a 540x640 composite -> (multiples of 16) the 480p canvas the caption states
+    assert canvas_for(540 - 540 % 16, 640, tier_of("480p")) == (544, 736)
+    assert action_caption(TASK, emb, 33, 15.0, 544, 736) == DROID_JSON_480  # the default
+    assert action_caption(TASK + ".", emb, 33, 15, 544, 736, "json") == DROID_JSON_480
+    assert action_caption("", emb, 33, 15.0, 544, 736) == ""  # the unconditional caption stays empty
+    # the plain form stays selectable, and is the framework's sentences
+    assert action_caption(TASK, emb, 33, 15.0, 544, 736, "plain") == plain_action_caption(TASK, emb, 33, 15.0, 544,
+                                                                                            736)
+    with pytest.raises(ActionError, match="caption_format: expected one of \\['json', 'plain'\\], got 'yaml'"):
+        action_caption(TASK, emb, 33, 15.0, 544, 736, "yaml")
+
+
+def test_training_and_serving_see_the_same_pixels_and_caption(trained, monkeypatch):
+    """One window's three cameras: the training sample (composed, on the canvas) and the openpi request built from
+    the same camera images give the VAE the same conditioning frame and the model the same caption."""
+    import cosmos3.generator as G
+    from cosmos3.generator import Generator
+    from cosmos3.policy_server import PolicyEngine, PolicySettings
+
+    trainer, item = trained["trainer"], trained["item"]
+    source = trainer.source
+    w = source.dataset[0]
+    cams = {"wrist": w["frames"][0].numpy()}
+    for role, camera in zip(("exterior_1", "exterior_2"), source.views[1:]):
+        cams[role] = source.dataset.read_camera(0, camera)[0].numpy()
+    trained_pixels = source.canvas(source.frames(0)).pixels[:, :, :1]  # [1, 3, 1, 256, 320]
+    assert tuple(trained_pixels.shape) == (1, 3, 1, 256, 320)
+
+    gen = Generator.from_pretrained(Path(trainer.recipe.run.output) / "export" / "checkpoint", device="cpu")
+    encoded, texts = [], []
+    real_encode, real_inputs = gen.vae.encode, G.branch_inputs
+    monkeypatch.setattr(gen.vae, "encode", lambda px: encoded.append(px.clone()) or real_encode(px))
+    monkeypatch.setattr(G, "branch_inputs", lambda tok, cfg, t, **kw: texts.append(t) or real_inputs(tok, cfg, t,
+                                                                                                     **kw))
+    engine = PolicyEngine(gen, "droid", PolicySettings(steps=1, chunk=4, resolution="256p"),
+                          camera_size=(CAM_H, CAM_W))
+    obs = {"observation/wrist_image_left": cams["wrist"], "observation/exterior_image_1_left": cams["exterior_1"],
+           "observation/exterior_image_2_left": cams["exterior_2"], "observation/joint_position": np.zeros(7),
+           "observation/gripper_position": np.zeros(1), "prompt": TASK}
+    actions, _ = engine.infer(engine.parse(obs), 0)
+    assert actions.shape == (4, 8)
+    assert torch.equal(encoded[0], trained_pixels)
+    assert texts[0] == item.prompt == action_caption(TASK, get_embodiment("policy_droid"), 5, FPS, 256, 320)
+    assert json.loads(texts[0])["resolution"] == {"H": 256, "W": 320}
+
+
+def test_precompute_refuses_a_policy_droid_recipe(three_cameras, capsys):
+    data, _ = three_cameras
+    out = ROOT / "policy-droid-precompute"
+    code = train_main(["precompute", "--recipe", str(RECIPE), "--checkpoint", str(tiny_checkpoint()), "--data",
+                       str(data), "--output", str(out), "--set", "data.chunk_size=4"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and not out.exists()
+    assert "data.concat_view" in err and "train from the LeRobot dataset directly" in err

@@ -131,14 +131,28 @@ VARIANTS: dict[str, Embodiment] = {e.name: e for e in (_e("policy_droid", 8, 8, 
 # Variants that take the robot state as input: its width (the state is a joint_pos row, as the actions are).
 STATE_DIMS: dict[str, int] = {"policy_droid": 8}
 
-# Variants trained on the framework's plain-text action caption (cosmos-framework ActionTransformPipeline without
-# format_prompt_as_json: ViewpointTextInfo, DurationFPSTextTimeStamps, ResolutionTextInfo), with the dataset's
-# description of its concatenated views (DROIDLeRobotDataset).
-PLAIN_CAPTION_VIEWS: dict[str, str] = {
+# What a variant's concatenated views show, said after the viewpoint sentence in its caption (the release's DROID
+# dataset, cosmos-framework droid_lerobot_dataset.py `additional_view_description`, repeated by its policy server
+# scripts/action_policy_server_robolab.py `_CONCAT_VIEW_DESCRIPTION`).
+VIEW_DESCRIPTIONS: dict[str, str] = {
     "policy_droid": "The top row is from the wrist-mounted camera. The bottom row contains two horizontally "
                     "concatenated third-person perspective views of the scene from opposite sides, with the robot "
                     "visible.",
 }
+
+# The two caption forms of the framework's ActionTransformPipeline: "json" (format_prompt_as_json=True, the
+# ActionPromptJsonFormatter object; what action_policy_droid_nano trains on) and "plain" (sentences appended by
+# ViewpointTextInfo, DurationFPSTextTimeStamps, ResolutionTextInfo). `action_modes.action_caption` builds either.
+CAPTION_FORMATS = ("json", "plain")
+
+
+def check_caption_format(value: str | None, field: str = "caption_format") -> str:
+    """None -> "json" (the release's Policy-DROID); anything but "json" / "plain" is refused by name."""
+    if value is None:
+        return "json"
+    if value not in CAPTION_FORMATS:
+        raise ActionError(f"{field}: expected one of {list(CAPTION_FORMATS)}, got {value!r}")
+    return value
 
 
 def plain_action_caption(instruction: str, embodiment: Embodiment, num_frames: int, fps: float, height: int,
@@ -155,7 +169,7 @@ def plain_action_caption(instruction: str, embodiment: Embodiment, num_frames: i
         return base + (" " if base.rstrip().endswith(".") else ". ") + sentence
 
     view = VIEWPOINT_SENTENCES[embodiment.viewpoint]
-    extra = PLAIN_CAPTION_VIEWS.get(embodiment.name)
+    extra = VIEW_DESCRIPTIONS.get(embodiment.name)
     if extra:
         view = join(view, extra.rstrip())
     text = join(text, view)

@@ -115,6 +115,12 @@ def precompute_main(argv: list[str]) -> int:
     d = recipe.data
     if not recipe.model.checkpoint or not d.path or d.kind not in ("lerobot", "video"):
         raise ValueError("precompute needs --checkpoint, --data and --data-kind lerobot|video")
+    if d.kind == "lerobot" and (d.concat_view or d.state_columns):
+        # a latents folder keeps one camera's latents, actions and a templated caption: no composed views on the
+        # canvas, no robot state, no whole variant caption
+        raise ValueError("precompute: data.concat_view / data.state_columns (a policy_droid recipe) are not kept in "
+                         "precomputed latents; train from the LeRobot dataset directly (data.kind = 'lerobot', "
+                         "data.cache_latents keeps each window's latents in memory)")
     import torch
 
     encoder = Encoder(recipe.model.checkpoint, torch.device("cuda" if torch.cuda.is_available() else "cpu"), False)

@@ -3,7 +3,8 @@
 Sources (all indexable, `len(source)` items):
     LeRobotSource     LeRobot v3 windows (cosmos3.lerobot.LeRobotDataset): chunk + 1 frames -> vision latents,
                       chunk actions (raw dims, padded later), the task as the release's JSON action caption; or,
-                      for Policy-DROID, three cameras composed as concat_view, joint actions and the robot state
+                      for Policy-DROID, three cameras composed as concat_view on the Generator's canvas, joint
+                      actions, the robot state and the caption the Generator gives it (action_modes.action_caption)
     VideoFolderSource MP4 files + captions (captions.jsonl lines {"video": "a.mp4", "caption": "..."}, or
                       captions.json {"a.mp4": "..."}, or a sidecar a.txt per video)
     LatentSource      a folder written by `precompute_latents` (index.jsonl + one safetensors file per sample)
@@ -32,7 +33,7 @@ from safetensors.torch import load_file, save_file
 
 from ..actions import (ACTION_DIM, ACTION_STATS_FILE, ActionStats, get_embodiment,
                        load_stats_file, normalize, save_stats_file)
-from ..actions.embodiments import PLAIN_CAPTION_VIEWS, STATE_DIMS, plain_action_caption
+from ..actions.embodiments import STATE_DIMS, VIEW_DESCRIPTIONS, check_caption_format
 from ..fileio import atomic_write
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi")
@@ -119,6 +120,12 @@ class Encoder:
         if pixels.shape[-1] % spatial or pixels.shape[-2] % spatial:
             raise ValueError(f"{key}: frame size {tuple(pixels.shape[-2:])} is not a multiple of {spatial}; set "
                              f"data.height / data.width")
+        return self.encode_pixels(key, pixels)
+
+    def encode_pixels(self, key: str, pixels: torch.Tensor) -> torch.Tensor:
+        """[1, 3, T, H, W] in [-1, 1] -> normalized latents [C, T', H', W'] on the CPU (cached by key)."""
+        if self.cache is not None and key in self.cache:
+            return self.cache[key]
         latents = self.vae.encode(pixels).cpu()
         if self.cache is not None:
             self.cache[key] = latents
@@ -197,8 +204,20 @@ class LeRobotSource:
                  embodiment: str | None = None, normalize_actions: bool = False, sound: bool = False,
                  action_columns: list[str] | None = None, state_columns: list[str] | None = None,
                  flip_gripper: bool = False, concat_view: dict[str, str] | None = None,
-                 missing_views: str = "refuse"):
+                 missing_views: str = "refuse", resolution: str | int | None = "480p",
+                 caption_format: str | None = None):
+        from ..action_modes import tier_of
         from ..lerobot import LeRobotDataset
+
+        if concat_view and (height is not None or width is not None):
+            raise ValueError("data.height / data.width: concat_view samples are placed on the Generator's canvas of "
+                             "data.resolution (the pixels and size a served request gets); drop them")
+        # concat_view: the composed frames go on this canvas tier, as the Generator places a request's image
+        try:
+            self.tier = tier_of(resolution)
+        except ValueError as e:
+            raise ValueError(f"data.{e}") from None
+        self.caption_format = check_caption_format(caption_format, "data.caption_format")
 
         self.dataset = LeRobotDataset(path, camera=camera, chunk_size=chunk_size, stride=stride, sound=sound,
                                       action_columns=action_columns, state_columns=state_columns)
@@ -249,7 +268,12 @@ class LeRobotSource:
         T, H, W = frames.shape[:3]
         height, width = (self.height or H), (self.width or W)
         key = f"lerobot:{w['episode_index']}:{w['frame_index']}"
-        latents = self.encoder.encode(key, frames, self.height, self.width)
+        if self.views:  # the Generator's canvas; its latents cropped to the content, as a request's are
+            canvas = self.canvas(frames)
+            height, width = canvas.height, canvas.width  # the size the caption states
+            latents = canvas.crop_latents(self.encoder.encode_pixels(key, canvas.pixels))
+        else:
+            latents = self.encoder.encode(key, frames, self.height, self.width)
         actions = w["actions"].float()
         state = None if w.get("state") is None else w["state"].float()
         if self.flip_gripper:  # stored as 1 - g (the release's IS_GRIPPER_ACTION_FLIPPED datasets)
@@ -258,12 +282,16 @@ class LeRobotSource:
                 state[-1] = 1.0 - state[-1]
         if self.action_stats:
             actions = torch.from_numpy(normalize(actions.numpy(), self.action_stats[self.embodiment.name])).float()
-        if self.embodiment.name in PLAIN_CAPTION_VIEWS:  # the caption the Generator gives this variant, templates in
-            caption = plain_action_caption(first_instruction(w["task"]), self.embodiment, T, w["fps"], height, width)
+        variant = self.embodiment.name in VIEW_DESCRIPTIONS
+        if variant:  # the whole caption the Generator gives this variant (action_modes.action_caption), templates in
+            from ..action_modes import action_caption as full_caption
+
+            caption = full_caption(first_instruction(w["task"]), self.embodiment, T, w["fps"], height, width,
+                                   self.caption_format)
         else:
             caption = action_caption(w["task"], self.embodiment.viewpoint, T, w["fps"])
         item = GenItem(latents, caption, float(w["fps"]), T, height, width, actions, self.embodiment.domain_id,
-                       state=state, templated=self.embodiment.name not in PLAIN_CAPTION_VIEWS)
+                       state=state, templated=not variant)
         if self.sound:
             if w.get("sound") is None:
                 raise ValueError(f"{self.dataset.root}: data.sound is set but episode {w['episode_index']} has no "
@@ -273,6 +301,15 @@ class LeRobotSource:
             self._items[i] = item
         return item
 
+
+    def canvas(self, frames: torch.Tensor):
+        """Composed uint8 frames [T, H, W, 3] -> the Generator's canvas of data.resolution
+        (`action_modes.fit_canvas`: the same placement a served request's composed image gets)."""
+        from PIL import Image
+
+        from ..action_modes import fit_canvas
+
+        return fit_canvas([Image.fromarray(f) for f in frames.numpy()], frames.shape[0], self.tier)
 
     def frames(self, i: int, window: dict | None = None) -> torch.Tensor:
         """Window i's frames as the model sees them: uint8 [chunk + 1, H, W, 3] (concat_view: [.., 3H/2, W, 3])."""
@@ -413,6 +450,9 @@ def precompute_latents(source, out_dir: str | os.PathLike, progress: bool = True
     if getattr(source, "action_stats", None):
         raise ValueError("precompute stores raw actions (and their statistics, for data.normalize_actions at "
                          "training time); give it a source that does not normalize")
+    if getattr(source, "views", None) or getattr(getattr(source, "dataset", None), "state_dim", None):
+        raise ValueError("precompute keeps neither composed concat_view canvases nor the robot state (policy_droid); "
+                         "train from the LeRobot dataset directly")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     lines = []

@@ -180,7 +180,8 @@ class Trainer:
                                  normalize_actions=d.normalize_actions, sound=d.sound,
                                  action_columns=d.action_columns, state_columns=d.state_columns,
                                  flip_gripper=d.flip_gripper, concat_view=d.concat_view,
-                                 missing_views=d.missing_views)
+                                 missing_views=d.missing_views, resolution=d.resolution,
+                                 caption_format=d.caption_format)
         if d.kind == "video":
             return VideoFolderSource(d.path, encoder, num_frames=d.num_frames, height=d.height, width=d.width,
                                      sound=d.sound)

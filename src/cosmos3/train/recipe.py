@@ -76,6 +76,8 @@ class DataConfig:
     # on top, the exteriors at half size below, [3H/2, W]); {} = one camera (data.camera)
     concat_view: dict[str, str] = field(default_factory=dict)
     missing_views: str = "refuse"  # concat_view cameras without videos: refuse (name them) | duplicate (a present one)
+    resolution: str = "480p"  # concat_view: the Generator's canvas tier the composed frames are placed on (as served)
+    caption_format: str | None = None  # a variant's action caption (policy_droid): json (the release's; None) | plain
     sound: bool = False  # also train on the clips' sound (encoded with the checkpoint's audio tokenizer, 48 kHz)
     normalize_actions: bool = False  # quantile-normalize actions with the dataset's statistics (q01 -> -1, q99 -> 1)
     cache_latents: bool = True  # keep VAE latents in memory after the first encode (exact: the VAE is deterministic)
@@ -196,6 +198,8 @@ class TrainRecipe:
         need(not (self.data.concat_view or self.data.state_columns or self.data.action_columns)
              or self.data.kind == "lerobot", "data.concat_view / state_columns / action_columns: LeRobot data only "
              f"(data.kind = 'lerobot', got {self.data.kind!r})")
+        need(self.data.caption_format in (None, "json", "plain"), f"data.caption_format: expected json or plain, got "
+             f"{self.data.caption_format!r}")
         need(bool(self.model.checkpoint), "model.checkpoint: required (an official-layout checkpoint directory)")
         need(bool(self.data.path), "data.path: required")
 
