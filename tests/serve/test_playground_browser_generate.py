@@ -174,7 +174,8 @@ def test_dropped_files_are_checked_like_the_api_and_used(page, client, server, t
     big = Image.fromarray(np.zeros((side, side, 3), np.uint8))
     big.save(tmp_path / "big.png")
     cases = [("notes.txt", b"just text", "text/plain", 0, "not a PNG, JPEG or WEBP image"),
-             ("big.png", (tmp_path / "big.png").read_bytes(), "image/png", 0, f"above this server's limit of {cfg.max_input_pixels}"),
+             ("big.png", (tmp_path / "big.png").read_bytes(), "image/png", 0,
+              f"above this server's limit of {cfg.max_input_pixels}"),
              ("huge.png", None, "image/png", cfg.max_upload_bytes + 1, "above this server's limit of")]
     for name, data, mime, size, words in cases:
         page.drop("#gen-ref-field", name, data, mime, size)

@@ -103,8 +103,8 @@ def test_upsample_errors_name_their_field(server, client):
     e = assert_error(client.post("/v1/prompts/upsample", json={"prompt": "word " * 200_000}), 400,
                      param="prompt", code="prompt_too_long")
     assert e["message"].startswith("prompt:")
-    e = assert_error(client.post("/v1/prompts/upsample", json={"prompt": "x", "image_url": "data:image/png;base64,AAAA"}),
-                     400, param="image_url")
+    broken = {"prompt": "x", "image_url": "data:image/png;base64,AAAA"}
+    e = assert_error(client.post("/v1/prompts/upsample", json=broken), 400, param="image_url")
     assert "messages" not in e["message"]
     big = _png_uri(int(cfg.max_input_pixels ** 0.5) + 8, int(cfg.max_input_pixels ** 0.5) + 8, 1)
     if len(big) < cfg.max_upload_bytes:

@@ -47,7 +47,8 @@ async function checkMedia(file, kinds) {
   if (file.size > L.max_upload_bytes)
     throw new Error(`${file.name}: ${bytes(file.size)} is above this server's limit of ${bytes(L.max_upload_bytes)}`);
   const kind = await sniffKind(file);
-  if (!kind || !kinds.includes(kind)) throw new Error(`${file.name}: not ${kinds.map((k) => KIND_WORDS[k]).join(" or ")}`);
+  if (!kind || !kinds.includes(kind))
+    throw new Error(`${file.name}: not ${kinds.map((k) => KIND_WORDS[k]).join(" or ")}`);
   let dims = null;
   try { dims = await mediaDims(file, kind); } catch (_) { /* below */ }
   if (!dims || !dims[0]) throw new Error(`${file.name}: not a readable ${kind}`);
@@ -61,7 +62,8 @@ async function checkMedia(file, kinds) {
 // Action rows from a JSON file: a bare [[...], ...] list (DESIGN's format), or an object holding it.
 async function checkActions(file) {
   if (file.size > CONFIG.limits.max_upload_bytes)
-    throw new Error(`${file.name}: ${bytes(file.size)} is above this server's limit of ${bytes(CONFIG.limits.max_upload_bytes)}`);
+    throw new Error(`${file.name}: ${bytes(file.size)} is above this server's limit of ` +
+                    bytes(CONFIG.limits.max_upload_bytes));
   let parsed;
   try { parsed = JSON.parse(await readFile(file, "text")); } catch (e) {
     throw new Error(`${file.name}: not valid JSON (${e.message})`);
@@ -272,7 +274,10 @@ async function submitGenerate(ev) {
   for (const [k, v] of Object.entries(fields)) {
     if (v !== null && v !== "") { form.append(k, String(v)); record[k] = sent(v); }
   }
-  if ($("gen-sound").checked) { form.append("generate_sound", "true"); record.generate_sound = "true"; }
+  if ($("gen-sound").checked && !$("gen-sound").disabled) { // a box left ticked before an action mode stays unsent
+    form.append("generate_sound", "true");
+    record.generate_sound = "true";
+  }
   const extra = {};
   const mode = $("gen-action-mode").value;
   if (mode) {
@@ -280,7 +285,7 @@ async function submitGenerate(ev) {
     extra.domain_name = $("gen-embodiment").value;
     const chunk = num("gen-chunk");
     if (chunk !== null) extra.action_chunk_size = chunk;
-    if ($("gen-action-file").files[0]) {
+    if ($("gen-action-file").files[0] && !$("gen-action-file").disabled) {
       const up = await settledUpload($("gen-action-file"), checkActionFile);
       if (up.error) { showError(root, $("gen-error"), "extra_params.action", up.error); return; }
       extra.action = up.result;
@@ -321,9 +326,10 @@ async function submitGenerate(ev) {
 function syncModeFields() {
   const mode = $("gen-mode").value;
   const action = $("gen-action-mode").value;
-  $("gen-ref").disabled = mode === "t2v" && action !== "inverse_dynamics" && action !== "policy";
+  $("gen-ref").disabled = mode === "t2v" && !action; // every action mode starts from a picture (or a clip)
   $("gen-ref").accept = mode === "v2v" || action === "inverse_dynamics" ? "video/mp4" : "image/png,image/jpeg,image/webp";
-  $("gen-embodiment").disabled = $("gen-chunk").disabled = $("gen-action-file").disabled = !action;
+  $("gen-embodiment").disabled = $("gen-chunk").disabled = !action;
+  $("gen-action-file").disabled = action !== "forward_dynamics"; // the one mode whose actions are an input
   $("gen-sound").disabled = !!action;
   checkRef();
   if (!$("gen-action-file").disabled) checkActionFile();

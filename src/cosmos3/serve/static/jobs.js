@@ -34,14 +34,16 @@ function snippets(job, record) {
   const { prompt, size, input_reference, ...rest } = r;
   const oa = ["import os, time", "from openai import OpenAI", "",
     `client = OpenAI(base_url=${JSON.stringify(origin + "/v1")}, ` +
-      (keyed ? 'api_key=os.environ["COSMOS3_API_KEY"])' : 'api_key="unused")  # this server was started without --api-key'),
+      (keyed ? 'api_key=os.environ["COSMOS3_API_KEY"])'
+             : 'api_key="unused")  # this server was started without --api-key'),
     "# client.videos.create sends a multipart form to /v1/videos; the fields it does not name itself (frames, steps,",
     "# guidance, seed, sound, extra_params, ...) go in extra_body, which the client adds to the same form",
     "job = client.videos.create(", `    prompt=${JSON.stringify(prompt || "")},`];
   if (size) oa.push(`    size=${JSON.stringify(size)},`);
   if (input_reference) oa.push(`    input_reference=open(${JSON.stringify(input_reference.slice(1))}, "rb"),`);
   oa.push(`    extra_body=${JSON.stringify(rest, null, 4).replace(/\n/g, "\n    ")},`, ")",
-          'while job.status in ("queued", "in_progress"):', "    time.sleep(1)", "    job = client.videos.retrieve(job.id)",
+          'while job.status in ("queued", "in_progress"):', "    time.sleep(1)",
+          "    job = client.videos.retrieve(job.id)",
           'client.videos.download_content(job.id).write_to_file("video.mp4")');
   return { curl: curl.join(" \\\n  "), python: py.join("\n"), openai: oa.join("\n") };
 }
