@@ -386,6 +386,12 @@ def test_serve_policy_caption_format_flag(droid_generator, monkeypatch):
         seen.clear()
         engine.infer(engine.parse(_droid_obs()), 0)
         assert seen[0].startswith(start), seen[0]
+    # a checkpoint trained on the sentences says so in cosmos3_defaults.json: served without the flag
+    monkeypatch.setitem(droid_generator.defaults, "caption_format", "plain")
+    engine = engine_from_args(build_parser().parse_args(common), droid_generator)
+    seen.clear()
+    engine.infer(engine.parse(_droid_obs()), 0)
+    assert engine.metadata()["caption_format"] == "plain" and seen[0].startswith("put the marker in the cup. This")
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--caption-format", "yaml"])
     with pytest.raises(ValueError, match="caption_format: expected one of"):

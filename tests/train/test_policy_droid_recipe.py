@@ -209,7 +209,8 @@ def test_it_trains_and_exports_a_policy_droid_checkpoint(trained):
     history, trainer = trained["history"], trained["trainer"]
     assert len(history) == 3 and all(np.isfinite(m["loss"]) and m["loss_actions"] > 0 for m in history)
     folder = Path(trainer.recipe.run.output) / "export" / "checkpoint"
-    assert json.loads((folder / "cosmos3_defaults.json").read_text())["embodiment"] == "policy_droid"
+    defaults = json.loads((folder / "cosmos3_defaults.json").read_text())
+    assert defaults["embodiment"] == "policy_droid" and defaults["caption_format"] == "json"
     exported = {}
     for f in (folder / "transformer").glob("*.safetensors"):
         exported.update(load_file(str(f)))
@@ -339,3 +340,13 @@ def test_precompute_refuses_a_policy_droid_recipe(three_cameras, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and not out.exists()
     assert "data.concat_view" in err and "train from the LeRobot dataset directly" in err
+
+
+def test_a_plain_caption_run_exports_its_caption_format(trained, tmp_path, monkeypatch):
+    """A run on the plain sentences says so in the export, so the Generator serves the form it trained on."""
+    trainer = trained["trainer"]
+    monkeypatch.setattr(trainer.source, "caption_format", "plain")
+    (tmp_path / "cosmos3_defaults.json").write_text(json.dumps({"resolution": "256p"}))
+    trainer._export_embodiment(tmp_path)
+    assert json.loads((tmp_path / "cosmos3_defaults.json").read_text()) == {
+        "resolution": "256p", "embodiment": "policy_droid", "caption_format": "plain"}

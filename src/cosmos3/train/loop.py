@@ -358,7 +358,8 @@ class Trainer:
 
     def _export_embodiment(self, folder: Path) -> None:
         """A post-trained variant (policy_droid) is the exported checkpoint's own embodiment: its native settings
-        (cosmos3_defaults.json) name it, so the Generator and serve-policy default to it."""
+        (cosmos3_defaults.json) name it and the caption form it trained on, so the Generator and serve-policy
+        default to both."""
         from ..actions.embodiments import VARIANTS
         from ..request import DEFAULTS_FILE
 
@@ -367,7 +368,8 @@ class Trainer:
             return
         path = folder / DEFAULTS_FILE
         native = json.loads(path.read_text()) if path.is_file() else {}
-        path.write_text(json.dumps({**native, "embodiment": emb.name}, indent=2) + "\n")
+        extra = {"caption_format": self.source.caption_format} if hasattr(self.source, "caption_format") else {}
+        path.write_text(json.dumps({**native, "embodiment": emb.name, **extra}, indent=2) + "\n")
 
     def trained_state(self, ema: bool = False) -> dict[str, torch.Tensor]:
         """Whole copies of the trained parameters (or their EMA); a collective under FSDP."""
