@@ -184,6 +184,24 @@ def test_flags_are_defaults_a_line_overrides_and_kinds_take_their_own(pico, tmp_
     assert [x.seed for x in again] == [8, 9] and again[0].digest != again[1].digest
 
 
+@pytest.mark.parametrize("flags, message", [
+    (["--out", "DIR"], "--batch and --out go together"),
+    (["--batch", "REQ"], "--batch and --out go together"),
+    (["--batch", "REQ", "--out", "DIR", "a prompt"], "each line of"),
+    (["--batch", "REQ", "--out", "DIR", "--image", "x.png"], "--image: with --batch"),
+    (["--batch", "REQ", "--out", "DIR", "-o", "x.mp4"], "-o/--output"),
+    (["--batch", "REQ", "--out", "DIR", "--parallel", "cfg"], "--parallel"),
+    (["--batch", "MISSING", "--out", "DIR"], "--batch: no such file"),
+])
+def test_misused_flags_exit_2_before_the_model_loads(tmp_path, capsys, monkeypatch, flags, message):
+    requests = write_lines(tmp_path / "requests.jsonl", [{"prompt": "p"}])
+    monkeypatch.setattr(Generator, "from_pretrained", classmethod(lambda cls, *a, **k: pytest.fail("loaded")))
+    swap = {"REQ": str(requests), "DIR": str(tmp_path / "out"), "MISSING": str(tmp_path / "absent.jsonl")}
+    assert main(["generate", *[swap.get(f, f) for f in flags]]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
+
+
 # ------------------------------------------------------------------------------------------------ ranks
 
 

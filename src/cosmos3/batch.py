@@ -405,19 +405,19 @@ def run_batch(gen, requests: str | os.PathLike, out: str | os.PathLike, *, defau
 
 # ------------------------------------------------------------------------------------------------ the command
 
-# generate's flags that set a default for every line (argparse name -> request field); --sound and the template
-# switches count only when given, so a line may still set them.
-_FLAG_FIELDS = {"negative_prompt": "negative_prompt", "num_frames": "num_frames", "fps": "fps", "height": "height",
-                "width": "width", "resolution": "resolution", "aspect_ratio": "aspect_ratio",
-                "num_inference_steps": "num_inference_steps", "guidance_scale": "guidance_scale",
-                "flow_shift": "flow_shift", "action_mode": "action_mode", "embodiment": "embodiment",
-                "action_chunk_size": "action_chunk_size", "condition_frame_indexes": "condition_frame_indexes",
-                "guidance_interval": "guidance_interval", "sampler": "sampler", "step_cache": "step_cache",
-                "control_guidance": "control_guidance"}
+# generate's flags that set a default for every line (each named as the request field it sets); --sound and the
+# template switches count only when given, so a line may still set them.
+_FLAG_FIELDS = ("negative_prompt", "num_frames", "fps", "height", "width", "resolution", "aspect_ratio",
+                "num_inference_steps", "guidance_scale", "flow_shift", "action_mode", "embodiment",
+                "action_chunk_size", "condition_frame_indexes", "guidance_interval", "sampler", "step_cache",
+                "control_guidance")
 
 
 def flag_defaults(args) -> dict:
-    defaults = {key: getattr(args, name) for name, key in _FLAG_FIELDS.items() if getattr(args, name) is not None}
+    defaults = {key: getattr(args, key) for key in _FLAG_FIELDS if getattr(args, key) is not None}
+    negative = defaults.get("negative_prompt")
+    if negative and negative.endswith(".json") and os.path.isfile(negative):  # as generate reads it
+        defaults["negative_prompt"] = Path(negative).read_text(encoding="utf-8").strip()
     if defaults.get("guidance_interval") is not None:
         defaults["guidance_interval"] = list(defaults["guidance_interval"])
     if args.sound:
