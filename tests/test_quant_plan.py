@@ -1,7 +1,6 @@
 """`cosmos3 info --plan` (plan.py): the weight bytes it predicts from the meta device equal what the loaded model
 holds, at float32 and with int8 towers; budgets and sizes parse; the command prints which rungs fit."""
 
-import random
 
 import pytest
 import torch
@@ -73,3 +72,40 @@ def test_info_plan_command(capsys):
     assert main(["info", "--plan", "nano", "--budget", "24GB", "--resolution", "720p", "--num-frames", "189"]) == 0
     out = capsys.readouterr().out
     assert "does not fit" in out  # Nano in bf16 needs more than 24 GiB
+
+
+@pytest.mark.parametrize("style", ["qwen", "edge"])
+def test_activation_peak_matches_the_traced_peak(style, rng):
+    """plan.activation_peak against the allocator's peak over one CFG gen forward (measured_peak: read after every
+    op), at random small shapes on either side of the MLP's row chunk; after a warm-up at the same shape, so one-time
+    BLAS buffers are not counted."""
+    from cosmos3.config import Cosmos3Config
+    from cosmos3.model import UndCache
+    from cosmos3.plan import measured_peak
+
+    heads, kv_heads = rng.choice([(4, 2), (8, 2), (4, 4)])
+    D = rng.choice([192, 256, 320])
+    cfg = Cosmos3Config(hidden_size=D, intermediate_size=rng.choice([2, 3, 4]) * D, num_hidden_layers=2,
+                        num_attention_heads=heads, num_key_value_heads=kv_heads, head_dim=64, vocab_size=300,
+                        sound_gen=False, action_gen=False,
+                        **(dict(hidden_act="relu2", qk_norm_for_text=False, use_und_k_norm_for_gen=True)
+                           if style == "edge" else {}))
+    model = Cosmos3Omni(cfg).eval()
+    N, L, B = rng.randint(300, 1500), rng.randint(16, 300), 2
+    with torch.inference_mode():
+        x, positions = torch.randn(B, N, D), torch.zeros(B, 3, N)
+
+        def step():
+            cache = UndCache([torch.randn(B, kv_heads, L, 64) for _ in range(2)],
+                             [torch.randn(B, kv_heads, L, 64) for _ in range(2)])
+            return model.run_gen(x, positions, cache)
+
+        step()  # warm-up
+        _, peak = measured_peak(step)
+    if peak is None:
+        pytest.skip("no glibc allocator statistics on this platform")
+    peak += x.numel() * 4  # the step's input exists before it; the plan counts it
+    predicted = activation_peak(cfg, N, L, B, 4)
+    print(f"{style} D={D} F={cfg.intermediate_size} N={N} L={L}: measured {peak / 2**20:.2f} MiB, "
+          f"predicted {predicted / 2**20:.2f} MiB ({predicted / peak - 1:+.1%})")
+    assert abs(predicted / peak - 1) < 0.10

@@ -223,6 +223,9 @@ def add_generate_parser(sub) -> None:
     p.add_argument("--offload", choices=["none", "components", "layers"], default="none",
                    help="keep weights in host memory for a GPU smaller than the model: layers stream one ahead, "
                         "or whole components take turns (docs/MEMORY.md)")
+    p.add_argument("--vae-tiling", action="store_true",
+                   help="encode and decode frames in overlapping 384 px tiles: less VAE memory for large frames, a "
+                        "small error at the seams (docs/MEMORY.md)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     from .guardrails.options import add_arguments as add_guardrail_arguments
 
@@ -338,7 +341,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     gen = Generator.from_pretrained(args.checkpoint, device=args.device, dtype=dtype, weights=args.weights,
-                                    parallel=parallel, offload=args.offload)
+                                    parallel=parallel, offload=args.offload, vae_tiling=args.vae_tiling)
     res = gen.generate(
         prompt, negative_prompt=negative, image=args.image, video=args.video, num_frames=args.num_frames,
         fps=args.fps, height=args.height, width=args.width, resolution=args.resolution,

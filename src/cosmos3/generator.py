@@ -193,12 +193,14 @@ class Generator:
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, device: str | torch.device | None = None,
                         dtype: torch.dtype | None = None, weights: str | None = None,
-                        parallel=None, offload: str = "none") -> "Generator":
+                        parallel=None, offload: str = "none", vae_tiling: bool = False) -> "Generator":
         """Load an official-layout checkpoint: transformer/, vae/, scheduler/, text_tokenizer/, sound_tokenizer/.
         `weights="int8"`: the towers' and lm_head's linears in int8 (quant.py); default: as loaded.
         `parallel` (parallel.init_parallel under torchrun): this rank's part of a parallel run, on its device.
         `offload` "layers" / "components": the weights stay in host memory and visit the device when used
-        (offload.py; for GPUs smaller than the model)."""
+        (offload.py; for GPUs smaller than the model).
+        `vae_tiling`: frames larger than 384 px are encoded and decoded in overlapping tiles (vae_tiling.py): less
+        memory, a small error at the seams (docs/MEMORY.md)."""
         from .offload import MODES as OFFLOAD_MODES
         from transformers import AutoTokenizer
 
@@ -220,7 +222,7 @@ class Generator:
         model = (apply_weights(load_transformer(root, dtype=dtype, device=load_on, fp8=fp8), weights)
                  if parallel is None else parallel.load_transformer(root, dtype, weights))
         vae_dtype = torch.float32 if device.type == "cpu" else dtype
-        vae = VideoVAE.from_pretrained(root / "vae", device, vae_dtype)
+        vae = VideoVAE.from_pretrained(root / "vae", device, vae_dtype, tiling=vae_tiling)
         if not (root / "text_tokenizer").is_dir():
             raise CheckpointError(f"{root}: no text_tokenizer/ folder")
         tokenizer = AutoTokenizer.from_pretrained(root / "text_tokenizer")

@@ -5,9 +5,11 @@ parameters are split into components; the other folders (vae/, vision_encoder/, 
 their safetensors headers (the few kilobytes that name shapes and dtypes; no tensor data is read).
 
 Precisions: float32 (4 bytes), bf16 (2), int8 (quant.py's rung: the towers' linears and the lm_head at 1 byte plus a
-float32 scale per output row; everything else in bf16). The activation peak is an estimate of the denoising step's
-largest live set (CFG: two gen rows), assuming a memory-efficient attention kernel (no N x N score matrix; the GPU
-case) and the MLP's 512-row inference chunks; the VAE decode's own peak is not estimated.
+float32 scale per output row; everything else in bf16). The activation peak is the denoising step's largest live set
+(CFG: two gen rows), assuming a memory-efficient attention kernel (no N x N score matrix; the GPU case, and PyTorch's
+CPU flash kernel) and the MLP's 512-row inference chunks; the VAE decode's own peak is not estimated. The model of
+the live set comes from tracing the allocator after every op of a gen forward (`measured_peak`,
+benchmarks/bench_memory.py); see `activation_peak`.
 """
 
 from __future__ import annotations
@@ -90,16 +92,69 @@ def safetensors_params(folder: Path) -> tuple[int, int]:
 
 
 def activation_peak(cfg: Cosmos3Config, gen_tokens: int, text_tokens: int, branches: int, nbytes: int) -> int:
-    """Bytes live at the peak of one denoising step: both prompts' und keys/values for every layer, and inside one
-    gen layer the stream (input, residual, normed, attention output), q/k/v, the joint keys/values, and one MLP chunk."""
+    """Bytes live at the peak of one denoising step (no autograd). For the whole step: every layer's und keys/values
+    for the `branches` prompts and the rotary tables. Inside one gen layer the largest set is one of two moments
+    (they never overlap: the attention's buffers are freed before the MLP starts):
+      - the attention's end: the step's input (held by the caller), the layer's input, its norm and the output
+        projection (4 x D per token), the queries and the attention output (2 x q), the gen keys and values
+        (2 x kv), and the joint keys/values (prompt + gen);
+      - the MLP: step input, layer input, residual and norm (4 x D), the row chunks already done, and one chunk of
+        c rows' SwiGLU intermediates (silu(gate), up, their product: 3 x F; relu2: 2 x F); when done, the chunks
+        and their concatenation (6 x D in all).
+    Traced op by op on CPU (benchmarks/bench_memory.py) this is exact to the byte at float32 but for one-time
+    allocator buffers (BLAS workspaces: ~18 MiB at hidden 1024); an earlier version added the MLP chunk to the
+    attention's set and read 18-23% high."""
+    from .model.mot import MLP
+
+    B, N, L = branches, gen_tokens, text_tokens
     D, F, Dh = cfg.hidden_size, cfg.intermediate_size, cfg.head_dim
     q, kv = cfg.num_attention_heads * Dh, cfg.num_key_value_heads * Dh
-    und_cache = cfg.num_hidden_layers * 2 * branches * kv * text_tokens
-    stream = 4 * branches * gen_tokens * D
-    qkv = branches * gen_tokens * (q + 2 * kv)
-    joint = 2 * branches * kv * (text_tokens + gen_tokens)
-    mlp = branches * min(gen_tokens, 512) * F * (3 if cfg.hidden_act == "silu" else 2)
-    return (und_cache + stream + qkv + joint + mlp) * nbytes
+    resident = cfg.num_hidden_layers * 2 * B * kv * L + 2 * B * N * Dh  # und caches; rotary cos / sin
+    attention = B * N * (4 * D + 2 * q + 2 * kv) + 2 * B * kv * (L + N)
+    widths = 3 if cfg.hidden_act == "silu" else 2
+    chunk = min(N, MLP.INFERENCE_CHUNK)
+    mlp = B * (5 * N - chunk) * D + widths * B * chunk * F  # the last chunk, the others done
+    if N > chunk:
+        mlp = max(mlp, 6 * B * N * D)  # the concatenation of the chunks
+    return (resident + max(attention, mlp)) * nbytes
+
+
+def measured_peak(fn) -> tuple[object, int | None]:
+    """(fn(), the most bytes the C allocator held beyond its level at the start, read after every aten op fn runs):
+    the figure `activation_peak` models. glibc only (mallinfo2); None elsewhere. Exact to one op and independent of
+    timing, unlike sampling the resident set."""
+    import ctypes
+
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Info(ctypes.Structure):
+        _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                   "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallinfo2.restype = Info
+    except (OSError, AttributeError):
+        return fn(), None
+
+    def in_use() -> int:
+        info = libc.mallinfo2()
+        return info.uordblks + info.hblkhd  # arena bytes handed out + mmapped chunks
+
+    class Watch(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            self.peak = max(self.peak, in_use())
+            return out
+
+    watch = Watch()
+    watch.peak = 0
+    with watch:  # the first op through a Python dispatch mode allocates the mode's own tables (~24 MB): not fn's
+        torch.zeros(1)
+    start = watch.peak = in_use()
+    with watch:
+        out = fn()
+    return out, watch.peak - start
 
 
 def plan(checkpoint: str | os.PathLike, budget: int | None = None, resolution: str = "480p",

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from .checkpoint import CheckpointError
+from .vae_tiling import Tiling, decode_chunk_tiled, tiled_encode
 
 
 def _moved(module, device: torch.device, dtype: torch.dtype):
@@ -38,7 +39,7 @@ def _load_options() -> dict:
 
 
 class VideoVAE:
-    def __init__(self, vae, device: torch.device, dtype: torch.dtype):
+    def __init__(self, vae, device: torch.device, dtype: torch.dtype, tiling: Tiling | bool | None = None):
         self.vae = _moved(vae, device, dtype)
         self.device, self.dtype = device, dtype
         cfg = vae.config
@@ -47,22 +48,36 @@ class VideoVAE:
         self.channels = int(cfg.z_dim)
         self.spatial = int(getattr(cfg, "scale_factor_spatial", 16) or 16)
         self.temporal = int(getattr(cfg, "scale_factor_temporal", 4) or 4)
+        # Frames larger than a tile are encoded and decoded in overlapping tiles (vae_tiling.py): lower peak memory,
+        # a small error near the seams. None: whole frames. True: the default tiles.
+        if tiling is True:
+            tiling = Tiling()
+        self.tiling: Tiling | None = tiling.check(self.spatial) if tiling else None
 
     @classmethod
-    def from_pretrained(cls, folder: Path, device: torch.device, dtype: torch.dtype) -> "VideoVAE":
+    def from_pretrained(cls, folder: Path, device: torch.device, dtype: torch.dtype,
+                        tiling: Tiling | bool | None = None) -> "VideoVAE":
         from diffusers import AutoencoderKLWan
 
         if not (folder / "config.json").is_file():
             raise CheckpointError(f"{folder}: no video VAE here (expected config.json and weights)")
-        return cls(AutoencoderKLWan.from_pretrained(folder, **_load_options()), device, dtype)
+        return cls(AutoencoderKLWan.from_pretrained(folder, **_load_options()), device, dtype, tiling)
 
     def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int, int]:
         return (self.channels, 1 + (frames - 1) // self.temporal, height // self.spatial, width // self.spatial)
 
+    def tiled(self, height: int, width: int) -> bool:
+        """Whether a frame of height x width pixels goes through tiles (tiling on, and the frame exceeds a tile)."""
+        return self.tiling is not None and max(height, width) > self.tiling.tile
+
     @torch.inference_mode()
     def encode(self, pixels: torch.Tensor) -> torch.Tensor:
         """[1, 3, T, H, W] in [-1, 1] -> normalized latents [C, T', H', W'] (float32; the distribution's mode)."""
-        raw = self.vae.encode(pixels.to(self.device, self.dtype)).latent_dist.mode()
+        pixels = pixels.to(self.device, self.dtype)
+        if self.tiled(*pixels.shape[-2:]):
+            raw = tiled_encode(self.vae, pixels, self.tiling, self.spatial)
+        else:
+            raw = self.vae.encode(pixels).latent_dist.mode()
         return ((raw - self.mean[None]) * self.inv_std[None])[0].float()
 
     # Latent frames per decoder call after the first (which decodes alone, as the causal decoder's first chunk).
@@ -79,17 +94,22 @@ class VideoVAE:
         z = vae.post_quant_conv(z)
         frames = None
         cursor = 0
+        tiled = self.tiled(z.shape[3] * self.spatial, z.shape[4] * self.spatial)
+        tile_caches: list[list] = []  # tiled: one causal feature cache per tile
         vae.clear_cache()
         try:
             starts = [0] + list(range(1, z.shape[2], self.DECODE_CHUNK))
             for i, end in zip(starts, starts[1:] + [z.shape[2]]):
-                vae._conv_idx = [0]  # the decoder's causal feature cache carries the past between chunks
-                chunk = vae.decoder(z[:, :, i:end], feat_cache=vae._feat_map, feat_idx=vae._conv_idx,
-                                    first_chunk=(i == 0))
-                if vae.config.patch_size is not None:
-                    from diffusers.models.autoencoders.autoencoder_kl_wan import unpatchify
+                if tiled:
+                    chunk = decode_chunk_tiled(vae, z[:, :, i:end], i == 0, tile_caches, self.tiling, self.spatial)
+                else:
+                    vae._conv_idx = [0]  # the decoder's causal feature cache carries the past between chunks
+                    chunk = vae.decoder(z[:, :, i:end], feat_cache=vae._feat_map, feat_idx=vae._conv_idx,
+                                        first_chunk=(i == 0))
+                    if vae.config.patch_size is not None:
+                        from diffusers.models.autoencoders.autoencoder_kl_wan import unpatchify
 
-                    chunk = unpatchify(chunk, patch_size=vae.config.patch_size)
+                        chunk = unpatchify(chunk, patch_size=vae.config.patch_size)
                 chunk = to_uint8(chunk.clamp(-1.0, 1.0)[0])  # [t, H, W, 3]
                 if frames is None:
                     total = 1 + (z.shape[2] - 1) * self.temporal
