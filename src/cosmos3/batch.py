@@ -475,7 +475,7 @@ def batch_command(args) -> int:
         dtype = getattr(torch, args.dtype) if args.dtype else None
         loading = time.perf_counter()
         gen = Generator.from_pretrained(args.checkpoint, device=device, dtype=dtype, weights=args.weights,
-                                        offload=args.offload)
+                                        offload=args.offload, vae_tiling=args.vae_tiling)
         loaded = time.perf_counter() - loading
         summary = run_batch(gen, args.batch, args.out, defaults=flag_defaults(args), base_seed=args.seed or 0,
                             rank=rank, world=world, barrier=dist.barrier if world > 1 else _no_barrier,
