@@ -214,7 +214,8 @@ def print_plan(p: dict) -> None:
         label = {"float32": "float32", "bf16": "bf16", "int8": "int8 towers + lm_head, rest bf16"}[rung]
         print(f"  {label:<36}{_gib(need):>14}{verdict}"
               + ("" if p["budget"] is None else f" in {_gib(p['budget'])}"))
-    print("  step cache and guidance interval save time, not memory; offload, FP8 and tiled VAE are not built yet.")
+    print("  step cache and guidance interval save time, not memory; --offload, fp8 checkpoints and --vae-tiling are "
+          "further rungs (docs/MEMORY.md).")
 
 
 def count_bytes(model: nn.Module) -> int:
