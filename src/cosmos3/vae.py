@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from .checkpoint import CheckpointError
-from .vae_tiling import Tiling, decode_chunk_tiled, tiled_encode
+from .vae_tiling import Tiling, tiled_decode, tiled_encode
 
 
 def _moved(module, device: torch.device, dtype: torch.dtype):
@@ -92,24 +92,21 @@ class VideoVAE:
         vae = self.vae
         z = latents.to(self.device, self.dtype)[None] / self.inv_std[None] + self.mean[None]
         z = vae.post_quant_conv(z)
+        if self.tiled(z.shape[3] * self.spatial, z.shape[4] * self.spatial):
+            return tiled_decode(vae, z, self.tiling, self.spatial, self.DECODE_CHUNK, to_uint8)
         frames = None
         cursor = 0
-        tiled = self.tiled(z.shape[3] * self.spatial, z.shape[4] * self.spatial)
-        tile_caches: list[list] = []  # tiled: one causal feature cache per tile
         vae.clear_cache()
         try:
             starts = [0] + list(range(1, z.shape[2], self.DECODE_CHUNK))
             for i, end in zip(starts, starts[1:] + [z.shape[2]]):
-                if tiled:
-                    chunk = decode_chunk_tiled(vae, z[:, :, i:end], i == 0, tile_caches, self.tiling, self.spatial)
-                else:
-                    vae._conv_idx = [0]  # the decoder's causal feature cache carries the past between chunks
-                    chunk = vae.decoder(z[:, :, i:end], feat_cache=vae._feat_map, feat_idx=vae._conv_idx,
-                                        first_chunk=(i == 0))
-                    if vae.config.patch_size is not None:
-                        from diffusers.models.autoencoders.autoencoder_kl_wan import unpatchify
+                vae._conv_idx = [0]  # the decoder's causal feature cache carries the past between chunks
+                chunk = vae.decoder(z[:, :, i:end], feat_cache=vae._feat_map, feat_idx=vae._conv_idx,
+                                    first_chunk=(i == 0))
+                if vae.config.patch_size is not None:
+                    from diffusers.models.autoencoders.autoencoder_kl_wan import unpatchify
 
-                        chunk = unpatchify(chunk, patch_size=vae.config.patch_size)
+                    chunk = unpatchify(chunk, patch_size=vae.config.patch_size)
                 chunk = to_uint8(chunk.clamp(-1.0, 1.0)[0])  # [t, H, W, 3]
                 if frames is None:
                     total = 1 + (z.shape[2] - 1) * self.temporal

@@ -2,8 +2,10 @@
 
 The decoder's activations scale with the frame's area (the Wan 2.2 decoder's top stage holds hundreds of channels at
 half the output resolution, for every frame of a chunk); cutting the frame into tiles bounds them by the tile's area.
-Decoding streams as the untiled path does (vae.py): time chunks outside, tiles inside, each tile carrying its own
-causal feature cache from one chunk to the next, so a long video never exists as floats, only as uint8 frames.
+Decoding goes tile by tile, each over all frames with its own causal feature cache (the decoder's caches hold two
+frames per convolution and, summed over its convolutions, are as large as its activations: decoding all tiles side by
+side, chunk by chunk, kept every tile's cache and saved almost nothing). Tile rows run top to bottom and a row's
+pixels are finished to uint8 once no later row reaches them, so the floats held are one row band of the video.
 
 Tiling is not exact: convolutions near a tile's edge see zero padding instead of the neighbour's pixels, and the
 middle block's attention spans one tile, not the whole frame. Overlapping tiles whose weights ramp linearly across
@@ -11,7 +13,7 @@ the shared band hide the edges; docs/MEMORY.md has the measured error at and awa
 
 diffusers' AutoencoderKLWan.enable_tiling does the spatial part (its tiled_decode blends the same way), but it decodes
 each tile over all frames and holds every decoded tile as floats until the end: a whole video in float32, 1.25x with
-the overlaps (2.1 GB before the overlaps at 720p / 189 frames), where this streams.
+the overlaps (2.1 GB before the overlaps at 720p / 189 frames), where this holds one row band.
 
 Shapes: pixels [1, 3, T, H, W]; latents [1, C, T', H/16, W/16]; a tile is `tile` pixels square (a multiple of 16)
 and neighbours share `overlap` pixels.
@@ -91,22 +93,48 @@ def tiled_encode(vae, pixels: torch.Tensor, tiling: Tiling, spatial: int) -> tor
     return out
 
 
-def decode_chunk_tiled(vae, z: torch.Tensor, first: bool, caches: list[list], tiling: Tiling,
-                       spatial: int) -> torch.Tensor:
-    """One time chunk of post-quant latents [1, C, t, h, w] -> blended pixels [1, 3, t', h*s, w*s] (unclamped);
-    `caches` holds one causal feature cache per tile (filled on the first chunk, carried to the next)."""
+def _decode_tile(vae, z: torch.Tensor, chunk: int) -> torch.Tensor:
+    """Post-quant latents of one tile [1, C, T', h, w] -> pixels [1, 3, T, h * s, w * s] (unclamped), over all frames
+    with a causal cache of its own (first latent frame alone, then `chunk` at a time, as the whole-frame decode)."""
     from diffusers.models.autoencoders.autoencoder_kl_wan import unpatchify
 
+    cache = [None] * vae._cached_conv_counts["decoder"]
+    starts = [0] + list(range(1, z.shape[2], chunk))
+    parts = [vae.decoder(z[:, :, i:end], feat_cache=cache, feat_idx=[0], first_chunk=(i == 0))
+             for i, end in zip(starts, starts[1:] + [z.shape[2]])]
+    pixels = torch.cat(parts, dim=2)
+    del parts, cache
+    return unpatchify(pixels, patch_size=vae.config.patch_size) if vae.config.patch_size is not None else pixels
+
+
+@torch.inference_mode()
+def tiled_decode(vae, z: torch.Tensor, tiling: Tiling, spatial: int, chunk: int, to_uint8) -> torch.Tensor:
+    """Post-quant latents [1, C, T', h, w] -> uint8 frames [T, H, W, 3]. Tile rows top to bottom; each tile decodes
+    over all frames with its own causal cache (only one tile's cache and activations live at a time), its pixels
+    weighted into the row's float band; a band's rows are finished (to uint8) as soon as no later row reaches them,
+    and the part the next row shares is carried over. Floats held: one row band of the video, not the video."""
     _, _, _, h, w = z.shape
-    out = None
-    grid = tiles(h, w, tiling.tile // spatial, tiling.overlap // spatial, scale=spatial)
-    for k, ((r0, r1), (c0, c1), weight) in enumerate(grid):
-        if len(caches) <= k:
-            caches.append([None] * vae._cached_conv_counts["decoder"])
-        pixels = vae.decoder(z[..., r0:r1, c0:c1], feat_cache=caches[k], feat_idx=[0], first_chunk=first)
-        if vae.config.patch_size is not None:
-            pixels = unpatchify(pixels, patch_size=vae.config.patch_size)
-        if out is None:
-            out = torch.zeros((*pixels.shape[:3], h * spatial, w * spatial), dtype=pixels.dtype, device=pixels.device)
-        out[..., r0 * spatial:r1 * spatial, c0 * spatial:c1 * spatial] += pixels * weight.to(pixels)
-    return out
+    tile, overlap = tiling.tile // spatial, tiling.overlap // spatial
+    rows, cols = spans(h, tile, overlap), spans(w, tile, overlap)
+    row_weights = ramp_weights(h * spatial, [(a * spatial, b * spatial) for a, b in rows])
+    col_weights = ramp_weights(w * spatial, [(a * spatial, b * spatial) for a, b in cols])
+    frames = carried = None
+    for i, (r0, r1) in enumerate(rows):
+        band = None  # [1, 3, T, (r1 - r0) * s, w * s]
+        for j, (c0, c1) in enumerate(cols):
+            pixels = _decode_tile(vae, z[..., r0:r1, c0:c1], chunk)
+            if band is None:
+                band = pixels.new_zeros((*pixels.shape[:4], w * spatial))
+            weight = (row_weights[i][:, None] * col_weights[j][None, :]).to(pixels)
+            band[..., c0 * spatial:c1 * spatial] += pixels * weight
+            del pixels
+        if carried is not None:
+            band[..., :carried.shape[-2], :] += carried
+        done = (rows[i + 1][0] - r0) * spatial if i + 1 < len(rows) else band.shape[-2]
+        finished = to_uint8(band[0, :, :, :done].clamp(-1.0, 1.0))  # [T, done, W, 3]
+        if frames is None:
+            frames = torch.empty((finished.shape[0], h * spatial, w * spatial, 3), dtype=torch.uint8)
+        frames[:, r0 * spatial:r0 * spatial + done] = finished.cpu()
+        carried = band[..., done:, :].clone() if i + 1 < len(rows) else None
+        del band
+    return frames
