@@ -102,8 +102,9 @@ def activation_peak(cfg: Cosmos3Config, gen_tokens: int, text_tokens: int, branc
         c rows' SwiGLU intermediates (silu(gate), up, their product: 3 x F; relu2: 2 x F); when done, the chunks
         and their concatenation (6 x D in all).
     Traced op by op on CPU (benchmarks/bench_memory.py) this is exact to the byte at float32 but for one-time
-    allocator buffers (BLAS workspaces: ~18 MiB at hidden 1024); an earlier version added the MLP chunk to the
-    attention's set and read 18-23% high."""
+    allocator buffers (BLAS workspaces: ~18 MiB at hidden 1024). A one-layer model holds one B x N x D less (its
+    step input is its layer input). An earlier version added the MLP chunk to the attention's set and left out the
+    step input and the rotary tables (docs/MEMORY.md)."""
     from .model.mot import MLP
 
     B, N, L = branches, gen_tokens, text_tokens
