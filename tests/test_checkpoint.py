@@ -2,7 +2,7 @@ import json
 
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from cosmos3.checkpoint import CheckpointError, load_transformer, save_transformer
 from cosmos3.model import Cosmos3Omni

@@ -48,8 +48,6 @@ def test_generate_video_with_sound(checkpoint, tmp_path, capsys):
 
 
 def test_generate_policy_writes_actions(checkpoint, tmp_path):
-    from pathlib import Path
-
     from cosmos3.actions import load_actions
 
     from fixture_paths import FIXTURES as fixtures

@@ -1,8 +1,6 @@
 import json
-import random
 
 import pytest
-import torch
 
 from cosmos3.config import PRESETS, Cosmos3Config, get_preset
 from cosmos3.model import Cosmos3Omni

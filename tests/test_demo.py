@@ -4,7 +4,6 @@ the demo wrote beside it, shows the reasoner's answers and the policy's actions,
 import html
 import json
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest

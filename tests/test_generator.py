@@ -3,7 +3,6 @@ checkpoint (fresh config and weights each run), plus determinism, validation and
 
 import json
 import random
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -4,7 +4,6 @@ action files and images, plus long rollouts and the action-specific validation."
 import json
 import random
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest

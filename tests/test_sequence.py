@@ -10,7 +10,7 @@ from cosmos3.action_modes import action_caption
 from cosmos3.actions import get_embodiment
 from cosmos3.config import Cosmos3Config
 from cosmos3.sequence import GenLayout, aspect_label, prompt_ids, prompt_text
-from oracle import build_reference_pipeline, build_tiny_tokenizer, random_config
+from oracle import build_reference_pipeline, random_config
 
 
 @pytest.fixture(scope="module")

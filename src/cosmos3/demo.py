@@ -167,7 +167,7 @@ def write_page(out_dir: Path, given_actions: np.ndarray, policy_actions: np.ndar
     video = '<video src="{0}" controls autoplay loop muted playsinline width="320"></video>'
     rows = [
         ("Forward dynamics", "the world frame and the action file (64 actions) drive the model's video",
-         f'<img src="frame.png" width="320" alt="input frame"><div><a href="actions.json">actions.json</a></div>'
+         '<img src="frame.png" width="320" alt="input frame"><div><a href="actions.json">actions.json</a></div>'
          + svg_plot(given_actions, UMI_COLUMNS, "input actions per dimension over time"),
          video.format("rollout.mp4")),
         ("Text to video, with sound", "a prompt alone",

@@ -13,7 +13,7 @@ from cosmos3.actions import ACTION_STATS_FILE, load_stats_file
 from cosmos3.train.data import Encoder, LatentSource, LeRobotSource, precompute_latents
 from cosmos3.train.loop import Trainer
 from cosmos3.train.recipe import TrainRecipe
-from train_helpers import ROOT, latents_folder, lerobot_dataset, tiny_checkpoint
+from train_helpers import latents_folder, lerobot_dataset, tiny_checkpoint
 
 
 def _dataset_quantiles():

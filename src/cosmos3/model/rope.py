@@ -21,7 +21,6 @@ Position ids of a generation request (DESIGN 2.3, checked against the diffusers 
 from __future__ import annotations
 
 import contextlib
-import math
 
 import torch
 
