@@ -213,6 +213,8 @@ def add_generate_parser(sub) -> None:
     p.add_argument("--control-guidance", type=float,
                    help="push the output away from a run without controls (default: the release's per kind, 1.5 "
                         "edge / blur / depth, 2 seg, 3 wsm; 1 with several controls)")
+    p.add_argument("--upsample-prompt", action="store_true",
+                   help="let the checkpoint's reasoner expand the prompt into the release's JSON prompt first (greedy)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.add_argument("--parallel", choices=["cfg", "ulysses", "cfg+ulysses", "tower"],
                    help="one request over the processes of a torchrun job: `torchrun --nproc-per-node N -m "
@@ -335,7 +337,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         if parallel.serves_und:  # tower mode's rank 0: und keys and values for the gen rank
             from .parallel.tower import load_tower, serve_und
 
-            serve_und(load_tower(args.checkpoint, "und", dtype, parallel.device))
+            serve_und(load_tower(args.checkpoint, "und", dtype, parallel.device), args.checkpoint)
             parallel.close()
             return 0
 
@@ -355,7 +357,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
         progress=not args.quiet and (parallel is None or parallel.writes_output),
         guidance_interval=args.guidance_interval, sampler=args.sampler,
         step_cache=args.step_cache, guardrails=guard if guard is not None else False, controls=controls,
-        control_guidance=args.control_guidance, control_guidance_interval=args.control_guidance_interval)
+        control_guidance=args.control_guidance, control_guidance_interval=args.control_guidance_interval,
+        upsample_prompt=args.upsample_prompt)
     if parallel is not None:
         parallel.close()
         if not parallel.writes_output:  # every rank holds the result; one writes it
@@ -363,6 +366,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if output.suffix.lower() == ".json" and res.actions is None:
         raise UsageError(f"--output: {res.mode} produced no actions to write as JSON; use .mp4")
     res.save(output)
+    if args.upsample_prompt:
+        print(f"upsampled prompt: {res.prompt}")
     if res.actions is not None and output.suffix.lower() == ".mp4":
         res.save(output.with_suffix(".json"))
     T, H, W = res.frames.shape[:3]

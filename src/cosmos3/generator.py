@@ -100,6 +100,19 @@ class GenerationResult:
         return path
 
 
+def upsample_with(reasoner, prompt: str, seed: int | None = None) -> str:
+    """`prompt` expanded by `reasoner` (greedy) into the release's structured JSON prompt; the prompt itself when
+    the answer holds no JSON object. Generator.upsample_prompt and the tower split's und rank both call this."""
+    answer = reasoner.chat([{"role": "user", "content": UPSAMPLE_INSTRUCTION.format(prompt=prompt)}],
+                           max_tokens=1024, temperature=0.0, seed=seed).text
+    structured = first_json_object(answer)
+    if structured is None:
+        warnings.warn("upsample_prompt: the reasoner's answer holds no JSON object; generating from the "
+                      "original prompt", stacklevel=4)
+        return prompt
+    return json.dumps(structured)
+
+
 def _peak_memory_bytes(device: torch.device) -> int:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device)
@@ -245,20 +258,15 @@ class Generator:
     def upsample_prompt(self, prompt: str, seed: int | None = None) -> str:
         """Ask the reasoner of this checkpoint (its und pathway, shared with the generator, no second copy of the
         weights) to expand a short prompt into the release's structured JSON prompt."""
+        if self.parallel is not None and self.parallel.mode == "tower":  # the und tower lives on the und rank
+            return self.parallel.upsample_prompt(prompt, seed)
         if self._reasoner is None:
             from .reasoner import Reasoner
 
             if self.path is None:
                 raise ValueError("upsample_prompt: needs a Generator loaded with from_pretrained (for its tokenizer)")
             self._reasoner = Reasoner.sharing(self.model, self.path, vision=False)
-        answer = self._reasoner.chat([{"role": "user", "content": UPSAMPLE_INSTRUCTION.format(prompt=prompt)}],
-                                     max_tokens=1024, temperature=0.0, seed=seed).text
-        structured = first_json_object(answer)
-        if structured is None:
-            warnings.warn("upsample_prompt: the reasoner's answer holds no JSON object; generating from the "
-                          "original prompt", stacklevel=3)
-            return prompt
-        return json.dumps(structured)
+        return upsample_with(self._reasoner, prompt, seed)
 
     # -------------------------------------------------------------------------------------------- resolve
 

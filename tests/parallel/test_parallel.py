@@ -18,6 +18,7 @@ from cosmos3.parallel import Parallel, init_parallel
 from cosmos3.parallel.ulysses import SequenceParallel
 from oracle import build_reference_pipeline, random_config, relative_error
 from seeding import fresh_seed
+from worker import as_json_prompt
 
 WORKER = Path(__file__).with_name("worker.py")
 TOLERANCE = 1e-5  # float32 noise: a different batch / token split changes the order of sums, nothing else
@@ -74,11 +75,15 @@ def _check(out: Path, mode: str, ranks: list[int], reference: torch.Tensor, seed
         assert json.loads((out / f"{mode}.{rank}.json").read_text())["seed"] == seed
 
 
-def test_two_ranks_cfg_ulysses_and_tower_equal_one_process(checkpoint, request_and_reference, tmp_path):
+def test_two_ranks_cfg_ulysses_and_tower_equal_one_process(checkpoint, request_and_reference, tmp_path,
+                                                          monkeypatch):
     request, reference = request_and_reference
     unseeded = {k: v for k, v in request.items() if k != "seed"}
+    upsampled = dict(request, upsample_prompt=True)
     jobs = [dict(tag=mode, mode=mode, request=request) for mode in ("cfg", "ulysses", "tower")]
-    out = _torchrun(tmp_path, checkpoint, jobs + [dict(tag="unseeded", mode="cfg", request=unseeded)], 2)
+    jobs += [dict(tag="unseeded", mode="cfg", request=unseeded),
+             dict(tag="upsample", mode="tower", request=upsampled, json_answers=True)]
+    out = _torchrun(tmp_path, checkpoint, jobs, 2)
     _check(out, "cfg", [0, 1], reference, request["seed"])
     _check(out, "ulysses", [0, 1], reference, request["seed"])
     _check(out, "tower", [1], reference, request["seed"])
@@ -93,6 +98,19 @@ def test_two_ranks_cfg_ulysses_and_tower_equal_one_process(checkpoint, request_a
     seeds = [json.loads((out / f"unseeded.{r}.json").read_text())["seed"] for r in (0, 1)]
     assert seeds[0] == seeds[1]
     assert torch.equal(torch.load(out / "unseeded.0.pt"), torch.load(out / "unseeded.1.pt"))
+    # --upsample-prompt: the und rank runs the reasoner (greedy) and the gen rank generates from its text. Every
+    # answer counts as JSON here (worker.as_json_prompt: a random model writes none), so the prompt carries the whole
+    # answer: the same text as one process's reasoner, the same latents, and the gen rank never built a reasoner.
+    monkeypatch.setattr("cosmos3.generator.first_json_object", as_json_prompt)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        one = Generator.from_pretrained(checkpoint).generate(progress=False, **upsampled)
+    split = json.loads((out / "upsample.1.json").read_text())
+    assert split["prompt"] == one.prompt != request["prompt"]
+    assert not split["reasoner"] and split["weights"] == gen["weights"]
+    assert json.loads((out / "upsample.0.json").read_text())["served"] == 1
+    error = relative_error(torch.load(out / "upsample.1.pt"), one.latents)
+    assert error < TOLERANCE, f"tower with upsampling: relative error {error:.2e}"
 
 
 def test_four_ranks_ulysses_and_cfg_by_ulysses_equal_one_process(checkpoint, request_and_reference, tmp_path):
@@ -115,23 +133,28 @@ def test_modes_outside_torchrun_and_unknown_modes_are_refused(monkeypatch):
 
 
 def test_cli_tower_writes_what_one_process_writes(checkpoint, tmp_path, capsys):
-    """`torchrun ... -m cosmos3.cli generate --parallel tower`: rank 0 serves the und tower, rank 1 writes the
-    image, both exit 0; the PNG equals the one-process command's."""
+    """`torchrun ... -m cosmos3.cli generate --parallel tower --upsample-prompt`: rank 0 serves the und tower and
+    runs the reasoner, rank 1 writes the image, both exit 0; the upsampled prompt and the PNG equal the one-process
+    command's."""
     from cosmos3.cli import main
 
     seed = random.Random(fresh_seed("cli tower")).randrange(2**31)
     args = ["generate", "--checkpoint", str(checkpoint), "a blue ball rolls", "--num-frames", "1", "--height", "64",
-            "--width", "64", "--num-inference-steps", "2", "--guidance-scale", "3", "--seed", str(seed), "--quiet"]
+            "--width", "64", "--num-inference-steps", "2", "--guidance-scale", "3", "--seed", str(seed), "--quiet",
+            "--upsample-prompt"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert main([*args, "-o", str(tmp_path / "one.png")]) == 0
+    upsampled = [line for line in capsys.readouterr().out.splitlines() if line.startswith("upsampled prompt: ")]
+    assert len(upsampled) == 1
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1",
                PYTHONPATH=os.pathsep.join([str(Path(p).resolve()) for p in sys.path if p]))
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m",
                            "cosmos3.cli", *args, "--parallel", "tower", "-o", str(tmp_path / "tower.png")],
                           env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.count("-> ") == 1  # one rank reports the output
+    assert done.stdout.count(" -> ") == 1  # one rank reports the output
+    assert [line for line in done.stdout.splitlines() if line.startswith("upsampled prompt: ")] == upsampled
     import numpy as np
     from PIL import Image
 

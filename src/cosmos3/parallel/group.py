@@ -75,14 +75,15 @@ class Parallel:
 
     def same_request(self, req):
         """Every rank must draw the same noise: a seed drawn at random on each rank is replaced by rank 0's."""
-        if self.mode == "tower" and req.upsample_prompt:
-            raise ValueError("upsample_prompt: not supported with --parallel tower (the reasoner is the und tower, "
-                             "on the other rank)")
         if self.mode == "tower" or req.generator is not None:  # tower: the gen rank alone draws noise
             return req
         seed = torch.tensor([req.seed], dtype=torch.int64, device=self.device)
         dist.broadcast(seed, src=0)
         return dataclasses.replace(req, seed=int(seed.item()))
+
+    def upsample_prompt(self, prompt: str, seed: int | None) -> str:
+        """Tower mode's gen rank: the reasoner is the und tower, so the und rank upsamples and sends the text back."""
+        return tower.request_upsample(self.device, prompt, seed)
 
     def outputs(self, model: Cosmos3Omni, tokens: torch.Tensor, branches: Branches,
                 inputs: GenInputs) -> list[GenOutputs]:

@@ -5,6 +5,11 @@ rank (which runs the Generator: tokenizer, VAE, sampling) sends each prompt's to
 runs them through its layers and sends back every layer's keys and values; the denoising steps then run on the gen
 rank alone. The und rank waits in `serve_und` until the gen rank sends the stop message (`stop`).
 
+Prompt upsampling runs on the und rank too: the reasoner is the und tower (generator.upsample_with, greedy, text
+only, so the und rank adds the text tokenizer and no vision tower), and the gen rank never holds und weights. The
+gen rank sends the prompt text (`request_upsample`) and gets the upsampled text back, then asks for its keys and
+values as for any prompt.
+
 Which weights go where: the und tower is what the reasoner loads (embeddings, und layers, norm, lm_head) plus
 Edge's `k_norm_und_for_gen` (it shapes the keys the und tower hands over); the gen tower is everything else. Both
 ranks build the whole network on the meta device and read only their own tensors from the files; the other tower's
@@ -12,7 +17,8 @@ parameters stay on meta (no memory) and are never run.
 
 Messages (rank 1 -> 0): header int64 [3] = (number of prompts, length of each; 0 prompts = stop), then the ids
 int64 [sum L] and positions float32 [3, sum L]. Back (0 -> 1): per prompt, per layer, keys then values
-[1, Hkv, L, Dh] in the model's dtype.
+[1, Hkv, L, Dh] in the model's dtype. An upsampling request is header (-1, B, seed or -1) then the prompt's UTF-8
+bytes uint8 [B]; back: int64 [1] = B' (-1: the und rank failed, its log says why), then uint8 [B'].
 """
 
 from __future__ import annotations
@@ -23,10 +29,12 @@ from torch import nn
 
 from ..checkpoint import WeightIndex, _open, default_dtype, rebuild_buffers, resolve_checkpoint
 from ..diffusion import Branches
+from ..generator import upsample_with
 from ..model import Cosmos3Omni, UndCache
 from ..sequence import GenLayout
 
 UND_RANK, GEN_RANK = 0, 1
+UPSAMPLE = -1  # the header's first field for an upsampling request (else the number of prompts; 0: stop)
 
 
 def tower_keys(index: WeightIndex, tower: str) -> list[str]:
@@ -96,18 +104,56 @@ def stop(device: torch.device) -> None:
     dist.send(torch.zeros(3, dtype=torch.int64, device=device), UND_RANK)
 
 
+def request_upsample(device: torch.device, prompt: str, seed: int | None) -> str:
+    """`prompt` upsampled by the reasoner on the und rank."""
+    _send_text(prompt, device, UND_RANK, header=(UPSAMPLE, -1 if seed is None else seed))
+    size = torch.empty(1, dtype=torch.int64, device=device)
+    dist.recv(size, UND_RANK)
+    if size.item() < 0:
+        raise RuntimeError("upsample_prompt: the und rank (rank 0) failed to upsample the prompt; its log says why")
+    return _recv_text(int(size.item()), device, UND_RANK)
+
+
+def _send_text(text: str, device: torch.device, rank: int, header: tuple[int, ...] = ()) -> None:
+    """The header (if any) with the byte count in second place, then the UTF-8 bytes (none sent when empty)."""
+    data = torch.tensor(list(text.encode("utf-8")), dtype=torch.uint8)
+    sizes = [header[0], data.numel(), *header[1:]] if header else [data.numel()]
+    dist.send(torch.tensor(sizes, dtype=torch.int64, device=device), rank)
+    if data.numel():
+        dist.send(data.to(device), rank)
+
+
+def _recv_text(size: int, device: torch.device, rank: int) -> str:
+    if size == 0:
+        return ""
+    data = torch.empty(size, dtype=torch.uint8, device=device)
+    dist.recv(data, rank)
+    return bytes(data.cpu().tolist()).decode("utf-8")
+
+
 # -------------------------------------------------------------------------------------------- und rank (0)
 
 
-def serve_und(model: Cosmos3Omni) -> int:
-    """Answer the gen rank's prompts with their und keys and values until it says stop; returns how many."""
-    device, served = model.device, 0
+def serve_und(model: Cosmos3Omni, checkpoint=None) -> int:
+    """Answer the gen rank's prompts with their und keys and values, and its upsampling requests (with the text
+    tokenizer of `checkpoint`, read on the first one), until it says stop; returns how many key/value requests."""
+    device, served, reasoner = model.device, 0, None
     while True:
         header = torch.empty(3, dtype=torch.int64, device=device)
         dist.recv(header, GEN_RANK)
         count, *lengths = header.tolist()
         if count == 0:
             return served
+        if count == UPSAMPLE:
+            prompt = _recv_text(lengths[0], device, GEN_RANK)
+            try:
+                reasoner = reasoner or _reasoner(model, checkpoint)
+                upsampled = upsample_with(reasoner, prompt, None if lengths[1] < 0 else lengths[1])
+            except Exception:
+                dist.send(torch.tensor([-1], dtype=torch.int64, device=device), GEN_RANK)
+                raise
+            _send_text(upsampled, device, GEN_RANK)
+            continue
         lengths = lengths[:count]
         ids = torch.empty(sum(lengths), dtype=torch.int64, device=device)
         positions = torch.empty(3, sum(lengths), dtype=torch.float32, device=device)
@@ -122,3 +168,11 @@ def serve_und(model: Cosmos3Omni) -> int:
                 dist.send(v.contiguous(), GEN_RANK)
             start += n
         served += 1
+
+
+def _reasoner(model: Cosmos3Omni, checkpoint):
+    from ..reasoner import Reasoner
+
+    if checkpoint is None:
+        raise ValueError("upsample_prompt: serve_und needs the checkpoint (for the text tokenizer) to upsample")
+    return Reasoner.sharing(model, resolve_checkpoint(checkpoint), vision=False)
