@@ -126,7 +126,17 @@ async def chat_completions(request: Request,
     state = server_state(request)
     no_unknown_query(request)
     prompt, params, think = await run_in_threadpool(prepare_chat, state, body)
-    req = ChatRequest(prompt, params)
+    req = _submit(state, ChatRequest(prompt, params))
+    cid = completion_id()
+    if body.stream:
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        return StreamingResponse(stream_chunks(req, cid, state.model_name, think, include_usage),
+                                 media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+    return completion_body(cid, state.model_name, await _answer(req, "generation"))
+
+
+def _submit(state, req: ChatRequest) -> ChatRequest:
+    """Queue a chat request on the batcher: a full queue is a 429 to retry, a request it cannot take a 400."""
     try:
         state.batcher.submit(req)
     except QueueFull:
@@ -134,18 +144,18 @@ async def chat_completions(request: Request,
                        headers={"Retry-After": "1"}) from None
     except ValueError as e:
         raise from_value_error(e, "max_tokens") from None
-    cid = completion_id()
-    if body.stream:
-        include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return StreamingResponse(stream_chunks(req, cid, state.model_name, think, include_usage),
-                                 media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+    return req
+
+
+async def _answer(req: ChatRequest, what: str):
+    """Wait for a queued request's whole answer; the request is cancelled however this ends (a client gone)."""
     try:
         while True:
             kind, value = await req.events.get()
             if kind == "done":
-                return completion_body(cid, state.model_name, value)
+                return value
             if kind == "error":
-                raise APIError(500, f"generation failed: {value}", code="internal_error")
+                raise APIError(500, f"{what} failed: {value}", code="internal_error")
     finally:
         req.cancelled.set()
 
@@ -189,21 +199,7 @@ async def prompts_upsample(request: Request,
     if body.max_tokens is None:
         room = state.config.max_model_len - int(prompt.input_ids.shape[0])
         params = params.replace(max_tokens=min(UPSAMPLE_MAX_TOKENS, room))
-    req = ChatRequest(prompt, params)
-    try:
-        state.batcher.submit(req)
-    except QueueFull:
-        raise APIError(429, "too many chat requests waiting; retry later", code="queue_full",
-                       headers={"Retry-After": "1"}) from None
-    try:
-        while True:
-            kind, value = await req.events.get()
-            if kind == "error":
-                raise APIError(500, f"upsampling failed: {value}", code="internal_error")
-            if kind == "done":
-                break
-    finally:
-        req.cancelled.set()
+    value = await _answer(_submit(state, ChatRequest(prompt, params)), "upsampling")
     structured = first_json_object(value.text)
     return {"object": "prompt.upsample", "model": state.model_name,
             "prompt": json.dumps(structured) if structured is not None else value.text,
