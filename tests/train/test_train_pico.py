@@ -151,9 +151,10 @@ def test_v2_vae_moves_to_longer_windows_after_its_short_phase():
     from cosmos3.train.pico_vae import window_frames
 
     d = DESIGNS["v2"].vae
-    assert d.long_from < d.steps and (d.long_frames - 1) % 4 == 0 and d.long_frames > d.frames
-    assert [window_frames(d, s) for s in (0, d.long_from - 1, d.long_from, d.steps - 1)] == \
-        [d.frames, d.frames, d.long_frames, d.long_frames]
+    (a, fa), (b, fb) = d.longer
+    assert 0 < a < b < d.steps and d.frames < fa < fb == DESIGNS["v2"].world.num_frames
+    assert all((f - 1) % 4 == 0 for f in (d.frames, fa, fb))
+    assert [window_frames(d, s) for s in (0, a - 1, a, b - 1, b, d.steps - 1)] == [d.frames, d.frames, fa, fa, fb, fb]
     assert window_frames(DESIGNS["v1"].vae, 10 ** 6) == DESIGNS["v1"].vae.frames
 
 

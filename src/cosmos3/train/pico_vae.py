@@ -26,8 +26,13 @@ def design_vae(d):
 
 
 def window_frames(d, step: int) -> int:
-    """Pixel frames of the training window at `step`: short windows first (cheap), long ones from `long_from` on."""
-    return d.long_frames if d.long_frames and step >= d.long_from else d.frames
+    """Pixel frames of the training window at `step`: short windows first (cheap), then each `longer` entry from its
+    step on."""
+    frames = d.frames
+    for start, n in d.longer:
+        if step >= start:
+            frames = n
+    return frames
 
 
 @torch.no_grad()
