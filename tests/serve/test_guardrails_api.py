@@ -8,7 +8,7 @@ import httpx
 import numpy as np
 import pytest
 
-from serve_support import LiveServer, assert_error
+from serve_support import LiveServer, assert_error, wait_for
 from cosmos3.guardrails import Guardrail
 
 BLOCKED = "a documentary about child p0rn rings"  # an entry of the shipped blocklist, one look-alike digit
@@ -27,6 +27,10 @@ def _blocked(r: httpx.Response, param: str, check: str = "blocklist") -> None:
 
 def test_blocked_requests_answer_400_and_generate_nothing(server, client, monkeypatch):
     state = server.state
+    for job in client.get("/v1/videos", params={"limit": 100}).json()["data"]:  # another test's job still running
+        if job["status"] in ("queued", "in_progress"):  # would write files while this one looks
+            client.post(f"/v1/videos/{job['id']}/cancel")
+            wait_for(client, job["id"], ("completed", "failed", "cancelled"))
     calls = []
     monkeypatch.setattr(state.generator, "generate", lambda *a, **k: calls.append(k) or pytest.fail("generated"))
     assert [c.name for c in state.guardrail.prompt_checks] == ["blocklist"]  # on by default
