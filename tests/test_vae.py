@@ -1,22 +1,24 @@
 """The video VAE wrapper: chunked decoding (first latent frame alone, then DECODE_CHUNK at a time, the causal cache
 carrying the past) gives the frames of diffusers' own decode, for lengths around the chunk boundaries."""
 
-import random
-
 import pytest
 import torch
 
 from cosmos3.vae import VideoVAE, to_uint8
 from oracle import random_wan_vae, relative_error
 
+C = 16  # latent channels: fewer than the released 48 keeps the random VAE quick
+
+
+def _random_vae(gen: torch.Generator):
+    """A tiny random Wan VAE drawn from `gen`, and our wrapper around it (CPU, float32)."""
+    vae = random_wan_vae(C, gen)
+    return vae, VideoVAE(vae, torch.device("cpu"), torch.float32)
+
 
 @pytest.mark.parametrize("latent_frames", [1, 2, VideoVAE.DECODE_CHUNK + 1, VideoVAE.DECODE_CHUNK + 3])
-def test_chunked_decode_equals_diffusers_decode(latent_frames):
-    rng = random.Random()
-    gen = torch.Generator().manual_seed(rng.randrange(2**31))
-    C = 16
-    vae = random_wan_vae(C, gen)
-    ours = VideoVAE(vae, torch.device("cpu"), torch.float32)
+def test_chunked_decode_equals_diffusers_decode(latent_frames, gen):
+    vae, ours = _random_vae(gen)
     latents = torch.randn(C, latent_frames, 2, 3, generator=gen)  # normalized, as the denoiser produces them
     frames = ours.decode(latents)
     assert frames.shape == (1 + 4 * (latent_frames - 1), 32, 48, 3) and frames.dtype == torch.uint8
@@ -50,14 +52,10 @@ TILED_DECODE_MAX, TILED_DECODE_MEAN, TILED_ENCODE_REL = 8, 0.6, 0.03
 
 
 @pytest.mark.parametrize("latent_frames", [1, 3])  # one frame; two decode chunks (per-tile causal caches carried)
-def test_tiled_matches_whole_frames_within_the_stated_error(latent_frames):
+def test_tiled_matches_whole_frames_within_the_stated_error(latent_frames, gen, rng):
     from cosmos3.vae_tiling import Tiling
 
-    rng = random.Random()
-    gen = torch.Generator().manual_seed(rng.randrange(2**31))
-    C = 16
-    vae = random_wan_vae(C, gen)
-    whole = VideoVAE(vae, torch.device("cpu"), torch.float32)
+    vae, whole = _random_vae(gen)
     tiled = VideoVAE(vae, torch.device("cpu"), torch.float32, Tiling(tile=64, overlap=32))
     h, w = rng.randint(7, 11), rng.randint(7, 11)  # latents: 3 to 5 tiles a side
     assert tiled.tiled(16 * h, 16 * w) and not whole.tiled(16 * h, 16 * w)
