@@ -4,13 +4,15 @@
         [--steps 20] [--tasks fd,id,policy,t2v,reason,sound] [--questions 200] [--seed 0] [--out eval.json]
 
 Every task loops over the first --episodes tabletop episodes of the evaluation world (a folder written by
-`cosmos3.world.export.generate_dataset`); the simulator's truth of each episode is re-simulated from its seed.
+`cosmos3.world.export.generate_dataset`); the simulator's truth of each episode is re-simulated from its seed with
+the tabletop config the world's manifest records (pico v1's or v2's, cosmos3.train.pico DESIGNS). Every length
+follows that config: an episode is one clip of N frames (its num_frames: 33 in v1, 17 in v2) and N - 1 actions.
 
-    fd      image = true frame 0, actions = the 32 true actions -> 33 frames. PSNR over frames 1..32 against the true
-            (decoded) frames, and the tracked block-position error against the simulator (pixels, frames 1..32;
+    fd      image = true frame 0, actions = the N - 1 true actions -> N frames. PSNR over frames 1..N-1 against the
+            true (decoded) frames, and the tracked block-position error against the simulator (pixels, frames 1..N-1;
             errors capped at 50 px, a block not found counts 50 px). Baseline: repeating frame 0.
             Pass: PSNR >= baseline + 3 dB and block error < baseline.
-    id      video = the 33 true frames -> 32 actions; MSE against the true actions (all 10 dims; the translation
+    id      video = the N true frames -> N - 1 actions; MSE against the true actions (all 10 dims; the translation
             dims alone are reported too). Baseline: the per-dimension mean action of the training world.
             Pass: MSE < 0.5 * baseline.
     policy  image = true frame 0, prompt = the instruction -> actions. The gripper path is the true start pose
@@ -21,18 +23,19 @@ Every task loops over the first --episodes tabletop episodes of the evaluation w
             actions are the sanity check. The same test on the gripper tracked in the generated video is reported
             as a side figure. Pass: >= 70%.
     t2v     prompt = the short caption, for captions that name a block's direction ("... pushes the red triangle
-            down and to the left.") -> 33 frames at 16 fps, 256p. Success: the tracked net displacement of that
+            down and to the left.") -> N frames at 16 fps, 256p. Success: the tracked net displacement of that
             block (first to last frame it is seen, > 2 px) has the caption's direction_word. Baseline: always the
             most common direction; the tracker on the true video is the sanity check. Pass: >= 70%.
     reason  questions of chat.jsonl with closed answers among >= 3 choices (count, count_moved, color, shape,
             direction, which_moved), the first --questions of them; greedy answers of at most 32 tokens, normalized
             exact match. Chance: the majority answer per type (from the training world's chat.jsonl when present),
             aggregated over the questions asked. Pass: >= 80%.
-    sound   video-to-sound: the true video conditions latent frames 0..7 of 9 (enable_sound, caption as prompt).
-            Onset: the first 1920-sample latent frame whose energy is 12 dB above the clip's floor (20th
-            percentile) and above -60 dB. Truth: the first audible contact (impulse above the sound's minimum), at
-            latent frame floor(time_s * 48000 / 1920). Success: within 2 latent frames. Episodes with an audible
-            contact only; the detector on the true sound is the sanity check. Pass: >= 70%.
+    sound   video-to-sound: the true video conditions all its video latent frames but the last ((N - 1) / 4 + 1 in
+            all: 0..7 of 9 in v1, 0..3 of 5 in v2; enable_sound, caption as prompt). Onset: the first 1920-sample
+            sound latent frame whose energy is 12 dB above the clip's floor (20th percentile) and above -60 dB.
+            Truth: the first audible contact (impulse above the sound's minimum), at sound latent frame
+            floor(time_s * 48000 / 1920). Success: within 2 latent frames. Episodes with an audible contact only;
+            the detector on the true sound is the sanity check. Pass: >= 70%.
 
     vae     the checkpoint's video VAE alone (vae/ of --checkpoint; a run's ckpt/ folder will do): every true clip
             encoded (the mode) and decoded. PSNR over all frames against the true (decoded) frames; the tracker
@@ -41,9 +44,6 @@ Every task loops over the first --episodes tabletop episodes of the evaluation w
             video, and its shape (the pixels of its colour, membership > 0.5) overlapping the true video's with
             IoU >= 0.5. Baseline: the frames average-pooled to the VAE's latent grid and upsampled (bilinear).
             Pass: PSNR >= 30 dB and every block recognisable in every episode.
-
-Worlds other than the default one (pico v2's, cosmos3.train.pico DESIGNS) are re-simulated with the tabletop
-config their manifest records; clip lengths follow the world (33 frames in v1, 17 in v2) for vae and fd.
 
 Prints a table, then one JSON line with every figure (also written to --out).
 """
@@ -226,6 +226,12 @@ def tabletop_config(recorded: dict):
     return build(TabletopConfig, recorded)
 
 
+def clip_lengths(cfg, temporal: int = 4) -> tuple[int, int, int]:
+    """(frames, actions, video latent frames) of one episode of a world with tabletop config cfg; the video VAE keeps
+    the first frame alone and folds `temporal` frames into each further latent frame."""
+    return cfg.num_frames, cfg.num_frames - 1, (cfg.num_frames - 1) // temporal + 1
+
+
 class EvalWorld:
     """Tabletop episodes of an evaluation world: decoded items, metadata, and the simulator's truth (re-simulated
     from each episode's seed, checked against the metadata)."""
@@ -242,8 +248,8 @@ class EvalWorld:
         if manifest["config"]["tabletop"] != want:
             raise ValueError(f"{root}: the world's tabletop config cannot be rebuilt from its manifest; its episodes "
                              "cannot be re-simulated here")
-        chunk = self.cfg.num_frames - 1
-        self.ds = LeRobotDataset(root / "tabletop", chunk_size=chunk, stride=chunk, sound=True)
+        self.frames, self.chunk, _ = clip_lengths(self.cfg)
+        self.ds = LeRobotDataset(root / "tabletop", chunk_size=self.chunk, stride=self.chunk, sound=True)
         self._truth: dict[int, object] = {}
 
     def __len__(self) -> int:
@@ -415,7 +421,7 @@ def task_vae(vae, world: EvalWorld, n: int, args) -> dict:
     return out
 
 
-def train_action_mean(train_world: Path) -> np.ndarray:
+def train_action_mean(train_world: Path, chunk: int) -> np.ndarray:
     stats = train_world / "tabletop" / "meta" / "stats.json"
     if stats.is_file():
         mean = json.loads(stats.read_text()).get("action", {}).get("mean")
@@ -423,17 +429,17 @@ def train_action_mean(train_world: Path) -> np.ndarray:
             return np.asarray(mean, np.float64)
     from cosmos3.lerobot import LeRobotDataset
 
-    ds = LeRobotDataset(train_world / "tabletop", chunk_size=32, stride=32)
+    ds = LeRobotDataset(train_world / "tabletop", chunk_size=chunk, stride=chunk)
     return ds._actions.astype(np.float64).mean(0)
 
 
 def task_id(gen, world: EvalWorld, n: int, args) -> dict:
-    mean = train_action_mean(args.train_world)
+    mean = train_action_mean(args.train_world, world.chunk)
     mse, mse0, mse_t, mse0_t = [], [], [], []
     for i in _tqdm(range(n), "id"):
         it = world.item(i)
         res = gen.generate(prompt="", video=it["frames"], action_mode="inverse_dynamics", embodiment="umi",
-                           action_chunk_size=32, fps=16, resolution="256p", num_inference_steps=args.steps,
+                           action_chunk_size=world.chunk, fps=16, resolution="256p", num_inference_steps=args.steps,
                            seed=args.seed + i, progress=False)
         pred, true = res.actions.numpy().astype(np.float64), it["actions"]
         if pred.shape != true.shape:
@@ -462,7 +468,7 @@ def task_policy(gen, world: EvalWorld, n: int, args) -> dict:
         if it["task"] != ep.instruction:
             raise ValueError(f"policy: episode {i} instruction {it['task']!r} != simulated {ep.instruction!r}")
         res = gen.generate(prompt=it["task"], image=_pil(it["frames"][0]), action_mode="policy", embodiment="umi",
-                           action_chunk_size=32, fps=16, resolution="256p", num_inference_steps=args.steps,
+                           action_chunk_size=world.chunk, fps=16, resolution="256p", num_inference_steps=args.steps,
                            seed=args.seed + i, progress=False)
         pred = res.actions.numpy().astype(np.float64)
         ppm = ep.table.px_per_m
@@ -472,8 +478,8 @@ def task_policy(gen, world: EvalWorld, n: int, args) -> dict:
         ok.append(gripper_toward_block(gripper_path_px(start, pred, ppm), block))
         ok_true.append(gripper_toward_block(gripper_path_px(start, it["actions"], ppm), block))
         ok_zero.append(gripper_toward_block(gripper_path_px(start, np.tile([0, 0, 0, 1, 0, 0, 0, 1, 0, 0],
-                                                                           (32, 1)), ppm), block))
-        ok_shuffled.append(gripper_toward_block(gripper_path_px(start, other.actions()[:32], ppm), block))
+                                                                           (world.chunk, 1)), ppm), block))
+        ok_shuffled.append(gripper_toward_block(gripper_path_px(start, other.actions()[:world.chunk], ppm), block))
         save_strip(args, "policy", i, [it["frames"], res.frames.numpy()])
         track = track_gripper(res.frames.numpy())["position"][1:]
         track = track[np.isfinite(track).all(1)]  # frames where the gripper is found
@@ -497,7 +503,7 @@ def task_t2v(gen, world: EvalWorld, n: int, args) -> dict:
             skipped += 1
             continue
         color, _shape, word = parsed
-        res = gen.generate(prompt=caption, num_frames=33, fps=16, resolution="256p", aspect_ratio="16:9",
+        res = gen.generate(prompt=caption, num_frames=world.frames, fps=16, resolution="256p", aspect_ratio="16:9",
                            num_inference_steps=args.steps, seed=args.seed + i, progress=False)
         frames = res.frames.numpy()
         ok.append(direction_matches(track_blocks(frames, [color])[color], word))
@@ -548,6 +554,7 @@ def task_sound(gen, world: EvalWorld, n: int, args) -> dict:
     from cosmos3.world.sound import SoundConfig, impact_amplitude
 
     cfg = SoundConfig()
+    latents = clip_lengths(world.cfg, gen.vae.temporal)[2]
     ok, ok_true, errs, contacts, skipped = [], [], [], [], 0
     for i in _tqdm(range(n), "sound"):
         ep = world.episode(i)
@@ -559,9 +566,9 @@ def task_sound(gen, world: EvalWorld, n: int, args) -> dict:
         contacts.append(contact)
         it = world.item(i)
         res = gen.generate(prompt=world.meta(i)["world/captions"][0], video=it["frames"],
-                           condition_frame_indexes=list(range(8)), enable_sound=True, num_frames=33, fps=16,
-                           resolution="256p", aspect_ratio="16:9", num_inference_steps=args.steps,
-                           seed=args.seed + i, progress=False)
+                           condition_frame_indexes=list(range(latents - 1)), enable_sound=True,
+                           num_frames=world.frames, fps=16, resolution="256p", aspect_ratio="16:9",
+                           num_inference_steps=args.steps, seed=args.seed + i, progress=False)
         if res.sound is None:
             raise ValueError("sound: the generator returned no sound")
         onset = detect_onset(res.sound.float().numpy())
@@ -584,7 +591,7 @@ def task_sound(gen, world: EvalWorld, n: int, args) -> dict:
 ROWS = [  # task, metric, model key, baseline key, baseline name, rule
     ("vae", "PSNR dB (all frames)", "psnr_db", "psnr_db_baseline", "pool to latent grid", ">= 30"),
     ("vae", "block error px", "block_error_px", "block_error_px_true_video", "tracker on truth", ""),
-    ("fd", "PSNR dB (frames 1..32)", "psnr_db", "psnr_db_baseline", "repeat frame 0", ">= base + 3"),
+    ("fd", "PSNR dB (frames 1..N-1)", "psnr_db", "psnr_db_baseline", "repeat frame 0", ">= base + 3"),
     ("fd", "block error px", "block_error_px", "block_error_px_baseline", "repeat frame 0", "< base"),
     ("id", "action MSE", "action_mse", "action_mse_baseline", "mean action", "< 0.5 base"),
     ("id", "translation MSE", "translation_mse", "translation_mse_baseline", "mean action", ""),
@@ -695,12 +702,12 @@ def main(argv: list[str] | None = None) -> dict:
         times[task] = (time.perf_counter() - t0) / max(count, 1)
         results[task]["seconds_per_item"] = round(times[task], 3)
 
-    print(f"pico eval: checkpoint {args.checkpoint}, world {args.world} ({n} episodes), {args.steps} steps, "
-          f"device {device}, load {load_s:.1f} s")
+    print(f"pico eval: checkpoint {args.checkpoint}, world {args.world} ({n} episodes of N = {world.frames} frames, "
+          f"{world.chunk} actions), {args.steps} steps, device {device}, load {load_s:.1f} s")
     print_table(results, times)
     summary = {"bench": "eval_pico", "checkpoint": str(args.checkpoint), "world": str(args.world),
-               "episodes": n, "steps": args.steps, "seed": args.seed, "device": device,
-               "load_s": round(load_s, 2), "tasks": _rounded(results),
+               "episodes": n, "frames": world.frames, "actions": world.chunk, "steps": args.steps, "seed": args.seed,
+               "device": device, "load_s": round(load_s, 2), "tasks": _rounded(results),
                "passed": sorted(t for t, r in results.items() if r["pass"])}
     line = json.dumps(summary)
     if args.out is not None:

@@ -199,8 +199,57 @@ def test_eval_world_truth_matches_dataset(world):
         np.testing.assert_allclose(it["actions"], ep.actions()[:32], atol=1e-6)
         assert it["task"] == ep.instruction and meta["world/captions"][0] == tabletop_captions(ep)[0]
         assert it["sound"].shape[0] == 2
-        mean = E.train_action_mean(world.root)  # stats.json of this world
+        mean = E.train_action_mean(world.root, world.chunk)  # stats.json of this world
         assert mean.shape == (10,) and abs(mean[3] - 1.0) < 0.1
+
+
+@pytest.mark.parametrize("design, lengths", [("v1", (33, 32, 9)), ("v2", (17, 16, 5))])
+def test_clip_lengths_follow_the_worlds_config(design, lengths):
+    """pico v2's world has 17-frame episodes (16 actions, 5 video latent frames), v1's 33 (32, 9), as world.json
+    records them."""
+    import dataclasses
+    import json
+
+    from cosmos3.train.pico import DESIGNS
+
+    recorded = json.loads(json.dumps(dataclasses.asdict(DESIGNS[design].world.config().tabletop)))
+    assert E.clip_lengths(E.tabletop_config(recorded)) == lengths
+
+
+def test_generator_tasks_ask_for_the_v2_worlds_lengths(tmp_path, seed, world):
+    """Every generator task on a v2 world asks for 17 frames / 16 actions, and video-to-sound conditions 4 of the 5
+    video latent frames (a stand-in generator records each request: no model runs)."""
+    import functools
+    from types import SimpleNamespace
+
+    import torch
+
+    from cosmos3.train.pico import DESIGNS
+
+    assert (world.frames, world.chunk) == (33, 32)  # the module's world is v1's
+    v2 = E.EvalWorld(generate_dataset(tmp_path, episodes=12, seed=seed, progress=False,
+                                      config=DESIGNS["v2"].world.config()))
+    v2.item = functools.lru_cache(None)(v2.item)  # each task decodes every episode again: once is enough here
+    assert (v2.frames, v2.chunk) == (17, 16) and v2.item(0)["actions"].shape == (16, 10)
+    hw, calls = v2.item(0)["frames"].shape[1:], []
+
+    def generate(**kw):
+        calls.append(kw)
+        n = kw.get("num_frames") or kw["action_chunk_size"] + 1
+        actions = torch.tensor([[0.0, 0, 0, 1, 0, 0, 0, 1, 0, 0]]).repeat(kw.get("action_chunk_size", 0), 1)
+        return SimpleNamespace(frames=torch.zeros(n, *hw, dtype=torch.uint8), actions=actions,
+                               sound=torch.zeros(2, 3000 * n))
+
+    gen = SimpleNamespace(generate=generate, vae=SimpleNamespace(temporal=4))
+    args = SimpleNamespace(steps=1, seed=0, strips=None, train_world=v2.root)
+    for task in (E.task_fd, E.task_id, E.task_policy, E.task_t2v, E.task_sound):
+        task(gen, v2, len(v2), args)
+    modes = {kw.get("action_mode") or ("sound" if kw.get("enable_sound") else "t2v") for kw in calls}
+    assert modes == {"forward_dynamics", "inverse_dynamics", "policy", "t2v", "sound"}, modes
+    for kw in calls:
+        assert kw.get("action_chunk_size", 16) == 16 and kw.get("num_frames", 17) == 17, kw
+        if kw.get("enable_sound"):
+            assert kw["condition_frame_indexes"] == [0, 1, 2, 3] and kw["video"].shape[0] == 17, kw
 
 
 def test_strip_places_evenly_spaced_frames_row_by_row(episodes):
