@@ -199,3 +199,17 @@ def test_bad_action_arguments(checkpoint, change, message):
     with pytest.raises(ValueError, match=message), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         generator.generate("x", **{**kwargs, **change})
+
+
+@pytest.mark.parametrize("spatial", [8, 16])
+def test_canvas_crop_keeps_the_content_cells_of_either_vae(spatial, rng):
+    from cosmos3.action_modes import fit_canvas
+
+    # a wide, short image: the 256p canvas (192x320) holds it at its own size with padding below
+    width, height = 320, 16 * rng.randint(2, 11)
+    canvas = fit_canvas([Image.fromarray(np.zeros((height, width, 3), np.uint8))], 5, 256)
+    assert (canvas.height, canvas.width, canvas.content_height, canvas.content_width) == (192, 320, height, width)
+    latents = torch.randn(48, 2, canvas.height // spatial, canvas.width // spatial)
+    crop = canvas.crop_latents(latents, spatial)
+    assert tuple(crop.shape) == (48, 2, height // spatial, width // spatial)
+    assert torch.equal(crop, latents[:, :, :height // spatial])

@@ -78,10 +78,11 @@ class Canvas:
     content_height: int  # the input's size inside the canvas
     content_width: int
 
-    def crop_latents(self, latents: torch.Tensor) -> torch.Tensor:
-        """[C, T, H/16, W/16] -> the part covering the content."""
-        h = max(self.content_height // VAE_MULTIPLE, 1)
-        w = max(self.content_width // VAE_MULTIPLE, 1)
+    def crop_latents(self, latents: torch.Tensor, spatial: int) -> torch.Tensor:
+        """[C, T, H/s, W/s] -> the part covering the content (s: the VAE's spatial factor, 16 for the release's,
+        8 for pico v2's)."""
+        h = max(self.content_height // spatial, 1)
+        w = max(self.content_width // spatial, 1)
         return latents[:, :, :h, :w].contiguous()
 
 

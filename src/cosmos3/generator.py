@@ -411,7 +411,7 @@ class Generator:
         canvas = build_canvas(image, video, chunk + 1, req.tier)
         # Causal VAE: the first latent frame needs only the first pixel frame.
         pixels = canvas.pixels if mode == "inverse_dynamics" else canvas.pixels[:, :, :1]
-        encoded = canvas.crop_latents(self.vae.encode(pixels))
+        encoded = canvas.crop_latents(self.vae.encode(pixels), self.vae.spatial)
         C, Tl, width = self.vae.channels, 1 + chunk // self.vae.temporal, self.model.config.action_dim
         h, w = encoded.shape[2:]
         vision_noisy = torch.ones(Tl, dtype=torch.bool)

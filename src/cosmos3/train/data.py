@@ -184,7 +184,7 @@ def concat_view_cameras(dataset, views: dict[str, str], missing: str = "refuse")
 def compose_concat_view(wrist: torch.Tensor, exterior_1: torch.Tensor, exterior_2: torch.Tensor) -> torch.Tensor:
     """uint8 frames [T, H, W, 3] of the three cameras -> [T, H + H/2, W, 3]: the wrist on top, the exteriors at half
     size side by side below, frame by frame with the policy server's composition (the same pixels at serve time)."""
-    from ..policy_server import compose_concat_view as compose
+    from ..policy_observation import compose_concat_view as compose
 
     frames = [compose(w.numpy(), [a.numpy(), b.numpy()]) for w, a, b in zip(wrist, exterior_1, exterior_2)]
     return torch.from_numpy(np.stack(frames))
@@ -271,7 +271,8 @@ class LeRobotSource:
         if self.views:  # the Generator's canvas; its latents cropped to the content, as a request's are
             canvas = self.canvas(frames)
             height, width = canvas.height, canvas.width  # the size the caption states
-            latents = canvas.crop_latents(self.encoder.encode_pixels(key, canvas.pixels))
+            encoded = self.encoder.encode_pixels(key, canvas.pixels)
+            latents = canvas.crop_latents(encoded, self.encoder.vae.spatial)
         else:
             latents = self.encoder.encode(key, frames, self.height, self.width)
         actions = w["actions"].float()

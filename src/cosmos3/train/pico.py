@@ -22,7 +22,9 @@ Everything is seeded; the figures of every stage land in its JSON file and in do
 Designs. `PicoPlan.design` names a `PicoDesign` preset: "v1" is the shipped model's recipe (unchanged, reproducible);
 "v2" (issue 21, docs/PICO.md "pico v2") is an easier-to-see world (the table seen 1.4x closer, so blocks and gripper
 are 1.4x larger; 17-frame 1 s clips; a faster gripper) and an 8x spatial video VAE trained resumably under a
-per-stage time cap. v2 implements the stages measured so far (world, vae); the others refuse until they exist:
+per-stage time cap (pico_design.py). v2 runs the same stages in another order: the understanding pathway and vision
+tower (reasoner, vision) train before the VAE, on a checkpoint holding an untrained VAE that the VAE stage replaces,
+so the longest stage can run beside them (`--stage vae` in a second process):
 
     python -m cosmos3.train.pico --design v2 --output RUN [--stage-hours 2.5]     (also: bash recipes/pico_v2.sh)
 """
@@ -41,92 +43,9 @@ import torch
 from ..actions import ACTION_STATS_FILE, get_embodiment, save_stats_file
 from ..config import Cosmos3Config
 from .components import save_json, train_audio_tokenizer, train_text_tokenizer, train_video_vae
+from .pico_design import ALL_STAGES, DESIGNS, PICO_CONFIG, VISION_CONFIG, PicoDesign
 from .pico_tools import SHARD_LIMIT, plot_curve, write_sharded
-from .pico_vae import design_vae, train_vae_resumable
-
-# The network: both pathways, Qwen-style, at a size that trains on 2 CPU cores in about an hour.
-PICO_CONFIG = dict(hidden_size=256, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2, head_dim=64,
-                   intermediate_size=768, vocab_size=2048, latent_channel=48, patch_latent_dim=192,
-                   sound_gen=True, sound_dim=16, action_gen=True, action_dim=64, num_embodiment_domains=32,
-                   rope_theta=5e6, rms_norm_eps=1e-6)
-VISION_CONFIG = dict(depth=2, hidden_size=64, intermediate_size=128, num_heads=2, patch_size=16,
-                     spatial_merge_size=2, temporal_patch_size=2, deepstack_visual_indexes=[0],
-                     num_position_embeddings=256)
-# What `Generator.generate()` uses on pico when the caller leaves a setting out (model_index.json, cosmos3_defaults).
-NATIVE = {"resolution": "256p", "aspect_ratio": "16:9", "num_frames": 33, "fps": 16, "num_inference_steps": 20,
-          "guidance_scale": 3.0, "flow_shift": 3.0, "action_chunk_size": 32, "action_num_inference_steps": 20,
-          "action_guidance_scale": 1.0}
-
-
-@dataclass(frozen=True)
-class WorldDesign:
-    """The synthetic world pico trains and is evaluated on (cosmos3.world settings; all opt-in)."""
-    px_per_m: float = 400.0  # image pixels per table meter: larger = blocks and gripper drawn larger
-    duration_s: float = 2.0  # clip length at `fps` (frames = 1 + duration * fps, a 4k+1 count)
-    fps: int = 16
-    gripper_speed: tuple = (0.16, 0.3)  # m/s, drawn per episode
-
-    @property
-    def num_frames(self) -> int:
-        return 1 + int(round(self.duration_s * self.fps))
-
-    def config(self):
-        from ..world.camera import CameraConfig
-        from ..world.episode import TabletopConfig
-        from ..world.export import WorldConfig
-        from ..world.geometry import Table
-
-        if self == WorldDesign():
-            return WorldConfig()  # v1: the world's own defaults, exactly
-        return WorldConfig(tabletop=TabletopConfig(duration_s=self.duration_s, gripper_speed=self.gripper_speed,
-                                                   table=Table(px_per_m=self.px_per_m)),
-                           camera=CameraConfig(duration_s=self.duration_s))
-
-
-@dataclass(frozen=True)
-class VaeDesign:
-    """The video VAE (Wan 2.2 layout: patch 2, residual) and how it trains."""
-    base_dim: int = 8
-    z_dim: int = 48
-    spatial: int = 16  # 16: three 2x stages after the 2x patch; 8: two
-    steps: int = 1500
-    batch_size: int = 4
-    frames: int = 5  # pixel frames per training window (4k+1)
-    longer: tuple = ()  # ((from_step, frames), ...): longer windows later on (the held-out clips are 17 frames)
-    crop: int = 96  # square training crop (pixels, a multiple of 16)
-    lr: float = 1e-3
-    train_clips: tuple = (160, 40)  # (tabletop, camera) training episodes it sees
-    heldout_clips: tuple = (32, 8)  # held-out (eval world) episodes of the final PSNR; a quarter for the curve
-    eval_every: int = 250
-
-
-@dataclass(frozen=True)
-class PicoDesign:
-    name: str
-    world: WorldDesign
-    vae: VaeDesign
-    stages: tuple  # the stages this design implements, in order
-    stage_hours: float = 2.5  # a resumable stage stops (state saved) after this long; run again to continue
-
-
-ALL_STAGES = ("world", "tokenizer", "vae", "audio", "assemble", "latents", "reasoner", "vision", "generator", "ship")
-DESIGNS = {
-    "v1": PicoDesign("v1", WorldDesign(), VaeDesign(), ALL_STAGES),
-    # v2, issue 21. World: 560 px/m (blocks 31-37 px across instead of 22-26, the gripper likewise), 17 frames at
-    # 16 fps, gripper 0.25-0.35 m/s (140-196 px/s, 2x v1's per frame; measured 92% task success over 80 seeds at 1 s,
-    # against 70% at v1's speed and 89% at 0.3-0.45). VAE: 8x spatial (a block is 4-5 latent pixels wide instead of
-    # 2), base width 16 (v1: 8), 2000 steps on 400 clips. Width 24 and 128 px crops were measured 12 s a step on a
-    # shared core (2026-12-02, load 7 on 2 cores) against ~1.5 s alone: steps, not width, are the scarce thing.
-    # After 2000 steps on 5-frame windows the held-out PSNR had flattened at 24.7 dB on 17-frame clips; steps
-    # 2000-4000 train on 9-frame windows (two latent frames past the first: the cached causal path that whole clips
-    # use and 5-frame windows barely exercise): 27.7 dB at 3500. Steps 4000-6000: whole 17-frame clips.
-    "v2": PicoDesign("v2", WorldDesign(px_per_m=560.0, duration_s=1.0, fps=16, gripper_speed=(0.25, 0.35)),
-                     VaeDesign(base_dim=16, z_dim=48, spatial=8, steps=6000, batch_size=4, frames=5, crop=96,
-                               longer=((2000, 9), (4000, 17)), lr=1e-3, train_clips=(320, 80),
-                               heldout_clips=(16, 4), eval_every=250),
-                     ("world", "vae")),
-}
-
+from .pico_vae import adopt_state, carry_state, design_vae, train_vae_resumable
 
 @dataclass
 class PicoPlan:
@@ -162,7 +81,9 @@ class PicoPlan:
     def for_design(cls, design: str, output: Path, **overrides) -> "PicoPlan":
         """The full-size plan of a design (its step counts)."""
         d = DESIGNS[design]
-        return cls(output=output, design=design, vae_steps=d.vae.steps, **overrides)
+        steps = dict(vae_steps=d.vae.steps, reasoner_steps=d.reasoner_steps, vision_steps=d.vision_steps,
+                     generator_steps=d.generator_steps)
+        return cls(output=output, design=design, **{**steps, **overrides})
 
     @property
     def spec(self) -> PicoDesign:
@@ -209,7 +130,7 @@ def run(plan: PicoPlan, only: list[str] | None = None) -> Path:
         figures["seconds"] = round(time.perf_counter() - started, 1)
         save_json(marker, figures)
         print(f"[pico] {name}: {json.dumps(figures)}", flush=True)
-    if spec.stages != ALL_STAGES:
+    if set(spec.stages) != set(ALL_STAGES):
         print(f"[pico] design {spec.name}: stages {', '.join(spec.stages)} done; the rest are not implemented yet",
               flush=True)
     return plan.output / "pico"
@@ -315,12 +236,15 @@ def _assemble(plan: PicoPlan) -> dict:
     from transformers.models.qwen3_vl.modeling_qwen3_vl import Qwen3VLVisionModel
 
     ckpt = plan.output / "ckpt"
+    if not (ckpt / "vae" / "config.json").is_file():  # v2 assembles before its VAE stage: the design's untrained
+        torch.manual_seed(plan.seed)                   # VAE holds the place (the understanding stages never use it)
+        design_vae(plan.spec.vae).save_pretrained(str(ckpt / "vae"))
     cfg = Cosmos3Config(**PICO_CONFIG)
     torch.manual_seed(plan.seed)
     transformer = Cosmos3OmniTransformer(**{k: v for k, v in cfg.to_dict().items() if not k.startswith("_")})
     init_weights(transformer, plan.seed)
     scheduler = UniPCMultistepScheduler(use_flow_sigmas=True, prediction_type="flow_prediction",
-                                        flow_shift=NATIVE["flow_shift"], solver_order=2, solver_type="bh2",
+                                        flow_shift=plan.spec.native["flow_shift"], solver_order=2, solver_type="bh2",
                                         predict_x0=True, lower_order_final=True, num_train_timesteps=1000)
     pipe = Cosmos3OmniPipeline(transformer=transformer,
                                text_tokenizer=AutoTokenizer.from_pretrained(ckpt / "text_tokenizer"),
@@ -339,7 +263,7 @@ def _assemble(plan: PicoPlan) -> dict:
     (staging / "vision_encoder" / "preprocessor_config.json").write_text(json.dumps(processor))
     (staging / "vision_encoder" / "video_preprocessor_config.json").write_text(json.dumps(processor))
     index = json.loads((staging / "model_index.json").read_text())
-    (staging / "cosmos3_defaults.json").write_text(json.dumps(NATIVE, indent=2) + "\n")  # not in model_index
+    (staging / "cosmos3_defaults.json").write_text(json.dumps(plan.spec.native, indent=2) + "\n")  # not in model_index
     (staging / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
     (staging / "config.json").write_text(json.dumps({"model_type": "cosmos3_omni", "name": "pico",
                                                      "trained_on": "cosmos3.world (synthetic)"}, indent=2) + "\n")
@@ -355,7 +279,7 @@ def _assemble(plan: PicoPlan) -> dict:
 
 def _encode_part(args) -> list[dict]:
     """One worker's share of the latents stage (a process of its own, one thread)."""
-    root, ckpt, out, dataset, indexes = args
+    root, ckpt, out, dataset, indexes, chunk = args
     torch.set_num_threads(1)
     from ..actions import get_embodiment
     from ..lerobot import LeRobotDataset
@@ -363,7 +287,7 @@ def _encode_part(args) -> list[dict]:
     from safetensors.torch import save_file
 
     sound = dataset == "tabletop"
-    ds = LeRobotDataset(Path(root) / dataset, chunk_size=32, stride=32, sound=sound)
+    ds = LeRobotDataset(Path(root) / dataset, chunk_size=chunk, stride=chunk, sound=sound)
     embodiment = get_embodiment(ds.domain_name or ds.domain_id)
     enc = Encoder(ckpt, torch.device("cpu"), cache=False)
     records = []
@@ -402,12 +326,13 @@ def _latents(plan: PicoPlan) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     world = plan.output / "world"
     n_top = int(plan.gen_episodes * 0.85)
+    chunk = plan.spec.world.chunk
     jobs = []
     for dataset, n in (("tabletop", n_top), ("camera", plan.gen_episodes - n_top)):
-        total = min(n, len(LeRobotDataset(world / dataset, chunk_size=32, stride=32)))
+        total = min(n, len(LeRobotDataset(world / dataset, chunk_size=chunk, stride=chunk)))
         for start in range(0, total, 8):
             jobs.append((str(world), str(plan.output / "ckpt"), str(out), dataset,
-                         list(range(start, min(total, start + 8)))))
+                         list(range(start, min(total, start + 8))), chunk))
     records = []
     with ProcessPoolExecutor(plan.workers, mp_context=get_context("spawn")) as pool:
         for part in tqdm(pool.map(_encode_part, jobs), total=len(jobs), desc="encoding", unit="batch",
@@ -430,7 +355,7 @@ def world_action_stats(world: Path, path: Path) -> Path:
 
     stats = {}
     for dataset in ("tabletop", "camera"):
-        ds = LeRobotDataset(world / dataset, chunk_size=32, stride=32)
+        ds = LeRobotDataset(world / dataset, chunk_size=2, stride=2)  # only its root and domain are read
         stats[get_embodiment(ds.domain_name or ds.domain_id).name] = dataset_action_stats(ds.root)
     return save_stats_file(path, stats)
 
@@ -507,6 +432,8 @@ def _ship(plan: PicoPlan) -> dict:
     shutil.copytree(src, tmp, ignore=shutil.ignore_patterns("*.tmp"))
     shutil.rmtree(tmp / "vision_encoder")  # the one the vision stage trained
     shutil.copytree(plan.output / "vision" / "export" / "checkpoint" / "vision_encoder", tmp / "vision_encoder")
+    shutil.rmtree(tmp / "vae")  # v2's later stages started from a checkpoint assembled before its VAE was trained
+    shutil.copytree(plan.output / "ckpt" / "vae", tmp / "vae")
     for f in sorted((tmp / "transformer").glob("*.safetensors")):
         state = {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in load_file(str(f)).items()}
         save_file(state, str(f), metadata={"format": "pt"})
@@ -519,14 +446,15 @@ def _ship(plan: PicoPlan) -> dict:
 
 
 def _demo_inputs(plan: PicoPlan, out: Path) -> None:
-    """`cosmos3 demo`'s inputs: frame 0 of a held-out episode and 64 actions (that episode's and the next one's, as
-    deltas they apply from any state)."""
+    """`cosmos3 demo`'s inputs: frame 0 of a held-out episode and two chunks of actions (that episode's and the next
+    one's, as deltas they apply from any state; v1: 64)."""
     from PIL import Image
 
     from ..actions import save_actions
     from ..lerobot import LeRobotDataset
 
-    ds = LeRobotDataset(plan.output / "eval_world" / "tabletop", chunk_size=32, stride=32)
+    chunk = plan.spec.world.chunk
+    ds = LeRobotDataset(plan.output / "eval_world" / "tabletop", chunk_size=chunk, stride=chunk)
     first, second = ds[0], ds[1 % len(ds)]
     out.mkdir(parents=True, exist_ok=True)
     Image.fromarray(first["frames"][0].numpy()).save(out / "frame.png")
@@ -555,6 +483,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-shard-mb", type=float, default=SHARD_LIMIT / 2**20)
     p.add_argument("--snapshot", help="only write the VAE of the run's last saved state (vae_train/state.pt) to "
                    "SNAPSHOT/vae, for eval_pico --tasks vae --checkpoint SNAPSHOT while the stage runs")
+    p.add_argument("--carry-state", metavar="DIR", help="only copy the run's VAE stage state into DIR (a folder to "
+                   "commit, e.g. recipes/pico_v2_state) so that another machine resumes from it")
+    p.add_argument("--resume-state", metavar="DIR", help="start the VAE stage from the state carried in DIR when "
+                   "the run has none or an older one")
     p.add_argument("--plot", help="only draw the run's VAE learning curve (vae_train/metrics.jsonl) to this PNG")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
@@ -564,6 +496,14 @@ def main(argv: list[str] | None = None) -> int:
         vae.load_state_dict(state["vae"])
         vae.save_pretrained(str(Path(args.snapshot) / "vae"))  # latents_mean/std 0/1: encode + decode unchanged
         print(f"snapshot: {args.snapshot}/vae (step {state['step']}, {state['seconds'] / 3600:.2f} h)")
+        return 0
+    if args.carry_state:
+        try:
+            info = carry_state(args.output, args.carry_state)
+        except ValueError as e:
+            print(f"python -m cosmos3.train.pico: error: {e}", file=sys.stderr)
+            return 2
+        print(f"carried: {args.carry_state} (pico {info['design']} VAE at step {info['step']}, {info['hours']} h)")
         return 0
     if args.plot:
         rows = [json.loads(r) for r in (Path(args.output) / "vae_train" / "metrics.jsonl").read_text().splitlines()]
@@ -583,6 +523,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.vae_steps is not None:
         plan.vae_steps = args.vae_steps
     try:
+        if args.resume_state:
+            plan.output.mkdir(parents=True, exist_ok=True)
+            adopted = adopt_state(args.resume_state, plan.output, args.design)
+            if adopted:
+                print(f"[pico] vae: starting from the carried state at step {adopted['step']} ({args.resume_state})",
+                      flush=True)
         out = run(plan, args.stage)
     except StagePaused as e:
         print(f"[pico] paused: {e}", flush=True)

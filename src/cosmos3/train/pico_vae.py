@@ -169,3 +169,54 @@ def train_vae_resumable(plan) -> dict:
             "train_hours": round(spent / 3600, 3), "parameters": sum(p.numel() for p in vae.parameters()),
             "device": device.type, "bf16": plan.bf16, "batch_size": batch,
             "latent_hw": [H // d.spatial, W // d.spatial]}
+
+
+# The files that let a paused VAE stage continue on another machine: its whole resumable state and its curve.
+CARRIED = {"state.pt": "vae_state.pt", "metrics.jsonl": "vae_metrics.jsonl"}
+
+
+def carry_state(output, dest) -> dict:
+    """Copy a run's VAE stage state (weights, optimizer, data-order RNG, step, hours) into `dest`, a folder that can
+    be committed, so that a fresh machine resumes the stage where it stopped (`adopt_state`)."""
+    import shutil
+    from pathlib import Path
+
+    work, dest = Path(output) / "vae_train", Path(dest)
+    if not (work / "state.pt").is_file():
+        raise ValueError(f"{work / 'state.pt'}: no VAE stage state to carry (the stage saves it every eval_every "
+                         f"steps)")
+    state = torch.load(work / "state.pt", weights_only=False, map_location="cpu")
+    dest.mkdir(parents=True, exist_ok=True)
+    for src, dst in CARRIED.items():
+        if (work / src).is_file():
+            shutil.copyfile(work / src, dest / (dst + ".tmp"))
+            os.replace(dest / (dst + ".tmp"), dest / dst)
+    design = json.loads((Path(output) / "design.json").read_text())["design"]
+    info = {"design": design, "step": state["step"], "hours": round(state["seconds"] / 3600, 3)}
+    (dest / "vae_state.json").write_text(json.dumps(info, indent=2) + "\n")
+    return info
+
+
+def adopt_state(src, output, design: str) -> dict | None:
+    """Start a run's VAE stage from a carried state (`carry_state`) when the run has none or an older one; the data
+    order continues bit for bit because the world is regenerated from the same seeds. None when nothing is adopted."""
+    import shutil
+    from pathlib import Path
+
+    src, work = Path(src), Path(output) / "vae_train"
+    info_file = src / "vae_state.json"
+    if not info_file.is_file():
+        raise ValueError(f"{info_file}: missing; not a folder written by --carry-state")
+    info = json.loads(info_file.read_text())
+    if info["design"] != design:
+        raise ValueError(f"{src} carries a pico {info['design']} VAE state, not {design}")
+    if (work / "state.pt").is_file():
+        mine = torch.load(work / "state.pt", weights_only=False, map_location="cpu")["step"]
+        if mine >= info["step"]:
+            return None
+    work.mkdir(parents=True, exist_ok=True)
+    for dst, name in CARRIED.items():
+        if (src / name).is_file():
+            shutil.copyfile(src / name, work / (dst + ".tmp"))
+            os.replace(work / (dst + ".tmp"), work / dst)
+    return info
