@@ -4,6 +4,7 @@ grouping under a token budget, chat label masks, caption format, and the data so
 import json
 from types import SimpleNamespace
 
+import pytest
 import torch
 
 from cosmos3.train.batch import group, prepare_chat
@@ -84,3 +85,71 @@ def test_sources_on_tiny_data():
     assert json.loads(z.prompt)["actions"][0]["description"]
     chats = ChatSource(chat_file())
     assert len(chats) == 2 and chats[0][-1]["role"] == "assistant"
+
+
+def test_chat_turns_join_questions_about_the_same_media_and_label_every_answer(tmp_path, rng):
+    from cosmos3.model.vision import VisionProcessor
+    from cosmos3.reasoner import Reasoner
+    from cosmos3.tokenizers import TextTokenizer
+
+    def media(name, start=None):
+        part = {"type": "video_url", "video_url": {"url": f"{name}.mp4"}}
+        if start is not None:  # another part of the same file: other media
+            part["video_url"]["start"] = start
+        return part
+
+    def single(part, q, a):
+        return {"messages": [{"role": "user", "content": [part, {"type": "text", "text": q}]},
+                             {"role": "assistant", "content": a}]}
+
+    sources = [("a", None), ("a", 0.5), ("b", None)]
+    lines = [single(media(*src), f"q{n}-{k}?", f"a{n}-{k}") for n, src in enumerate(sources)
+             for k in range(rng.randint(1, 7))]
+    rng.shuffle(lines)
+    others = [{"messages": [{"role": "user", "content": "Hi?"}, {"role": "assistant", "content": "Yo."}]},
+              {"messages": [{"role": "user", "content": [media("a"), {"type": "text", "text": "x?"}]},
+                            {"role": "assistant", "content": "y"}, {"role": "user", "content": "z?"},
+                            {"role": "assistant", "content": "w"}]}]
+    for other in others:  # conversations of other shapes stay as they are
+        lines.insert(rng.randint(0, len(lines)), other)
+    path = tmp_path / "chat.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+    turns = rng.randint(2, 4)
+    joined = ChatSource(path, turns=turns, seed=rng.randrange(1000))
+    assert len(ChatSource(path)) == len(lines)
+    resolved = [ChatSource(path)[lines.index(o)] for o in others]
+    pairs, counts = [], {}
+    for conv in joined:
+        if conv in resolved:
+            continue
+        users, answers = conv[0::2], conv[1::2]
+        assert 1 <= len(users) <= turns and all(m["role"] == "assistant" for m in answers)
+        first = [p for p in users[0]["content"] if p["type"] == "video_url"]
+        assert len(first) == 1 and all(isinstance(u["content"], str) for u in users[1:])  # the media given once
+        key = (first[0]["video_url"]["url"].rsplit("/", 1)[-1], first[0]["video_url"].get("start"))
+        counts[key] = counts.get(key, 0) + 1
+        for u, a in zip(users, answers):
+            pairs.append((key, u["content"] if isinstance(u["content"], str) else u["content"][-1]["text"],
+                          a["content"]))
+    assert sum(conv in resolved for conv in joined) == 2
+    expected = [((f"{name}.mp4", start), line["messages"][0]["content"][1]["text"], line["messages"][1]["content"])
+                for line in lines if line not in others
+                for name, start in [(line["messages"][0]["content"][0]["video_url"]["url"][0],
+                                     line["messages"][0]["content"][0]["video_url"].get("start"))]]
+    assert sorted(pairs, key=str) == sorted(expected, key=str)  # every question once, with its media and answer
+    sizes = {}
+    for key, _, _ in expected:
+        sizes[key] = sizes.get(key, 0) + 1
+    assert counts == {key: -(-n // turns) for key, n in sizes.items()}
+
+    tok = TextTokenizer.from_pretrained(tiny_checkpoint() / "text_tokenizer")
+    reasoner = Reasoner(SimpleNamespace(config=SimpleNamespace(vocab_size=300)), tok, None, VisionProcessor())
+    longest = max((c for c in joined if c not in resolved), key=len)
+    text_only = [{"role": m["role"], "content": m["content"] if isinstance(m["content"], str) else
+                  m["content"][-1]["text"]} for m in longest]  # the labels, without decoding a clip
+    s = prepare_chat(text_only, reasoner, 4096)
+    labelled = tok.decode(s.input_ids[s.labels].tolist(), skip_special_tokens=False)
+    assert labelled == "".join(m["content"] + "<|im_end|>" for m in text_only[1::2])
+    with pytest.raises(ValueError, match="data.chat_turns must be >= 1"):
+        ChatSource(path, turns=0)

@@ -187,7 +187,7 @@ class Trainer:
                                      sound=d.sound)
         if d.kind == "latents":
             return LatentSource(d.path, normalize_actions=d.normalize_actions)
-        return ChatSource(d.path)
+        return ChatSource(d.path, turns=d.chat_turns, seed=self.recipe.run.seed)
 
     def _action_stats(self, ckpt: Path) -> dict:
         """The exported checkpoint's action_stats.json: the base's entries, this data's over them. Raw actions

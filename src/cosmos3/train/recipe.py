@@ -83,6 +83,8 @@ class DataConfig:
     cache_latents: bool = True  # keep VAE latents in memory after the first encode (exact: the VAE is deterministic)
     use_system_prompt: bool = True  # generation prompts get the release's system prompt
     max_text_tokens: int = 2048  # chat: longer conversations are cut (labels included)
+    chat_turns: int = 1  # chat: single questions about the same media joined into conversations of up to this many
+    # question/answer pairs (the media encoded once, every answer labelled); 1 = each line as it is
     pack: bool = False  # put the samples of a micro-batch end to end in one row of up to run.batch_tokens tokens,
     # each attending only to itself with its own positions: no padding (chat), any latent shapes together (generation)
     shuffle: bool = True
