@@ -5,7 +5,9 @@
 # layout diffusers' and transformers' from_pretrained read). Whenever a GPU is at hand, this is what it runs first.
 #   bash recipes/pico_gpu.sh DEST [extra options of `python -m cosmos3.train.pico`]
 # Run state goes to $PICO_GPU_RUN (default runs/pico-gpu); a stage cut by its time cap (--stage-hours, 0.11 h here)
-# resumes when the same command runs again. The CPU recipe (recipes/pico.sh) stays the reference.
+# or by the command's timeout resumes when the same command runs again (finished stages are skipped; the trainers
+# continue from their last checkpoint). v2 has every stage since 2026-12-02 (world ... ship), so a first call may
+# end before `ship` and write no weights: call it again. The CPU recipe (recipes/pico_v2.sh) stays the reference.
 # CPU check of these steps at toy size (tests/train/test_train_pico.py runs it):
 #   PICO_GPU_RUN=/tmp/run bash recipes/pico_gpu.sh /tmp/dest --smoke --device cpu --batch-scale 2 --workers 1
 set -euo pipefail
