@@ -176,7 +176,7 @@ def closed_questions(world: Path) -> Path:
 
 def run_oracle(args) -> dict:
     from cosmos3.train.batch import prepare_chat
-    from cosmos3.train.data import ChatSource
+    from cosmos3.train.chat import ChatSource
     from cosmos3.train.loop import Trainer
     from cosmos3.train.recipe import from_dict
 

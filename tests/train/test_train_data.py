@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from cosmos3.train.batch import group, prepare_chat
-from cosmos3.train.data import (ChatSource, Encoder, LatentSource, ShardedSampler, VideoFolderSource, action_caption,
+from cosmos3.train.chat import ChatSource
+from cosmos3.train.data import (Encoder, LatentSource, ShardedSampler, VideoFolderSource, action_caption,
                                 sample_generator)
 from train_helpers import chat_file, latents_folder, tiny_checkpoint, video_folder
 

@@ -10,7 +10,7 @@ import torch
 
 from cosmos3.reasoner import Reasoner
 from cosmos3.train.batch import TrainModule, group, pack_chat, prepare_chat
-from cosmos3.train.data import ChatSource
+from cosmos3.train.chat import ChatSource
 from cosmos3.train.recipe import LossConfig
 from train_helpers import media_chat_file, vl_checkpoint
 

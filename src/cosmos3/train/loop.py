@@ -26,7 +26,8 @@ from ..actions import ACTION_STATS_FILE, load_stats_file, save_stats_file
 from ..checkpoint import WeightIndex, load_transformer, resolve_checkpoint
 from . import checkpointing
 from .batch import TrainModule, group, is_action_head, is_gen_param, prepare_chat, prepare_gen
-from .data import ChatSource, Encoder, LatentSource, LeRobotSource, ShardedSampler, VideoFolderSource
+from .chat import ChatSource
+from .data import Encoder, LatentSource, LeRobotSource, ShardedSampler, VideoFolderSource
 from .distributed import Dist, clip_grad_norm, init, load_sharded, shard, shard_like
 from .recipe import TrainRecipe
 
