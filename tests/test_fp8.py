@@ -96,8 +96,12 @@ def test_dequantized_load_equals_float_model_of_the_dequantized_weights(fp8_case
     assert not any(isinstance(m, Fp8Linear) for m in loaded.modules())
     reference = Cosmos3Omni(cfg).eval()
     reference.load_state_dict(dequantized_state(folder), strict=True)
+    want_params = dict(reference.state_dict())
+    assert all(torch.equal(p, want_params[n]) for n, p in loaded.state_dict().items())  # the very same weights
     for got, want in zip(_outputs(loaded, case), _outputs(reference, case), strict=True):
-        assert torch.equal(got, want)
+        # and so the same outputs, up to kernels whose rounding depends on the data's alignment (1e-6 measured on an
+        # AVX2 machine with bit-equal weights)
+        assert relative_error(got, want) < 1e-5
     # and within fp8 rounding of the weights it was made from, but not equal to them
     errors = [relative_error(got, want) for got, want in zip(_outputs(loaded, case), _outputs(original, case))]
     print(f"fp8 against the original float weights: relative errors {[f'{e:.3f}' for e in errors]}")
