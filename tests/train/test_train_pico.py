@@ -202,6 +202,13 @@ def test_v2_world_and_vae_pause_resume_and_match_an_uninterrupted_run(tmp_path):
     run(b, stages)
     run(c, stages)
     assert adopt_state(carried, c.output, "v2") is None  # the run is ahead of what is carried: kept
+    finished = tmp_path / "finished"  # a finished stage carries its VAE and figures: a fresh run skips the stage
+    assert main(["--design", "v2", "--output", str(a.output), "--carry-state", str(finished)]) == 0
+    fresh = tmp_path / "fresh"
+    assert adopt_state(finished, fresh, "v2")["finished"]
+    assert json.loads((fresh / "vae.json").read_text()) == json.loads((a.output / "vae.json").read_text())
+    name = "diffusion_pytorch_model.safetensors"
+    assert (fresh / "ckpt" / "vae" / name).read_bytes() == (a.output / "ckpt" / "vae" / name).read_bytes()
     figures = json.loads((a.output / "vae.json").read_text())
     assert figures["steps"] == 3 and figures["latent_hw"] == [24, 40] and figures["heldout_clips"] == 1
     curve = [json.loads(r) for r in (a.output / "vae_train" / "metrics.jsonl").read_text().splitlines()]

@@ -193,6 +193,13 @@ def carry_state(output, dest) -> dict:
             os.replace(dest / (dst + ".tmp"), dest / dst)
     design = json.loads((Path(output) / "design.json").read_text())["design"]
     info = {"design": design, "step": state["step"], "hours": round(state["seconds"] / 3600, 3)}
+    done = Path(output) / "vae.json"
+    if done.is_file():  # the finished stage's output too: the trained VAE and its figures, for the stages after it
+        if (dest / "vae").exists():
+            shutil.rmtree(dest / "vae")
+        shutil.copytree(Path(output) / "ckpt" / "vae", dest / "vae")
+        shutil.copyfile(done, dest / "vae.json")
+        info["finished"] = True
     (dest / "vae_state.json").write_text(json.dumps(info, indent=2) + "\n")
     return info
 
@@ -219,4 +226,10 @@ def adopt_state(src, output, design: str) -> dict | None:
         if (src / name).is_file():
             shutil.copyfile(src / name, work / (dst + ".tmp"))
             os.replace(work / (dst + ".tmp"), work / dst)
+    if info.get("finished"):  # the stage is done: its VAE where the later stages read it, and its marker
+        target = Path(output) / "ckpt" / "vae"
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.copytree(src / "vae", target)
+        shutil.copyfile(src / "vae.json", Path(output) / "vae.json")
     return info
