@@ -365,3 +365,34 @@ def test_eval_pico_vae_checks_and_v2_world_config():
     pooled = E.pooled(frames, 8)
     assert pooled.shape == frames.shape and 20 < E.psnr(pooled, frames) < 40
     assert E.mask_iou(np.zeros((2, 2), bool), np.zeros((2, 2), bool)) == 1.0
+
+
+def test_stage_markers_are_never_seen_half_written(tmp_path):
+    """Two pico processes share a run folder (the VAE beside the other stages): one reads the markers the other
+    writes. A plain write_text truncates first, so a reader in between sees an empty file (seen 2026-12-03: the
+    second process died with 'Expecting value')."""
+    import threading
+
+    from cosmos3.train.components import save_json
+
+    marker = tmp_path / "design.json"
+    save_json(marker, {"design": "v2"})
+    stop, bad = threading.Event(), []
+
+    def write():
+        for i in range(3000):
+            save_json(marker, {"design": "v2", "i": i, "pad": "x" * 4096})
+        stop.set()
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    reads = 0
+    while not stop.is_set():
+        try:
+            json.loads(marker.read_text())
+        except json.JSONDecodeError as e:
+            bad.append(str(e))
+        reads += 1
+    writer.join()
+    assert reads > 10 and not bad, f"{len(bad)} of {reads} reads saw a partial marker: {bad[:1]}"
+    assert [p.name for p in tmp_path.iterdir()] == ["design.json"]  # no temporary files left behind

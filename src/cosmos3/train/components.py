@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ..fileio import atomic_write
 from ..tokenizers import CHATML_TEMPLATE, END_OF_TEXT, IM_END, QWEN_SPECIAL_TOKENS
 
 # ------------------------------------------------------------------------------------------------ text
@@ -228,4 +229,5 @@ def _envelope_correlation(a: torch.Tensor, b: torch.Tensor, hop: int) -> float:
 
 
 def save_json(path: str | Path, data: dict) -> None:
-    Path(path).write_text(json.dumps(data, indent=2) + "\n")
+    """Atomically: a stage's markers are read by the other pico processes of the same run folder while written."""
+    atomic_write(path, json.dumps(data, indent=2) + "\n")

@@ -109,7 +109,7 @@ def run(plan: PicoPlan, only: list[str] | None = None) -> Path:
     if design_marker.is_file() and json.loads(design_marker.read_text())["design"] != spec.name:
         raise ValueError(f"{plan.output} holds a pico {json.loads(design_marker.read_text())['design']} run; "
                          f"give the {spec.name} run another output folder")
-    if spec.name != "v1":  # v1's run folders stay as they were
+    if spec.name != "v1" and not design_marker.is_file():  # v1's run folders stay as they were
         save_json(design_marker, {"design": spec.name})
     missing = [s for s in (only or []) if s not in spec.stages]
     if missing:

@@ -228,8 +228,10 @@ def adopt_state(src, output, design: str) -> dict | None:
             os.replace(work / (dst + ".tmp"), work / dst)
     if info.get("finished"):  # the stage is done: its VAE where the later stages read it, and its marker
         target = Path(output) / "ckpt" / "vae"
+        staged = target.with_name(f"vae.{os.getpid()}.tmp")  # another process of the run may be reading ckpt/vae
+        shutil.copytree(src / "vae", staged)
         if target.exists():
             shutil.rmtree(target)
-        shutil.copytree(src / "vae", target)
+        os.replace(staged, target)
         shutil.copyfile(src / "vae.json", Path(output) / "vae.json")
     return info
