@@ -58,3 +58,38 @@ def test_example_recipes_are_valid():
     for path in sorted((REPO / "recipes").glob("*.toml")):
         recipe = load_recipe(path)
         recipe.validate()
+
+
+def test_time_cap_pauses_with_a_checkpoint_and_the_same_command_continues(capsys, monkeypatch):
+    """run.max_hours: the pico stages' 2.5 h cap. A fake clock that advances 20 s per reading makes the cap fall
+    mid-run; the paused run saves its step, exports nothing and exits 3; rerun without the cap, it goes on from there."""
+    import cosmos3.train.loop as loop
+
+    latents = ROOT / "cap-latents"
+    train_main(["precompute", "--checkpoint", str(tiny_checkpoint()), "--data", str(video_folder()),
+                "--data-kind", "video", "--output", str(latents), "--height", "32", "--width", "32",
+                "--set", "data.num_frames=5"])
+    run = ROOT / "cap-run"
+    argv = ["--checkpoint", str(tiny_checkpoint()), "--data", str(latents), "--data-kind", "latents",
+            "--output", str(run), "--steps", "6", "--batch-size", "1", "--save-every", "0", "--quiet",
+            "--train", "gen", "--set", "optim.warmup_steps=1"]
+    clock = iter(range(0, 10**6, 20))
+
+    class FakeTime:
+        perf_counter = staticmethod(lambda: float(next(clock)))
+        time = staticmethod(loop.time.time)
+
+    monkeypatch.setattr(loop, "time", FakeTime)
+    assert train_main([*argv, "--set", "run.max_hours=0.05"]) == 3  # 180 s = 9 readings of the fake clock
+    out = capsys.readouterr().out
+    paused_at = sorted(read_metrics(run))[-1]
+    assert 1 <= paused_at < 6 and f"paused at step {paused_at}/6" in out
+    assert [p.name for p in (run / "checkpoints").glob("step-*")] == [f"step-{paused_at:08d}"]
+    assert not (run / "export").exists()
+    monkeypatch.undo()
+    assert train_main(argv) == 0
+    assert f"resumed from {run / 'checkpoints' / f'step-{paused_at:08d}'}" in capsys.readouterr().out
+    assert sorted(read_metrics(run)) == [1, 2, 3, 4, 5, 6]
+    assert (run / "export" / "checkpoint" / "model_index.json").is_file()
+    assert train_main([*argv, "--set", "run.max_hours=-1"]) == 2
+    assert "run.max_hours" in capsys.readouterr().err

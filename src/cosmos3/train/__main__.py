@@ -212,7 +212,7 @@ def pico_main(argv: list[str]) -> int:
     p.add_argument("--generator-steps", type=int, help="override the generator's optimizer steps")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
-    from .pico import PicoPlan, run
+    from .pico import PicoPlan, StagePaused, run
 
     output = Path(args.output or ("runs/pico-smoke" if args.smoke else "runs/pico"))
     problem = _check_run_kind(output, args.smoke)
@@ -230,6 +230,9 @@ def pico_main(argv: list[str]) -> int:
             setattr(plan, name, value)
     try:
         out = run(plan, args.stage)
+    except StagePaused as e:
+        print(f"cosmos3 train: paused: {e}; the same command continues", file=sys.stderr)
+        return 3
     except ValueError as e:
         print(f"cosmos3 train: error: {e}", file=sys.stderr)
         return 2
@@ -264,6 +267,10 @@ def train_main(argv: list[str] | None = None) -> int:
         return 2
     finally:
         shutdown()
+    if trainer.paused:
+        print(f"cosmos3 train: paused at step {trainer.step}/{recipe.run.steps} (run.max_hours = "
+              f"{recipe.run.max_hours}); checkpoint saved, the same command continues")
+        return 3
     return 0
 
 

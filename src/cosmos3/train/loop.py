@@ -339,7 +339,12 @@ class Trainer:
         bar = tqdm(total=r.steps, initial=self.step, desc="training", unit="step",
                    disable=not (r.progress and self.dist.is_main))
         metrics_file = self.output / "metrics.jsonl"
+        started, self.paused = time.perf_counter(), False
         while self.step < r.steps:
+            if r.max_hours and self._over_time(started, r.max_hours):
+                self.save()  # the time cap: a resumable stop, not the end (no export)
+                self.paused = True
+                break
             m = self.train_step()
             history.append(m)
             if self.dist.is_main:
@@ -353,9 +358,14 @@ class Trainer:
             if (r.save_every and self.step % r.save_every == 0) or self.step == r.steps:
                 self.save()
         bar.close()
-        if r.export:
+        if r.export and not self.paused:
             self.export(self.output / "export")
         return history
+
+    def _over_time(self, started: float, hours: float) -> bool:
+        """Whether the cap is reached, decided alike on every process (clocks differ by a step's jitter)."""
+        over = int(time.perf_counter() - started >= hours * 3600)
+        return bool(self.dist.all_reduce_max(over))
 
     def _export_embodiment(self, folder: Path) -> None:
         """A post-trained variant (policy_droid) is the exported checkpoint's own embodiment: its native settings

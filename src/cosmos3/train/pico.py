@@ -91,6 +91,11 @@ class PicoPlan:
             raise ValueError(f"unknown pico design {self.design!r}; known: {', '.join(DESIGNS)}")
         return DESIGNS[self.design]
 
+    @property
+    def cap_hours(self) -> float:
+        """How long a resumable stage runs in one process before it stops with its state saved."""
+        return self.stage_hours if self.stage_hours is not None else self.spec.stage_hours
+
 
 def _done(plan: PicoPlan, stage: str) -> Path:
     return plan.output / f"{stage}.json"
@@ -369,6 +374,7 @@ def _train(plan: PicoPlan, stage: str, checkpoint: Path, settings: dict) -> dict
     recipe.run.output = str(plan.output / stage)
     recipe.run.progress = plan.progress
     recipe.run.seed = plan.seed
+    recipe.run.max_hours = plan.cap_hours
     if plan.device is not None:
         recipe.run.device, recipe.run.autocast = plan.device, plan.bf16
     if plan.batch_scale != 1:
@@ -376,6 +382,9 @@ def _train(plan: PicoPlan, stage: str, checkpoint: Path, settings: dict) -> dict
         recipe.run.batch_tokens *= plan.batch_scale
     trainer = Trainer(recipe)
     history = trainer.fit()
+    if trainer.paused:
+        raise StagePaused(f"{stage}: the stage's {plan.cap_hours} h cap reached at step {trainer.step}/"
+                          f"{recipe.run.steps}; checkpoint saved in {plan.output / stage / 'checkpoints'}")
     metrics = [json.loads(line) for line in (plan.output / stage / "metrics.jsonl").read_text().splitlines()]
     first, last = metrics[:20], metrics[-20:]
     mean = lambda rows: sum(r["loss"] for r in rows) / len(rows)  # noqa: E731

@@ -65,7 +65,7 @@ def train_vae_resumable(plan) -> dict:
     from .components import _lr_at, _to_pixels
     from .pico import StagePaused, _episode_clips  # the recipe's own pieces (pico imports this module)
 
-    d, cap_h = plan.spec.vae, plan.stage_hours if plan.stage_hours is not None else plan.spec.stage_hours
+    d, cap_h = plan.spec.vae, plan.cap_hours
     every = plan.vae_eval_every or d.eval_every
     n_top, n_cam = d.train_clips
     h_top, h_cam = plan.heldout_clips or d.heldout_clips

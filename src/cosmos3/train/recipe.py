@@ -147,6 +147,7 @@ class RunConfig:
     overfit_batch: bool = False  # sanity check: every step reuses the first global batch, noise and all
     device: str | None = None  # None: cuda (this process's local rank) when available, else cpu
     autocast: bool = True  # bf16 autocast on GPU (weights and optimizer stay float32)
+    max_hours: float = 0.0  # stop after this long in one process, checkpoint saved (resume continues); 0 = no cap
 
 
 @dataclass
@@ -172,6 +173,7 @@ class TrainRecipe:
         need(self.optim.schedule in SCHEDULES, f"optim.schedule: expected one of {SCHEDULES}, got "
              f"{self.optim.schedule!r}")
         need(self.run.steps >= 1, f"run.steps: expected >= 1, got {self.run.steps}")
+        need(self.run.max_hours >= 0, f"run.max_hours: expected >= 0 (0 = no cap), got {self.run.max_hours}")
         need(self.run.batch_size >= 1, f"run.batch_size: expected >= 1, got {self.run.batch_size}")
         need(self.run.batch_tokens >= 1, f"run.batch_tokens: expected >= 1, got {self.run.batch_tokens}")
         need(self.optim.lr > 0, f"optim.lr: expected > 0, got {self.optim.lr}")
