@@ -396,3 +396,32 @@ def test_stage_markers_are_never_seen_half_written(tmp_path):
     writer.join()
     assert reads > 10 and not bad, f"{len(bad)} of {reads} reads saw a partial marker: {bad[:1]}"
     assert [p.name for p in tmp_path.iterdir()] == ["design.json"]  # no temporary files left behind
+
+
+def test_trainer_stage_curve_is_smoothed_deduplicated_and_drawn(tmp_path, capsys):
+    """--plot --plot-stage generator: per-step losses of a resumed run (steps 5-6 written twice, the redone
+    ones last) become at most 120 windowed means, each over the steps up to it; a missing stage is a one-line error."""
+    from PIL import Image
+
+    from cosmos3.train.pico import main
+    from cosmos3.train.pico_tools import smoothed
+
+    rng = np.random.default_rng(fresh_seed())
+    losses = {s: float(rng.uniform(0, 4)) for s in range(1, 301)}
+    row = lambda s: {"step": s, "loss": losses[s], "loss_vision": losses[s] / 2, "loss_sound": 1.0}  # noqa: E731
+    killed = [row(s) for s in range(1, 5)] + [{"step": s, "loss": 99.0, "loss_vision": 99.0} for s in (5, 6)]
+    rows = killed + [row(s) for s in range(5, 301)]  # resumed from its step-4 checkpoint
+    out = smoothed(rows, ("loss", "loss_vision"), window=50, points=120)
+    assert len(out) <= 120 and out[-1]["step"] == 300
+    for r in out:
+        want = [losses[s] for s in range(max(1, r["step"] - 49), r["step"] + 1)]
+        assert r["loss"] == pytest.approx(sum(want) / len(want))
+        assert r["loss_vision"] == pytest.approx(r["loss"] / 2)
+    run = tmp_path / "run"
+    (run / "generator").mkdir(parents=True)
+    (run / "generator" / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    png = tmp_path / "gen.png"
+    assert main(["--design", "v2", "--output", str(run), "--plot", str(png), "--plot-stage", "generator"]) == 0
+    assert Image.open(png).size == (640, 3 * (220 + 16) + 24)  # loss, vision, sound: no action losses logged
+    assert main(["--design", "v2", "--output", str(run), "--plot", str(png), "--plot-stage", "reasoner"]) == 2
+    assert "reasoner/metrics.jsonl: missing" in capsys.readouterr().err

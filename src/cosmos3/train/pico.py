@@ -44,7 +44,7 @@ from ..actions import ACTION_STATS_FILE, get_embodiment, save_stats_file
 from ..config import Cosmos3Config
 from .components import save_json, train_audio_tokenizer, train_text_tokenizer, train_video_vae
 from .pico_design import ALL_STAGES, DESIGNS, PICO_CONFIG, VISION_CONFIG, PicoDesign
-from .pico_tools import SHARD_LIMIT, plot_curve, write_sharded
+from .pico_tools import SHARD_LIMIT, TRAINER_SERIES, plot_curve, smoothed, write_sharded
 from .pico_vae import adopt_state, carry_state, design_vae, train_vae_resumable
 
 @dataclass
@@ -496,7 +496,9 @@ def main(argv: list[str] | None = None) -> int:
                    "commit, e.g. recipes/pico_v2_state) so that another machine resumes from it")
     p.add_argument("--resume-state", metavar="DIR", help="start the VAE stage from the state carried in DIR when "
                    "the run has none or an older one")
-    p.add_argument("--plot", help="only draw the run's VAE learning curve (vae_train/metrics.jsonl) to this PNG")
+    p.add_argument("--plot", help="only draw a stage's learning curve (--plot-stage; its metrics.jsonl) to this PNG")
+    p.add_argument("--plot-stage", default="vae", choices=("vae", *TRAINER_SERIES),
+                   help="whose curve --plot draws (default vae)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     if args.snapshot:
@@ -515,9 +517,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"carried: {args.carry_state} (pico {info['design']} VAE at step {info['step']}, {info['hours']} h)")
         return 0
     if args.plot:
-        rows = [json.loads(r) for r in (Path(args.output) / "vae_train" / "metrics.jsonl").read_text().splitlines()]
-        plot_curve(rows, Path(args.plot), refs={"target": 30.0},
-                   title=f"pico {args.design} video VAE: held-out PSNR (dB) and training loss")
+        folder = "vae_train" if args.plot_stage == "vae" else args.plot_stage
+        metrics = Path(args.output) / folder / "metrics.jsonl"
+        if not metrics.is_file():
+            print(f"python -m cosmos3.train.pico: error: {metrics}: missing (has the {args.plot_stage} stage run?)",
+                  file=sys.stderr)
+            return 2
+        rows = [json.loads(r) for r in metrics.read_text().splitlines() if r.strip()]
+        if args.plot_stage == "vae":
+            plot_curve(rows, Path(args.plot), refs={"target": 30.0},
+                       title=f"pico {args.design} video VAE: held-out PSNR (dB) and training loss")
+        else:
+            series = tuple(k for k in TRAINER_SERIES[args.plot_stage] if any(k in r for r in rows))
+            rows = smoothed(rows, series)
+            plot_curve(rows, Path(args.plot), series=series,
+                       title=f"pico {args.design} {args.plot_stage}: training loss (mean of the last 50 steps)")
         print(f"curve: {args.plot} ({len(rows)} points)")
         return 0
     if args.batch_scale < 1 or (args.workers is not None and args.workers < 1) or args.max_shard_mb <= 0:

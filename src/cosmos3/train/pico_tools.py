@@ -51,6 +51,29 @@ def plot_curve(rows: list[dict], path: Path, series: tuple = ("heldout_psnr_db",
     return path
 
 
+TRAINER_SERIES = {"reasoner": ("loss",), "vision": ("loss",),
+                  "generator": ("loss", "loss_vision", "loss_actions", "loss_sound")}
+
+
+def smoothed(rows: list[dict], keys: tuple, window: int = 50, points: int = 120) -> list[dict]:
+    """A trainer's per-step metrics as at most `points` rows, each the mean of the `window` steps up to it: a batch
+    of 8 questions or clips is too noisy a loss to read a trend from."""
+    rows = sorted({r["step"]: r for r in rows}.values(), key=lambda r: r["step"])  # a resumed run redoes steps
+    if not rows:
+        return []
+    every = max(1, -(-len(rows) // points))  # ceil: at most `points` rows
+    out = []
+    for end in range(every - 1, len(rows), every):
+        span = rows[max(0, end - window + 1):end + 1]
+        row = {"step": rows[end]["step"]}
+        for key in keys:
+            vals = [r[key] for r in span if key in r]
+            if vals:
+                row[key] = sum(vals) / len(vals)
+        out.append(row)
+    return out
+
+
 SHARD_LIMIT = 15 * 2**20  # bytes: every weight file written by write_sharded stays under 16 MB
 
 
