@@ -80,16 +80,18 @@ def token_targets(root: Path, processor, limit: int | None = None):
     return items, targets
 
 
-def processor_for(max_pixels: int):
+def processor_for(max_pixels: int, min_pixels: int = 1024):
+    """min_pixels above a frame's own size upsamples it (blocks span more patches, at 4x the tokens for 2x)."""
     from cosmos3.model.vision import VisionProcessor
 
-    return VisionProcessor({"min_pixels": 1024, "max_pixels": 122880}, {"min_pixels": 1024, "max_pixels": max_pixels})
+    return VisionProcessor({"min_pixels": 1024, "max_pixels": 122880},
+                           {"min_pixels": min_pixels, "max_pixels": max(max_pixels, min_pixels)})
 
 
 def run_tower(args) -> dict:
     from cosmos3.model.vision import VisionTower
 
-    proc = processor_for(args.max_pixels)
+    proc = processor_for(args.max_pixels, args.min_pixels)
     train, train_t = token_targets(args.world, proc)
     held, held_t = token_targets(args.eval_world, proc, args.held_out)
     cfg = json.loads((Path(args.checkpoint) / "vision_encoder" / "config.json").read_text())
@@ -180,7 +182,7 @@ def run_oracle(args) -> dict:
     from cosmos3.train.loop import Trainer
     from cosmos3.train.recipe import from_dict
 
-    proc = processor_for(args.max_pixels)
+    proc = processor_for(args.max_pixels, args.min_pixels)
     items, targets = token_targets(args.world, proc)
     held_items, held_targets = token_targets(args.eval_world, proc)
     digest = lambda px: hashlib.md5(px.numpy().tobytes()).hexdigest()  # noqa: E731
@@ -237,6 +239,7 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--width", type=int, default=0, help="tower: its width (default: the checkpoint's)")
     p.add_argument("--max-pixels", type=int, default=491520)
+    p.add_argument("--min-pixels", type=int, default=1024, help="frames x height x width: 983040 shows four 320x192 frames at 640x384")
     p.add_argument("--held-out", type=int, default=300, help="held-out videos (tower) or questions (oracle)")
     p.add_argument("--every", type=int, default=250)
     args = p.parse_args()
