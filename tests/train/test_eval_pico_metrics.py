@@ -1,5 +1,6 @@
-"""The metric functions of benchmarks/eval_pico.py on real world data built here: a tiny generated dataset (decoded
-H.264 frames, FLAC sound, captions, chat records) and freshly simulated + rendered episodes, from a new seed per run.
+"""The metric functions of benchmarks/eval_pico.py (benchmarks/pico_metrics.py) on real world data built here: a
+tiny generated dataset (decoded H.264 frames, FLAC sound, captions, chat records) and freshly simulated + rendered
+episodes, from a new seed per run.
 
 Each metric must agree with the simulator's truth on true data, and must reject a corrupted version of it
 (repeated frames, reversed videos, delayed sound, zero actions)."""
@@ -17,10 +18,18 @@ from cosmos3.world.geometry import direction_word, toward
 from cosmos3.world.sound import impact_amplitude
 from seeding import fresh_seed
 
-_PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "eval_pico.py"
-_spec = importlib.util.spec_from_file_location("eval_pico", _PATH)
-E = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(E)
+
+
+def _load(name: str):
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+E = _load("eval_pico")  # the tasks and the world reader
+M = _load("pico_metrics")  # the pure metrics
 
 
 @pytest.fixture(scope="module")
@@ -47,15 +56,15 @@ def world(tmp_path_factory, base_seed):
 
 
 def test_psnr_identical_repeated_and_decoded(world):
-    assert math.isinf(E.psnr(np.zeros((2, 4, 4, 3), np.uint8), np.zeros((2, 4, 4, 3), np.uint8)))
-    assert E.psnr(np.zeros((1, 2, 2, 3), np.uint8), np.full((1, 2, 2, 3), 255, np.uint8)) == pytest.approx(0.0)
+    assert math.isinf(M.psnr(np.zeros((2, 4, 4, 3), np.uint8), np.zeros((2, 4, 4, 3), np.uint8)))
+    assert M.psnr(np.zeros((1, 2, 2, 3), np.uint8), np.full((1, 2, 2, 3), 255, np.uint8)) == pytest.approx(0.0)
     with pytest.raises(ValueError):
-        E.psnr(np.zeros((2, 4, 4, 3)), np.zeros((3, 4, 4, 3)))
+        M.psnr(np.zeros((2, 4, 4, 3)), np.zeros((3, 4, 4, 3)))
     for i in range(len(world)):
         decoded, ep = world.item(i)["frames"], world.episode(i)
         rendered = render_tabletop(ep)
-        codec = E.psnr(decoded[1:], rendered[1:])  # the H.264 round trip: close to the truth
-        repeat = E.psnr(np.repeat(rendered[:1], 32, 0), rendered[1:])  # a frozen frame: the gripper moves away
+        codec = M.psnr(decoded[1:], rendered[1:])  # the H.264 round trip: close to the truth
+        repeat = M.psnr(np.repeat(rendered[:1], 32, 0), rendered[1:])  # a frozen frame: the gripper moves away
         assert codec > 30.0, (i, codec)
         assert repeat < codec - 3.0, (i, repeat, codec)
 
@@ -67,31 +76,31 @@ def test_block_error_truth_vs_frozen(episodes):
         truth = ep.block_poses[:, :, :2] * ep.table.px_per_m
         tr = track_blocks(frames, colors)
         tracked = np.stack([tr[c] for c in colors], 1)
-        assert E.block_error_px(tracked, truth) < 1.0
+        assert M.block_error_px(tracked, truth) < 1.0
         frozen = np.repeat(tracked[:1], len(tracked), 0)
         shift = np.hypot(*(truth - truth[:1]).transpose(2, 0, 1))  # distance from the start, per frame and block
-        shift = float(np.mean(np.minimum(shift, E.BLOCK_ERROR_CAP_PX)))
+        shift = float(np.mean(np.minimum(shift, M.BLOCK_ERROR_CAP_PX)))
         if shift > 3:  # blocks moved: the frozen frame must be worse, by about how far they moved
             moved += 1
-            assert E.block_error_px(frozen, truth) > max(0.8 * shift, E.block_error_px(tracked, truth) + 1.0)
+            assert M.block_error_px(frozen, truth) > max(0.8 * shift, M.block_error_px(tracked, truth) + 1.0)
     assert moved >= 3, "too few episodes with a moving block to test the frozen baseline"
     nan = np.full((5, 1, 2), np.nan)
-    assert E.block_error_px(nan, np.zeros((5, 1, 2))) == E.BLOCK_ERROR_CAP_PX
-    assert E.block_error_px(np.full((5, 1, 2), 1e4), np.zeros((5, 1, 2))) == E.BLOCK_ERROR_CAP_PX
+    assert M.block_error_px(nan, np.zeros((5, 1, 2))) == M.BLOCK_ERROR_CAP_PX
+    assert M.block_error_px(np.full((5, 1, 2), 1e4), np.zeros((5, 1, 2))) == M.BLOCK_ERROR_CAP_PX
 
 
 def test_caption_direction_vocabulary():
-    for word in E.DIRECTION_WORDS:
+    for word in M.DIRECTION_WORDS:
         for verb in ("pushes", "knocks"):
-            assert E.caption_direction(f"A robot gripper {verb} the red triangle {toward(word)}.") == \
+            assert M.caption_direction(f"A robot gripper {verb} the red triangle {toward(word)}.") == \
                 ("red", "triangle", word)
-        assert E.caption_direction(f"A robot gripper picks up the blue circle and moves it {toward(word)}.") == \
+        assert M.caption_direction(f"A robot gripper picks up the blue circle and moves it {toward(word)}.") == \
             ("blue", "circle", word)
-    assert E.caption_direction("A robot gripper moves over the table without moving any block.") is None
-    assert E.caption_direction("A robot gripper grasps the green square but does not move it.") is None
-    assert set(E.DIRECTION_WORDS) == {direction_word(np.cos(a), np.sin(a)) for a in np.arange(8) * np.pi / 4}
+    assert M.caption_direction("A robot gripper moves over the table without moving any block.") is None
+    assert M.caption_direction("A robot gripper grasps the green square but does not move it.") is None
+    assert set(M.DIRECTION_WORDS) == {direction_word(np.cos(a), np.sin(a)) for a in np.arange(8) * np.pi / 4}
     with pytest.raises(ValueError):
-        E.direction_matches(np.zeros((3, 2)), "sideways")
+        M.direction_matches(np.zeros((3, 2)), "sideways")
 
 
 def _near_sector_edge(ep, color: str, degrees: float = 4.0) -> bool:
@@ -108,17 +117,17 @@ def test_direction_matches_captions_on_true_frames(episodes, world):
               for i in range(len(world))]
     used = 0
     for caption, frames, ep in clips:
-        parsed = E.caption_direction(caption)
+        parsed = M.caption_direction(caption)
         if parsed is None:
             continue
         color, _, word = parsed
         track = track_blocks(frames, [color])[color]
-        assert not E.direction_matches(track[::-1], word), caption  # played backwards: the opposite direction
-        assert not E.direction_matches(np.repeat(track[:1], len(track), 0), word)  # a still block
+        assert not M.direction_matches(track[::-1], word), caption  # played backwards: the opposite direction
+        assert not M.direction_matches(np.repeat(track[:1], len(track), 0), word)  # a still block
         if _near_sector_edge(ep, color):  # sub-pixel tracking may tip it into the neighbouring word
             continue
         used += 1
-        assert E.direction_matches(track, word), (caption, E.net_direction(track))
+        assert M.direction_matches(track, word), (caption, M.net_direction(track))
     assert used >= 5, f"only {used} captions name a direction"
 
 
@@ -129,39 +138,39 @@ def test_onset_detector_finds_true_contact(episodes, world):
     for ep, snd in sounds:
         audible = [e for e in ep.events if impact_amplitude(e.impulse) > 0]
         if not audible:
-            assert E.detect_onset(snd) is None
+            assert M.detect_onset(snd) is None
             continue
         used += 1
-        contact = E.contact_latent_frame(audible[0].time)
+        contact = M.contact_latent_frame(audible[0].time)
         assert contact == int(round(audible[0].time * 48000)) // 1920
-        onset = E.detect_onset(snd)
-        assert E.onset_matches(onset, contact, tolerance=0), (onset, contact)
+        onset = M.detect_onset(snd)
+        assert M.onset_matches(onset, contact, tolerance=0), (onset, contact)
         late = np.concatenate([np.zeros((2, 5 * 1920), np.float32), snd], 1)  # 5 latent frames late
-        assert not E.onset_matches(E.detect_onset(late), contact)
+        assert not M.onset_matches(M.detect_onset(late), contact)
         noisy = snd + np.random.default_rng(0).normal(0, 1e-3, snd.shape).astype(np.float32)  # a noise floor
-        assert E.onset_matches(E.detect_onset(noisy), contact, tolerance=1)
+        assert M.onset_matches(M.detect_onset(noisy), contact, tolerance=1)
     assert used >= 5, f"only {used} episodes with an audible contact"
-    assert E.detect_onset(np.zeros((2, 99000), np.float32)) is None
-    assert not E.onset_matches(None, 3)
+    assert M.detect_onset(np.zeros((2, 99000), np.float32)) is None
+    assert not M.onset_matches(None, 3)
 
 
 def test_answers_and_chance(world):
-    assert E.normalize_answer("The red  square.") == "the red square"
-    assert E.normalize_answer("It did not move.") == E.normalize_answer("it did not move")
-    assert E.normalize_answer("Yes, the blue circle.") != E.normalize_answer("Yes.")
+    assert M.normalize_answer("The red  square.") == "the red square"
+    assert M.normalize_answer("It did not move.") == M.normalize_answer("it did not move")
+    assert M.normalize_answer("Yes, the blue circle.") != M.normalize_answer("Yes.")
     recs = E.reason_questions(world.root, 1000)
-    assert recs and {r["type"] for r in recs} <= set(E.REASON_TYPES)
+    assert recs and {r["type"] for r in recs} <= set(M.REASON_TYPES)
     assert len(E.reason_questions(world.root, 2)) == 2
     by_type = {}
     for r in recs:
         by_type.setdefault(r["type"], []).append(r["messages"][1]["content"])
-        assert E.normalize_answer(r["messages"][1]["content"]) == E.normalize_answer(r["messages"][1]["content"] + " ")
+        assert M.normalize_answer(r["messages"][1]["content"]) == M.normalize_answer(r["messages"][1]["content"] + " ")
         video = r["messages"][0]["content"][0]["video_url"]["url"]
         assert Path(video).is_absolute() and Path(video).is_file()
     asked = [(r["type"], r["messages"][1]["content"]) for r in recs]
-    chance = E.majority_chance(by_type, asked)
+    chance = M.majority_chance(by_type, asked)
     assert 0.0 < chance <= 1.0
-    assert E.majority_chance({"count": ["2", "2", "3"]}, [("count", "2"), ("count", "3")]) == 0.5
+    assert M.majority_chance({"count": ["2", "2", "3"]}, [("count", "2"), ("count", "3")]) == 0.5
     all_chat = load_chat(world.root / "chat.jsonl")
     assert any(r["type"] == "touch" for r in all_chat) and not any(r["type"] == "touch" for r in recs)
 
@@ -170,26 +179,26 @@ def test_gripper_path_and_toward_block(episodes, world):
     hits, used = [], 0
     for ep, frames, _ in episodes:
         ppm = ep.table.px_per_m
-        path = E.gripper_path_px(ep.gripper[0, :3], ep.actions()[:32], ppm)
+        path = M.gripper_path_px(ep.gripper[0, :3], ep.actions()[:32], ppm)
         np.testing.assert_allclose(path, ep.gripper[:, :2] * ppm, atol=1e-6)  # actions integrate to the true path
         if "block" not in (ep.goal or {}):
             continue
         used += 1
         block = ep.block_poses[0, ep.block_index(ep.goal["block"]), :2] * ppm
-        hits.append(E.gripper_toward_block(path, block))
-        still = E.gripper_path_px(ep.gripper[0, :3], np.tile([0, 0, 0, 1, 0, 0, 0, 1, 0, 0], (32, 1)), ppm)
-        assert not E.gripper_toward_block(still, block)
+        hits.append(M.gripper_toward_block(path, block))
+        still = M.gripper_path_px(ep.gripper[0, :3], np.tile([0, 0, 0, 1, 0, 0, 0, 1, 0, 0], (32, 1)), ppm)
+        assert not M.gripper_toward_block(still, block)
         away = path[0] + np.arange(33)[:, None] * 2.0 * (path[0] - block) / np.hypot(*(path[0] - block))
-        assert not E.gripper_toward_block(away, block)  # straight away from the block, 2 px a frame
+        assert not M.gripper_toward_block(away, block)  # straight away from the block, 2 px a frame
         if hits[-1]:  # the gripper tracked in the true video tells the same
             track = track_gripper(frames)["position"]
-            assert E.gripper_toward_block(track[np.isfinite(track).all(1)], block)
+            assert M.gripper_toward_block(track[np.isfinite(track).all(1)], block)
     assert used >= 5, f"only {used} episodes with a target block"
     assert np.mean(hits) >= 0.8, hits
-    assert not E.gripper_toward_block(np.array([[0.0, 0.0], [np.nan, 0.0]]), np.array([5.0, 0.0]))
-    assert not E.gripper_toward_block(np.array([[0.0, 0.0]]), np.array([5.0, 0.0]))
+    assert not M.gripper_toward_block(np.array([[0.0, 0.0], [np.nan, 0.0]]), np.array([5.0, 0.0]))
+    assert not M.gripper_toward_block(np.array([[0.0, 0.0]]), np.array([5.0, 0.0]))
     # garbage predictions (degenerate rot6d) must give a failing path, not an exception
-    assert not E.gripper_toward_block(E.gripper_path_px(np.zeros(3), np.zeros((32, 10)), 400.0), np.ones(2))
+    assert not M.gripper_toward_block(M.gripper_path_px(np.zeros(3), np.zeros((32, 10)), 400.0), np.ones(2))
 
 
 def test_eval_world_truth_matches_dataset(world):
@@ -261,3 +270,17 @@ def test_strip_places_evenly_spaced_frames_row_by_row(episodes):
     assert np.array_equal(img[:H, :W], frames[0]) and np.array_equal(img[:H, -W:], frames[T - 1])
     assert np.array_equal(img[H + 2:, :W], other[0]) and np.array_equal(img[H + 2:, -W:], frames[0])
     assert (img[H:H + 2] == 255).all()  # the white gap between rows
+
+
+def test_demo_frames_found_needs_the_gripper_and_every_named_block(episodes):
+    from cosmos3.world.geometry import BLOCK_COLORS, TABLE_COLOR
+
+    ep, frames, _ = next(e for e in episodes if len(e[0].blocks) < len(BLOCK_COLORS))
+    colors = [b.color for b in ep.blocks]
+    assert E.demo_frames_found(frames, colors).all()  # the true video: everything is where the tracker finds it
+    mush = frames.copy()
+    mush[3:] = TABLE_COLOR  # from frame 3 on, an empty grey picture
+    found = E.demo_frames_found(mush, colors)
+    assert found[:3].all() and not found[3:].any()
+    absent = next(c for c in BLOCK_COLORS if c not in colors)
+    assert not E.demo_frames_found(frames, colors + [absent]).any()  # a block that is not there is never found
