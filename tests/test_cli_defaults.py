@@ -10,8 +10,10 @@ import pytest
 from cosmos3.checkpoint import EMBEDDED
 from cosmos3.cli import main
 from cosmos3.request import native_value, read_native_defaults
+from cosmos3.train.pico_design import DESIGNS, SHIPPED_DESIGN
 
 PICO = EMBEDDED["pico"]
+FRAMES = DESIGNS[SHIPPED_DESIGN].native["num_frames"]  # the shipped pico's recipe
 
 
 def _help(capsys) -> str:
@@ -51,7 +53,7 @@ def test_info_prints_the_checkpoint_native_settings(capsys):
     assert main(["info", "--checkpoint", "pico"]) == 0
     out = capsys.readouterr().out
     assert "native settings (cosmos3_defaults.json)" in out
-    assert "256p 16:9, 33 frames, 16 fps, 20 steps, guidance 3" in out
+    assert f"256p 16:9, {FRAMES} frames, 16 fps, 20 steps, guidance 3" in out
     assert "camera_pose, umi" in out
 
 
@@ -82,7 +84,7 @@ def test_plain_pico_run_prints_no_warning(tmp_path, capsys, caplog):
     assert [str(w.message) for w in caught] == []
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
     captured = capsys.readouterr()
-    assert "warn" not in captured.err.lower() and captured.out.startswith("t2v: 320x192, 33 frames at 16 fps")
+    assert "warn" not in captured.err.lower() and captured.out.startswith(f"t2v: 320x192, {FRAMES} frames at 16 fps")
 
 
 def test_loading_without_accelerate_is_quiet(monkeypatch, capfd):

@@ -8,10 +8,13 @@ import numpy as np
 
 from cosmos3.checkpoint import EMBEDDED, resolve_checkpoint
 from cosmos3.media import probe_video
+from cosmos3.request import read_native_defaults
+from cosmos3.train.pico_design import DESIGNS, SHIPPED_DESIGN
 from oracle import folder_parity_error
 from seeding import fresh_seed
 
 PICO = EMBEDDED["pico"]
+NATIVE = DESIGNS[SHIPPED_DESIGN].native  # what the recipe that made the shipped weights sets
 
 
 def test_shipped_folder_is_small_and_complete():
@@ -23,10 +26,7 @@ def test_shipped_folder_is_small_and_complete():
     index = json.loads((PICO / "model_index.json").read_text())
     # the native settings live beside model_index.json, where diffusers does not warn about an unknown key
     assert index["_class_name"] == "Cosmos3OmniPipeline" and "cosmos3_defaults" not in index
-    from cosmos3.request import read_native_defaults
-
-    assert json.loads((PICO / "cosmos3_defaults.json").read_text()) == read_native_defaults(PICO)
-    assert read_native_defaults(PICO)["num_frames"] == 33
+    assert json.loads((PICO / "cosmos3_defaults.json").read_text()) == read_native_defaults(PICO) == NATIVE
     from cosmos3.actions import ACTION_STATS_FILE, load_stats_file
 
     assert set(load_stats_file(PICO / ACTION_STATS_FILE)) == {"umi", "camera_pose"}  # actions learnt normalized
@@ -47,12 +47,14 @@ def test_demo_writes_every_file(tmp_path):
     assert main(["demo", "--out", str(tmp_path), "--steps", "2", "--quiet"]) == 0
     rollout = probe_video(tmp_path / "rollout.mp4")
     actions = json.loads((PICO / "demo" / "actions.json").read_text())
-    assert rollout["frames"] == len(actions) + 1  # two 32-step chunks stitched: 1 + 64 frames
+    assert len(actions) == 2 * NATIVE["action_chunk_size"]
+    assert rollout["frames"] == len(actions) + 1  # two chunks stitched: frame 0 and one frame per action
     clip = probe_video(tmp_path / "t2v.mp4")
-    assert (clip["frames"], clip["width"], clip["height"], clip["fps"]) == (33, 320, 192, 16)
+    assert (clip["frames"], clip["width"], clip["height"], clip["fps"]) == (NATIVE["num_frames"], 320, 192,
+                                                                            NATIVE["fps"])
     assert clip["audio_channels"] == 2 and clip["audio_sample_rate"] == 48000
     policy = np.asarray(json.loads((tmp_path / "policy.json").read_text()))
-    assert policy.shape == (32, 10) and np.isfinite(policy).all()
+    assert policy.shape == (NATIVE["action_chunk_size"], 10) and np.isfinite(policy).all()
     answers = (tmp_path / "answers.txt").read_text()
     assert answers.count("Q: ") == 2 and answers.count("A: ") == 2
 

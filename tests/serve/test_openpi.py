@@ -63,22 +63,24 @@ def test_codec_matches_openpi_client(rng):
 def test_pico_over_the_real_client_caches_the_chunk(pico_server, pico):
     client = _client(pico_server.port)
     meta = client.get_server_metadata()
-    assert meta["protocol"] == "openpi" and meta["embodiment"] == "umi" and meta["action_chunk"] == 32
+    chunk = pico.defaults["action_chunk_size"]  # the shipped pico's native chunk (a multiple of 8)
+    assert meta["protocol"] == "openpi" and meta["embodiment"] == "umi" and meta["action_chunk"] == chunk
     assert meta["image_keys"] == ["observation/image"] and meta["answer_steps"] == 8 and meta["action_dim"] == 10
-    answers = [client.infer(_pico_obs()) for _ in range(5)]
+    per_chunk = chunk // 8
+    answers = [client.infer(_pico_obs()) for _ in range(per_chunk + 1)]
     for a in answers:
         assert a["actions"].shape == (8, 10) and a["actions"].dtype == np.float32
         assert np.isfinite(a["actions"]).all()
-    assert [a["server_timing"]["cached"] for a in answers] == [False, True, True, True, False]
-    assert [a["chunk_step"] for a in answers] == [0, 8, 16, 24, 0]
-    assert [a["chunk_index"] for a in answers] == [0, 0, 0, 0, 1]
+    assert [a["server_timing"]["cached"] for a in answers] == [False] + [True] * (per_chunk - 1) + [False]
+    assert [a["chunk_step"] for a in answers] == list(range(0, chunk, 8)) + [0]
+    assert [a["chunk_index"] for a in answers] == [0] * per_chunk + [1]
     first = answers[0]["server_timing"]
     assert first["denoise_ms"] > 0 and first["infer_ms"] >= first["denoise_ms"] and first["decode_ms"] < 50
     assert answers[1]["server_timing"]["infer_ms"] == 0 and answers[1]["server_timing"]["prev_total_ms"] > 0
-    # the cached steps are the rest of one chunk: the model's own 32 actions for this observation and seed
+    # the cached steps are the rest of one chunk: the model's own chunk of actions for this observation and seed
     engine = PolicyEngine(pico, "generic", PolicySettings(steps=2))
     whole, _ = engine.infer(engine.parse(_pico_obs()), seed=0)
-    assert np.allclose(np.concatenate([a["actions"] for a in answers[:4]]), whole, atol=1e-5)
+    assert np.allclose(np.concatenate([a["actions"] for a in answers[:per_chunk]]), whole, atol=1e-5)
     # a new prompt drops the cache
     changed = client.infer(_pico_obs(prompt="pick up the green circle"))
     assert changed["server_timing"]["cached"] is False
@@ -146,10 +148,11 @@ def test_same_protocol_on_cosmos3_serve(pico, tmp_path):
             _client(handle.port, ROUTE)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            client = WebsocketClientPolicy(f"ws://127.0.0.1:{handle.port}{ROUTE}?answer_steps=16", api_key="k3y")
-        assert client.get_server_metadata()["answer_steps"] == 16
+            half = pico.defaults["action_chunk_size"] // 2  # two answers per chunk: the second comes from the cache
+            client = WebsocketClientPolicy(f"ws://127.0.0.1:{handle.port}{ROUTE}?answer_steps={half}", api_key="k3y")
+        assert client.get_server_metadata()["answer_steps"] == half
         answer = client.infer(_pico_obs())
-        assert answer["actions"].shape == (16, 10) and answer["server_timing"]["cached"] is False
+        assert answer["actions"].shape == (half, 10) and answer["server_timing"]["cached"] is False
         assert client.infer(_pico_obs())["server_timing"]["cached"] is True
     finally:
         handle.stop()
