@@ -4,7 +4,7 @@
 
 Writes into --out, its inputs beside its outputs:
     frame.png            input: the world frame the rollout and the policy start from (shipped with the model)
-    actions.json         input: the action file of the rollout (64 steps, two chunks)
+    actions.json         input: the action file of the rollout (two of the model's action chunks)
     rollout.mp4          forward dynamics: frame.png + actions.json -> video
     t2v.mp4              text-to-video with synchronized sound
     policy.mp4/.json     policy: frame.png + an instruction -> an action chunk (and the imagined video)
@@ -166,7 +166,8 @@ def write_page(out_dir: Path, given_actions: np.ndarray, policy_actions: np.ndar
     e = html.escape
     video = '<video src="{0}" controls autoplay loop muted playsinline width="320"></video>'
     rows = [
-        ("Forward dynamics", "the world frame and the action file (64 actions) drive the model's video",
+        ("Forward dynamics",
+         f"the world frame and the action file ({len(given_actions)} actions) drive the model's video",
          '<img src="frame.png" width="320" alt="input frame"><div><a href="actions.json">actions.json</a></div>'
          + svg_plot(given_actions, UMI_COLUMNS, "input actions per dimension over time"),
          video.format("rollout.mp4")),
