@@ -33,10 +33,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="cosmos3 train", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Post-train Cosmos 3: flow matching (video, actions, sound) or reasoner SFT; full weights, gen "
                     "pathway, und pathway or LoRA.",
-        epilog="the embedded pico model has a recipe of its own:\n"
-               "  cosmos3 train --recipe pico [--output runs/pico]    train pico from nothing (stages resume)\n"
-               "  cosmos3 train --recipe pico --smoke                 every stage at toy size, in runs/pico-smoke\n"
-               "  cosmos3 train --recipe pico --help                  its other options\n"
+        epilog="the embedded pico model has recipes of its own (stages resume):\n"
+               "  PICO_OUTPUT=RUN bash recipes/pico_v2.sh             the shipped pico (v2), ~7 h on 2 cores\n"
+               "  cosmos3 train --recipe pico [--output runs/pico]    the first pico (v1), ~2 h\n"
+               "  cosmos3 train --recipe pico --smoke                 v1's stages at toy size, in runs/pico-smoke\n"
+               "  bash recipes/pico_v2.sh --help                      v2's options (docs/PICO.md)\n"
                "subcommands: `cosmos3 train precompute --help`, `cosmos3 train export --help`")
     p.add_argument("--recipe", help="TOML recipe (see recipes/); flags below override it")
     p.add_argument("--checkpoint", help="base checkpoint, official diffusers layout")
@@ -199,8 +200,9 @@ def _check_run_kind(output: Path, smoke: bool) -> str | None:
 
 
 def pico_main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="cosmos3 train --recipe pico", description="Train the embedded pico model from "
-                                "nothing on the synthetic world (stages resume; see cosmos3.train.pico).")
+    p = argparse.ArgumentParser(prog="cosmos3 train --recipe pico", description="Train the first embedded pico model "
+                                "(v1) from nothing on the synthetic world (stages resume; the shipped v2: "
+                                "bash recipes/pico_v2.sh; see cosmos3.train.pico).")
     p.add_argument("--output", help="run folder (default runs/pico, or runs/pico-smoke with --smoke); the model lands "
                    "in OUTPUT/pico")
     p.add_argument("--smoke", action="store_true", help="every stage at a tiny size (minutes; what CI runs)")

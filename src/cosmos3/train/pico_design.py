@@ -104,4 +104,4 @@ DESIGNS = {
                      reasoner_steps=3000, vision_steps=2000, generator_steps=2600),
 }
 # The design of the embedded model in src/cosmos3/weights/pico (its cosmos3_defaults.json is this design's native).
-SHIPPED_DESIGN = "v1"
+SHIPPED_DESIGN = "v2"
