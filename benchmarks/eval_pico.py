@@ -467,6 +467,13 @@ def demo_frames_found(frames: np.ndarray, colors: list[str]) -> np.ndarray:
     return found
 
 
+def visible_colors(frames: np.ndarray) -> list[str]:
+    """The block colours the tracker finds in every one of these frames."""
+    from cosmos3.world import track_blocks
+
+    return sorted(c for c, t in track_blocks(frames).items() if np.isfinite(t).all())
+
+
 def task_demo(world: EvalWorld, args) -> dict:
     """`cosmos3 demo` on the checkpoint, into a temporary folder; every frame of the three clips it writes is read
     back from its MP4 and tracked. The blocks expected: those the tracker finds in the demo's input frame (rollout,
@@ -479,18 +486,17 @@ def task_demo(world: EvalWorld, args) -> dict:
 
     from cosmos3.demo import run_demo
     from cosmos3.media import read_video
-    from cosmos3.world import track_blocks
 
     with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
         run_demo(args.checkpoint, out=tmp, steps=args.steps, seed=args.seed, progress=False)
         first = np.asarray(Image.open(Path(tmp) / "frame.png").convert("RGB"))[None]
         clips = {name: read_video(Path(tmp) / f"{name}.mp4")[0].numpy() for name in ("rollout", "t2v", "policy")}
-    in_input = [c for c, t in track_blocks(first).items() if np.isfinite(t).all()]
+    in_input = visible_colors(first)
     per_clip, counts = {}, []
     for name, frames in clips.items():
         colors = in_input
         if name == "t2v":
-            colors = sorted({c for c, t in track_blocks(frames[:1]).items() if np.isfinite(t).all()} | {"red"})
+            colors = sorted(set(visible_colors(frames[:1])) | {"red"})
         found = demo_frames_found(frames, colors)
         per_clip[name] = float(found.mean())
         counts.append(found)

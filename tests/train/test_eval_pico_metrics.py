@@ -284,3 +284,4 @@ def test_demo_frames_found_needs_the_gripper_and_every_named_block(episodes):
     assert found[:3].all() and not found[3:].any()
     absent = next(c for c in BLOCK_COLORS if c not in colors)
     assert not E.demo_frames_found(frames, colors + [absent]).any()  # a block that is not there is never found
+    assert E.visible_colors(frames[:1]) == sorted(colors) and E.visible_colors(mush[3:]) == []

@@ -317,6 +317,33 @@ def test_v2_shipped_model_generates_at_its_native_size_in_every_mode(v2_gpu_smok
     assert tuple(res.actions.shape) == (native["action_chunk_size"], 10)
 
 
+def test_a_finished_generator_continues_to_more_steps_from_its_last_checkpoint(v2_gpu_smoke):
+    """--generator-steps on a finished run: the stage resumes at the old total (not from step 0), trains to the new
+    one and exports again; a count below 1 is refused before anything runs."""
+    import os
+    import subprocess
+    import sys
+
+    run_dir = v2_gpu_smoke[0]
+    metrics = run_dir / "generator" / "metrics.jsonl"
+    done = json.loads(metrics.read_text().splitlines()[-1])["step"]
+    exported = run_dir / "generator" / "export" / "checkpoint" / "transformer"
+    before = {f.name: f.stat().st_mtime_ns for f in exported.glob("*.safetensors")}
+    cmd = [sys.executable, "-m", "cosmos3.train.pico", "--design", "v2", "--smoke", "--output", str(run_dir),
+           "--stage", "generator", "--quiet"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    bad = subprocess.run(cmd + ["--generator-steps", "0"], env=env, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "--generator-steps must be >= 1" in bad.stderr
+    proc = subprocess.run(cmd + ["--generator-steps", str(done + 2)], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"at step {done}" in proc.stdout
+    steps = [json.loads(r)["step"] for r in metrics.read_text().splitlines() if r.strip()]
+    assert steps[-2:] == [done + 1, done + 2] and steps.count(done + 1) == 1
+    after = {f.name: f.stat().st_mtime_ns for f in exported.glob("*.safetensors")}
+    assert after.keys() == before.keys() and all(after[k] != before[k] for k in before)
+
+
 def test_write_sharded_splits_the_shipped_transformer_and_every_loader_reads_it(tmp_path):
     from pathlib import Path
 

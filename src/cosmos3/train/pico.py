@@ -483,6 +483,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stage", action="append", choices=ALL_STAGES, help="run only this stage (again); repeatable")
     p.add_argument("--stage-hours", type=float, help="time cap of a resumable stage (default: the design's)")
     p.add_argument("--vae-steps", type=int, help="override the VAE's optimizer steps")
+    p.add_argument("--generator-steps", type=int, help="override the generator's optimizer steps (with --stage "
+                   "generator, a finished generator continues from its last checkpoint to this step; the cosine "
+                   "schedule is recomputed for the new total)")
     p.add_argument("--device", help="train on this device (e.g. cuda; default: CPU, the reference)")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (weights and optimizer stay float32)")
     p.add_argument("--batch-scale", type=int, default=1, help="batch sizes times this (a GPU: 8-32)")
@@ -536,6 +539,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.batch_scale < 1 or (args.workers is not None and args.workers < 1) or args.max_shard_mb <= 0:
         p.error("--batch-scale and --workers must be >= 1, --max-shard-mb > 0")
+    if any(n is not None and n < 1 for n in (args.vae_steps, args.generator_steps)):
+        p.error("--vae-steps and --generator-steps must be >= 1")
     output = Path(args.output)
     plan = PicoPlan.smoke(output, args.design) if args.smoke else PicoPlan.for_design(args.design, output)
     plan.progress = not args.quiet
@@ -545,6 +550,8 @@ def main(argv: list[str] | None = None) -> int:
         plan.workers = args.workers
     if args.vae_steps is not None:
         plan.vae_steps = args.vae_steps
+    if args.generator_steps is not None:
+        plan.generator_steps = args.generator_steps
     try:
         if args.resume_state:
             plan.output.mkdir(parents=True, exist_ok=True)
