@@ -344,6 +344,27 @@ def test_a_finished_generator_continues_to_more_steps_from_its_last_checkpoint(v
     assert after.keys() == before.keys() and all(after[k] != before[k] for k in before)
 
 
+def test_loss_by_sigma_benchmark_chains_end_nearer_the_truth_the_later_they_start(v2_gpu_smoke, tmp_path, capsys):
+    """benchmarks/pico_loss_by_sigma.py on the smoke run: a table row per (task, sigma) from the stage's own latents,
+    and its sampling chain, started from the truth noised to 0.02, ends far nearer the truth than one from noise
+    (for any network: the start is what the chain carries); a folder that is not a run is refused."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "pico_loss_by_sigma.py"
+    spec = importlib.util.spec_from_file_location("pico_loss_by_sigma", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    run_dir = v2_gpu_smoke[0]
+    trainer = bench.trainer_for(run_dir, run_dir / "pico", tmp_path / "out")
+    rows = bench.measure(trainer, 2, fresh_seed())
+    assert [(r["task"], r["sigma"]) for r in rows] == [(t, s) for t in bench.TASKS for s in bench.SIGMAS]
+    assert all(r["n"] == 2 and r["velocity_mse"] > 0 for r in rows)
+    noise, late = bench.sample_fd(trainer, 2, fresh_seed(), starts=(1.0, 0.02))
+    assert late["sampled_x0_mse"] < 0.05 * noise["sampled_x0_mse"]
+    assert bench.main(["--run", str(tmp_path)]) == 2 and "needs generator/recipe.json" in capsys.readouterr().err
+
+
 def test_write_sharded_splits_the_shipped_transformer_and_every_loader_reads_it(tmp_path):
     from pathlib import Path
 
@@ -452,3 +473,20 @@ def test_trainer_stage_curve_is_smoothed_deduplicated_and_drawn(tmp_path, capsys
     assert Image.open(png).size == (640, 3 * (220 + 16) + 24)  # loss, vision, sound: no action losses logged
     assert main(["--design", "v2", "--output", str(run), "--plot", str(png), "--plot-stage", "reasoner"]) == 2
     assert "reasoner/metrics.jsonl: missing" in capsys.readouterr().err
+
+
+def test_v2_generator_is_continued_to_each_later_total_unless_the_steps_are_overridden(tmp_path, monkeypatch):
+    """The shipped v2 generator: 2600 steps, then continued to 3350 (a warm restart); the stage runs the totals in
+    order, and --generator-steps replaces the whole schedule with its one total."""
+    import cosmos3.train.pico as pico
+
+    plan = PicoPlan.for_design("v2", tmp_path)
+    assert (plan.generator_steps, plan.generator_continue) == (2600, (3350,))
+    totals = []
+    monkeypatch.setattr(pico, "_generator_to", lambda p, steps: totals.append(steps) or {"steps": steps})
+    assert pico._generator(plan) == {"steps": 3350} and totals == [2600, 3350]
+    seen = []
+    monkeypatch.setattr(pico, "run", lambda p, only: seen.append((p.generator_steps, p.generator_continue)) or tmp_path)
+    assert pico.main(["--design", "v2", "--output", str(tmp_path), "--stage", "generator", "--generator-steps", "4000",
+                      "--quiet"]) == 0
+    assert seen == [(4000, ())]

@@ -58,6 +58,7 @@ class PicoPlan:
     reasoner_steps: int = 1000
     vision_steps: int = 1000
     generator_steps: int = 2600
+    generator_continue: tuple = ()  # then continue to each of these totals (the design's; --generator-steps: none)
     batch_size: int = 8
     seed: int = 0
     workers: int = 2
@@ -82,7 +83,7 @@ class PicoPlan:
         """The full-size plan of a design (its step counts)."""
         d = DESIGNS[design]
         steps = dict(vae_steps=d.vae.steps, reasoner_steps=d.reasoner_steps, vision_steps=d.vision_steps,
-                     generator_steps=d.generator_steps)
+                     generator_steps=d.generator_steps, generator_continue=d.generator_continue)
         return cls(output=output, design=design, **{**steps, **overrides})
 
     @property
@@ -417,6 +418,13 @@ def _vision(plan: PicoPlan) -> dict:
 
 
 def _generator(plan: PicoPlan) -> dict:
+    figures = {}
+    for total in (plan.generator_steps, *plan.generator_continue):  # a later total resumes the earlier's checkpoint
+        figures = _generator_to(plan, total)
+    return figures
+
+
+def _generator_to(plan: PicoPlan, steps: int) -> dict:
     return _train(plan, "generator", plan.output / "reasoner" / "export" / "checkpoint", {
         "model": {"train": "gen"},
         "data": {"kind": "latents", "path": str(plan.output / "latents"), "normalize_actions": True},
@@ -425,7 +433,7 @@ def _generator(plan: PicoPlan) -> dict:
                  "v2v": 0.2, "v2v_frames": 8, "policy": 0.4, "forward_dynamics": 0.3, "inverse_dynamics": 0.3},
         "optim": {"lr": 1e-3, "warmup_steps": 100, "schedule": "cosine", "min_lr_ratio": 0.05, "weight_decay": 0.0,
                   "ema_decay": 0.995},
-        "run": {"steps": plan.generator_steps, "batch_size": plan.batch_size, "batch_tokens": 8192,
+        "run": {"steps": steps, "batch_size": plan.batch_size, "batch_tokens": 8192,
                 "save_every": 200, "keep_checkpoints": 1, "export_ema": True},
     })
 
@@ -551,7 +559,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.vae_steps is not None:
         plan.vae_steps = args.vae_steps
     if args.generator_steps is not None:
-        plan.generator_steps = args.generator_steps
+        plan.generator_steps, plan.generator_continue = args.generator_steps, ()
     try:
         if args.resume_state:
             plan.output.mkdir(parents=True, exist_ok=True)

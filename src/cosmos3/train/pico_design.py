@@ -78,6 +78,9 @@ class PicoDesign:
     reasoner_steps: int = 1000  # SFT of the understanding pathway and vision tower on the world's questions
     vision_steps: int = 1000  # the vision tower alone, network frozen
     generator_steps: int = 2600  # flow matching of the generation pathway
+    # then continued from that checkpoint to each of these totals, the cosine recomputed for each (a warm restart);
+    # how the shipped v2 was made: its loss was still falling at 2600
+    generator_continue: tuple = ()
 
 
 ALL_STAGES = ("world", "tokenizer", "vae", "audio", "assemble", "latents", "reasoner", "vision", "generator", "ship")
@@ -101,7 +104,7 @@ DESIGNS = {
                      ("world", "tokenizer", "audio", "assemble", "reasoner", "vision", "vae", "latents", "generator",
                       "ship"),
                      native={**NATIVE, "num_frames": 17, "action_chunk_size": 16},
-                     reasoner_steps=3000, vision_steps=2000, generator_steps=2600),
+                     reasoner_steps=3000, vision_steps=2000, generator_steps=2600, generator_continue=(3350,)),
 }
 # The design of the embedded model in src/cosmos3/weights/pico (its cosmos3_defaults.json is this design's native).
 SHIPPED_DESIGN = "v2"
