@@ -5,11 +5,12 @@ generator stage's own latents, against two trivial guesses of the clean latents.
 
 For each noise level sigma and task (the conditioning of training: forward dynamics keeps latent frame 0 and the
 actions clean, i2v frame 0, t2v nothing), the network's velocity error on the generated latent frames is turned
-into its error on the clean latents, x0_hat = x_sigma - sigma v_hat, so x0 error = sigma^2 velocity error. The
-guesses it must beat: every generated frame is latent frame 0 (repeat; what forward dynamics starts from) and every
-latent is 0 (the mean of normalized latents). A model that carries frame 0 forward beats "repeat" from the low
-noise levels up; one that cannot make structure from noise loses to it at the high ones, where sampling starts.
-Prints a table, then one JSON line.
+into its error on the clean latents, x0_hat = x_sigma - sigma v_hat, so x0 error = sigma^2 velocity error, beside
+two trivial guesses: every generated frame is latent frame 0 (a weak guess: the causal VAE codes frame 0 alone and
+each later latent frame from 4 frames) and every latent is 0. Then the generator's sampler (Euler, shift 3) run
+through the same forward pass, started from pure noise or from the true latents noised to a lower level: one step
+can be good at every level while the chain from noise still fails, which puts the failure at the noisy end.
+Prints the tables, then one JSON line.
 """
 
 from __future__ import annotations
@@ -48,17 +49,28 @@ def fixed(loss, task: str, sigma: float):
                                sigma_max=sigma, shift=1.0, **weights)
 
 
+def first_items(trainer, samples: int) -> tuple[list, list]:
+    """(captioned videos, action clips): the first `samples` of each in the stage's latents, read once. The stage's
+    samples come in pairs per episode: the captioned video (t2v, i2v, v2v) and the action clip."""
+    videos, clips = [], []
+    for i in range(len(trainer.source)):
+        if len(videos) >= samples and len(clips) >= samples:
+            break
+        item = trainer.source[i]
+        kind = videos if item.actions is None else clips
+        if len(kind) < samples:
+            kind.append(item)
+    return videos, clips
+
+
 @torch.no_grad()
-def measure(trainer, samples: int, seed: int) -> list[dict]:
+def measure(trainer, videos: list, clips: list, seed: int) -> list[dict]:
     from cosmos3.train.batch import prepare_gen
 
     r, model = trainer.recipe, trainer.model.eval()
-    # the stage's samples come in pairs per episode: the captioned video (t2v, i2v, v2v) and the action clip
-    videos = [i for i in range(len(trainer.source)) if trainer.source[i].actions is None][:samples]
-    clips = [i for i in range(len(trainer.source)) if trainer.source[i].actions is not None][:samples]
     rows = []
     for task in TASKS:
-        items = [trainer.source[i] for i in (clips if task == "forward_dynamics" else videos)]
+        items = clips if task == "forward_dynamics" else videos
         for sigma in SIGMAS:
             cfg = fixed(r.loss, task, sigma)
             v_err, rep_err, zero_err = [], [], []
@@ -79,7 +91,7 @@ def measure(trainer, samples: int, seed: int) -> list[dict]:
 
 
 @torch.no_grad()
-def sample_fd(trainer, samples: int, seed: int, steps: int = 20, shift: float = 3.0,
+def sample_fd(trainer, clips: list, seed: int, steps: int = 20, shift: float = 3.0,
               starts: tuple[float, ...] = (1.0, 0.9, 0.7, 0.5)) -> list[dict]:
     """Forward dynamics sampled with the training forward pass itself (Euler over the shifted schedule the
     generator uses, no guidance), started from pure noise (1.0) or from the true latents noised to a lower level
@@ -90,7 +102,6 @@ def sample_fd(trainer, samples: int, seed: int, steps: int = 20, shift: float = 
     from cosmos3.train.losses import shift_sigma
 
     r, model = trainer.recipe, trainer.model.eval()
-    clips = [trainer.source[i] for i in range(len(trainer.source)) if trainer.source[i].actions is not None][:samples]
     mean = torch.stack([c.vision.float() for c in clips]).mean(0)
     captured = []
     loss_fn = batch.flow_matching_loss
@@ -144,8 +155,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         trainer = trainer_for(args.run, checkpoint, Path(tmp))
-        rows = measure(trainer, args.samples, args.seed)
-        sampled = sample_fd(trainer, args.samples, args.seed)
+        videos, clips = first_items(trainer, args.samples)
+        rows = measure(trainer, videos, clips, args.seed)
+        sampled = sample_fd(trainer, clips, args.seed)
     print(f"{'task':<18}{'sigma':>6}{'v MSE':>9}{'x0 MSE':>9}{'repeat f0':>11}{'zero':>9}  beats repeat")
     for row in rows:
         beats = "yes" if row["x0_mse"] < row["x0_mse_repeat_frame0"] else "no"

@@ -357,10 +357,12 @@ def test_loss_by_sigma_benchmark_chains_end_nearer_the_truth_the_later_they_star
     spec.loader.exec_module(bench)
     run_dir = v2_gpu_smoke[0]
     trainer = bench.trainer_for(run_dir, run_dir / "pico", tmp_path / "out")
-    rows = bench.measure(trainer, 2, fresh_seed())
+    videos, clips = bench.first_items(trainer, 2)
+    assert all(v.actions is None for v in videos) and all(c.actions is not None for c in clips)
+    rows = bench.measure(trainer, videos, clips, fresh_seed())
     assert [(r["task"], r["sigma"]) for r in rows] == [(t, s) for t in bench.TASKS for s in bench.SIGMAS]
     assert all(r["n"] == 2 and r["velocity_mse"] > 0 for r in rows)
-    noise, late = bench.sample_fd(trainer, 2, fresh_seed(), starts=(1.0, 0.02))
+    noise, late = bench.sample_fd(trainer, clips, fresh_seed(), starts=(1.0, 0.02))
     assert late["sampled_x0_mse"] < 0.05 * noise["sampled_x0_mse"]
     assert bench.main(["--run", str(tmp_path)]) == 2 and "needs generator/recipe.json" in capsys.readouterr().err
 

@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Post-train Cosmos 3: flow matching (video, actions, sound) or reasoner SFT; full weights, gen "
                     "pathway, und pathway or LoRA.",
         epilog="the embedded pico model has recipes of its own (stages resume):\n"
-               "  PICO_OUTPUT=RUN bash recipes/pico_v2.sh             the shipped pico (v2), ~7 h on 2 cores\n"
+               "  PICO_OUTPUT=RUN bash recipes/pico_v2.sh             the shipped pico (v2), ~8 h on 2 cores\n"
                "  cosmos3 train --recipe pico [--output runs/pico]    the first pico (v1), ~2 h\n"
                "  cosmos3 train --recipe pico --smoke                 v1's stages at toy size, in runs/pico-smoke\n"
                "  bash recipes/pico_v2.sh --help                      v2's options (docs/PICO.md)\n"
