@@ -98,43 +98,31 @@ def sample_fd(trainer, clips: list, seed: int, steps: int = 20, shift: float = 3
     (the steps of the schedule below it): the clean latents each chain ends at against the truth, and against the
     mean latent of these clips. If the chains from low levels land near the truth and the one from noise does not,
     the failure is at the noisy end of the flow."""
-    import cosmos3.train.batch as batch
+    from cosmos3.train.batch import prepare_gen
     from cosmos3.train.losses import shift_sigma
 
     r, model = trainer.recipe, trainer.model.eval()
     mean = torch.stack([c.vision.float() for c in clips]).mean(0)
-    captured = []
-    loss_fn = batch.flow_matching_loss
-
-    def capture(pred, sample, cfg):
-        captured.append(pred)
-        return loss_fn(pred, sample, cfg)
-
-    batch.flow_matching_loss = capture
     grid = shift_sigma(torch.linspace(1.0, 0.0, steps + 1), shift)
     rows = []
-    try:
-        for start in starts:
-            errs, mean_errs = [], []
-            for pos, item in enumerate(clips):
-                sample = batch.prepare_gen(item, pos, seed, fixed(r.loss, "forward_dynamics", start),
-                                           trainer.tokenizer.backend, model, r.data.use_system_prompt)
-                x_in = sample.noised.inputs
-                n = x_in.vision_noisy
-                x0 = item.vision.float()
-                x = x_in.vision.clone()  # the true latents noised to `start` at the generated frames, frame 0 clean
-                levels = [start] + [float(g) for g in grid if float(g) < start]
-                for s, s_next in zip(levels[:-1], levels[1:]):
-                    x_in.vision, x_in.timestep = x, torch.tensor(s * 1000.0)
-                    captured.clear()
-                    trainer.module("gen", [sample])
-                    x = torch.where(n.view(1, -1, 1, 1), x + (s_next - s) * captured[0].vision.float().cpu(), x0)
-                errs.append(float((x[:, n] - x0[:, n]).square().mean()))
-                mean_errs.append(float((mean[:, n] - x0[:, n]).square().mean()))
-            rows.append({"start_sigma": start, "sampled_x0_mse": round(sum(errs) / len(errs), 5),
-                         "x0_mse_clip_mean": round(sum(mean_errs) / len(mean_errs), 5), "n": len(clips)})
-    finally:
-        batch.flow_matching_loss = loss_fn
+    for start in starts:
+        errs, mean_errs = [], []
+        for pos, item in enumerate(clips):
+            sample = prepare_gen(item, pos, seed, fixed(r.loss, "forward_dynamics", start), trainer.tokenizer.backend,
+                                 model, r.data.use_system_prompt)
+            x_in = sample.noised.inputs
+            n = x_in.vision_noisy
+            x0 = item.vision.float()
+            x = x_in.vision.clone()  # the true latents noised to `start` at the generated frames, frame 0 clean
+            levels = [start] + [float(g) for g in grid if float(g) < start]
+            for s, s_next in zip(levels[:-1], levels[1:]):
+                x_in.vision, x_in.timestep = x, torch.tensor(s * 1000.0)
+                velocity = trainer.module.gen_predictions([sample])[0].vision.float().cpu()
+                x = torch.where(n.view(1, -1, 1, 1), x + (s_next - s) * velocity, x0)
+            errs.append(float((x[:, n] - x0[:, n]).square().mean()))
+            mean_errs.append(float((mean[:, n] - x0[:, n]).square().mean()))
+        rows.append({"start_sigma": start, "sampled_x0_mse": round(sum(errs) / len(errs), 5),
+                     "x0_mse_clip_mean": round(sum(mean_errs) / len(mean_errs), 5), "n": len(clips)})
     return rows
 
 

@@ -1,6 +1,7 @@
 """The training forward pass against the network's own: a micro-batch with right-padded prompts gives each
-sample the loss it gets alone, that loss equals flow matching on `Cosmos3Omni.forward`'s output, and activation
-checkpointing changes neither losses nor gradients."""
+sample the loss it gets alone, that loss equals flow matching on `Cosmos3Omni.forward`'s output, so do the velocity
+predictions the batch returns (`gen_predictions`, what benchmarks sample with), and activation checkpointing changes
+neither losses nor gradients."""
 
 import pytest
 import torch
@@ -57,6 +58,13 @@ def _compare(model, module, loss, samples):
         ref, _ = flow_matching_loss(out, s.noised, loss)
         assert abs(float(ref) - float(one)) < 1e-5 * max(1.0, float(ref))
     assert len(parts) == 2 and all("vision" in p or "actions" in p for p in parts)
+    for s, pred in zip(samples, module.gen_predictions(samples)):  # padded together, each as the network alone
+        out, _ = model(s.input_ids, s.text_positions, s.noised.inputs, s.gen_positions)
+        for name in ("vision", "sound", "actions"):
+            got, want = getattr(pred, name), getattr(out, name)
+            assert (got is None) == (want is None), name
+            if want is not None:
+                assert got.shape == want.shape and torch.allclose(got, want, rtol=1e-4, atol=1e-5), name
 
 
 def test_activation_checkpointing_is_exact(seed):

@@ -10,7 +10,7 @@ from PIL import Image
 
 from cosmos3.checkpoint import CheckpointError, resolve_checkpoint
 from cosmos3.train.pico import PicoPlan, run
-from cosmos3.train.pico_design import NATIVE, PICO_CONFIG
+from cosmos3.train.pico_design import DESIGNS, NATIVE, PICO_CONFIG
 from oracle import folder_parity_error
 from seeding import fresh_seed
 
@@ -479,16 +479,26 @@ def test_trainer_stage_curve_is_smoothed_deduplicated_and_drawn(tmp_path, capsys
 
 def test_v2_generator_is_continued_to_each_later_total_unless_the_steps_are_overridden(tmp_path, monkeypatch):
     """The shipped v2 generator: 2600 steps, then continued to 3350 (a warm restart); the stage runs the totals in
-    order, and --generator-steps replaces the whole schedule with its one total."""
+    order, the continuations with the design's loss changes and the first without, and --generator-steps replaces
+    the whole schedule (changes included) with its one total."""
     import cosmos3.train.pico as pico
 
     plan = PicoPlan.for_design("v2", tmp_path)
     assert (plan.generator_steps, plan.generator_continue) == (2600, (3350,))
-    totals = []
-    monkeypatch.setattr(pico, "_generator_to", lambda p, steps: totals.append(steps) or {"steps": steps})
-    assert pico._generator(plan) == {"steps": 3350} and totals == [2600, 3350]
+    assert plan.generator_continue_loss == dict(DESIGNS["v2"].generator_continue_loss)
+    plan.generator_continue, plan.generator_continue_loss = (3000, 3350), {"logit_mean": 0.7, "shift": 5.0}
+    trained = []
+    monkeypatch.setattr(pico, "_train", lambda p, stage, ckpt, settings: trained.append(
+        (stage, settings["run"]["steps"], settings["loss"])) or {"steps": settings["run"]["steps"]})
+    assert pico._generator(plan) == {"steps": 3350}
+    assert [(stage, steps) for stage, steps, _ in trained] == [("generator", 2600), ("generator", 3000),
+                                                              ("generator", 3350)]
+    first, *later = [loss for _, _, loss in trained]
+    assert "logit_mean" not in first and first["shift"] == 3.0
+    assert all(loss["logit_mean"] == 0.7 and loss["shift"] == 5.0 and loss["t2v"] == first["t2v"] for loss in later)
     seen = []
-    monkeypatch.setattr(pico, "run", lambda p, only: seen.append((p.generator_steps, p.generator_continue)) or tmp_path)
+    monkeypatch.setattr(pico, "run", lambda p, only: seen.append(
+        (p.generator_steps, p.generator_continue, p.generator_continue_loss)) or tmp_path)
     assert pico.main(["--design", "v2", "--output", str(tmp_path), "--stage", "generator", "--generator-steps", "4000",
                       "--quiet"]) == 0
-    assert seen == [(4000, ())]
+    assert seen == [(4000, (), {})]

@@ -270,6 +270,16 @@ class TrainModule(nn.Module):
         return total, parts
 
     def gen_loss(self, samples: list[GenSample]) -> tuple[torch.Tensor, list[dict]]:
+        total, parts = torch.zeros((), dtype=torch.float32, device=self.model.device), []
+        for pred, s in zip(self.gen_predictions(samples), samples):
+            loss, part = flow_matching_loss(pred, s.noised, self.loss_cfg)
+            total = total + loss
+            parts.append(part)
+        return total, parts
+
+    def gen_predictions(self, samples: list[GenSample]) -> list[GenOutputs]:
+        """The network's velocity predictions for a micro-batch of noised samples, one GenOutputs per sample (what
+        the loss compares with the targets; benchmarks read them to run a sampler through the training forward)."""
         model = self.model
         device = model.device
         packing = None
@@ -306,15 +316,12 @@ class TrainModule(nn.Module):
 
         hidden = model.norm_moe_gen(gen)
         rows = [hidden[0, a:a + n] for a, n in packing.gen] if packing else list(hidden)  # [N, D] per sample
-        total, parts = hidden.new_zeros((), dtype=torch.float32), []
+        preds = []
         for h, s in zip(rows, samples):
             # the heads run in float32 (they write into float32 buffers, which bf16 autocast outputs cannot fill)
             with torch.autocast(h.device.type, enabled=False):
-                pred: GenOutputs = model.decode_gen(h.float(), s.noised.inputs)
-            loss, part = flow_matching_loss(pred, s.noised, self.loss_cfg)
-            total = total + loss
-            parts.append(part)
-        return total, parts
+                preds.append(model.decode_gen(h.float(), s.noised.inputs))
+        return preds
 
     def chat_loss(self, samples: list[ChatSample]) -> tuple[torch.Tensor, list[dict]]:
         model = self.model

@@ -35,7 +35,7 @@ import json
 import os
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -59,6 +59,7 @@ class PicoPlan:
     vision_steps: int = 1000
     generator_steps: int = 2600
     generator_continue: tuple = ()  # then continue to each of these totals (the design's; --generator-steps: none)
+    generator_continue_loss: dict = field(default_factory=dict)  # loss settings changed for the continuations
     batch_size: int = 8
     seed: int = 0
     workers: int = 2
@@ -83,7 +84,8 @@ class PicoPlan:
         """The full-size plan of a design (its step counts)."""
         d = DESIGNS[design]
         steps = dict(vae_steps=d.vae.steps, reasoner_steps=d.reasoner_steps, vision_steps=d.vision_steps,
-                     generator_steps=d.generator_steps, generator_continue=d.generator_continue)
+                     generator_steps=d.generator_steps, generator_continue=d.generator_continue,
+                     generator_continue_loss=dict(d.generator_continue_loss))
         return cls(output=output, design=design, **{**steps, **overrides})
 
     @property
@@ -418,19 +420,20 @@ def _vision(plan: PicoPlan) -> dict:
 
 
 def _generator(plan: PicoPlan) -> dict:
-    figures = {}
-    for total in (plan.generator_steps, *plan.generator_continue):  # a later total resumes the earlier's checkpoint
-        figures = _generator_to(plan, total)
+    figures = _generator_to(plan, plan.generator_steps, {})
+    for total in plan.generator_continue:  # each resumes the previous total's last checkpoint
+        figures = _generator_to(plan, total, plan.generator_continue_loss)
     return figures
 
 
-def _generator_to(plan: PicoPlan, steps: int) -> dict:
+def _generator_to(plan: PicoPlan, steps: int, loss_changes: dict) -> dict:
     return _train(plan, "generator", plan.output / "reasoner" / "export" / "checkpoint", {
         "model": {"train": "gen"},
         "data": {"kind": "latents", "path": str(plan.output / "latents"), "normalize_actions": True},
         # v2v keeps 8 of the 9 latent frames clean: mostly a video-to-sound (foley) task, plus the last frames
         "loss": {"sigma_sampling": "logit_normal", "shift": 3.0, "caption_dropout": 0.1, "t2v": 0.45, "i2v": 0.35,
-                 "v2v": 0.2, "v2v_frames": 8, "policy": 0.4, "forward_dynamics": 0.3, "inverse_dynamics": 0.3},
+                 "v2v": 0.2, "v2v_frames": 8, "policy": 0.4, "forward_dynamics": 0.3, "inverse_dynamics": 0.3,
+                 **loss_changes},
         "optim": {"lr": 1e-3, "warmup_steps": 100, "schedule": "cosine", "min_lr_ratio": 0.05, "weight_decay": 0.0,
                   "ema_decay": 0.995},
         "run": {"steps": steps, "batch_size": plan.batch_size, "batch_tokens": 8192,
@@ -559,7 +562,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.vae_steps is not None:
         plan.vae_steps = args.vae_steps
     if args.generator_steps is not None:
-        plan.generator_steps, plan.generator_continue = args.generator_steps, ()
+        plan.generator_steps, plan.generator_continue, plan.generator_continue_loss = args.generator_steps, (), {}
     try:
         if args.resume_state:
             plan.output.mkdir(parents=True, exist_ok=True)

@@ -81,6 +81,9 @@ class PicoDesign:
     # then continued from that checkpoint to each of these totals, the cosine recomputed for each (a warm restart);
     # how the shipped v2 was made: its loss was still falling at 2600
     generator_continue: tuple = ()
+    # loss settings that differ in those continuations, as (name, value) pairs (e.g. (("logit_mean", 0.7),): more
+    # of the noise levels near pure noise)
+    generator_continue_loss: tuple = ()
 
 
 ALL_STAGES = ("world", "tokenizer", "vae", "audio", "assemble", "latents", "reasoner", "vision", "generator", "ship")
