@@ -5,11 +5,15 @@ generator stage's own latents, against two trivial guesses of the clean latents.
 
 For each noise level sigma and task (the conditioning of training: forward dynamics keeps latent frame 0 and the
 actions clean, i2v frame 0, t2v nothing), the network's velocity error on the generated latent frames is turned
-into its error on the clean latents, x0_hat = x_sigma - sigma v_hat, so x0 error = sigma^2 velocity error, beside
-two trivial guesses: every generated frame is latent frame 0 (a weak guess: the causal VAE codes frame 0 alone and
-each later latent frame from 4 frames) and every latent is 0. Then the generator's sampler (Euler, shift 3) run
-through the same forward pass, started from pure noise or from the true latents noised to a lower level: one step
-can be good at every level while the chain from noise still fails, which puts the failure at the noisy end.
+into its error on the clean latents, x0_hat = x_sigma - sigma v_hat, so x0 error = sigma^2 velocity error, split
+into the latent positions that stay as frame 0 shows them and those that move (the gripper's and the pushed block's
+paths), beside two trivial guesses: every generated frame is latent frame 0 (a weak guess: the causal VAE codes
+frame 0 alone and each later latent frame from 4 frames) and every latent is 0. Then the generator's sampler (Euler,
+shift 3) run through the same forward pass, started from pure noise or from the true latents noised to a lower
+level. Read the chains with care: a sampler draws one plausible clip, so even a perfect one ends about twice the
+network's remaining uncertainty from the truth; the one-step errors at high sigma, static against moving, say where
+that uncertainty is. Last, an action probe: forward dynamics' error on the moving positions with the clip's own
+actions, another clip's and zeros (equal errors: the video does not read the actions).
 Prints the tables, then one JSON line.
 """
 
@@ -63,8 +67,20 @@ def first_items(trainer, samples: int) -> tuple[list, list]:
     return videos, clips
 
 
+MOVING = 0.25  # a latent position moves when a generated frame's channel MSE from its mean over those frames exceeds this
+
+
+def moving_positions(x0: torch.Tensor, noisy: torch.Tensor) -> torch.Tensor:
+    """[H', W'] bool: the latent positions whose content changes across the generated frames of x0 [C, T', H', W']
+    (noisy [T'] marks them): the gripper's and the pushed block's paths; the rest is the scene frame 0 shows."""
+    gen = x0[:, noisy]  # [C, n, H', W']
+    return (gen - gen.mean(1, keepdim=True)).square().mean(0).gt(MOVING).any(0)
+
+
 @torch.no_grad()
 def measure(trainer, videos: list, clips: list, seed: int) -> list[dict]:
+    """Per (task, sigma): the velocity error on the generated frames, the x0 error it means (split into the static
+    and the moving latent positions) and the two trivial guesses' x0 errors."""
     from cosmos3.train.batch import prepare_gen
 
     r, model = trainer.recipe, trainer.model.eval()
@@ -74,19 +90,59 @@ def measure(trainer, videos: list, clips: list, seed: int) -> list[dict]:
         for sigma in SIGMAS:
             cfg = fixed(r.loss, task, sigma)
             v_err, rep_err, zero_err = [], [], []
+            sums = {True: 0.0, False: 0.0}  # x0 squared error summed over moving (True) / static positions
+            counts = {True: 0, False: 0}
             for pos, item in enumerate(items):
                 sample = prepare_gen(item, pos, seed, cfg, trainer.tokenizer.backend, model,
                                      r.data.use_system_prompt)
-                _, parts = trainer.module("gen", [sample])
+                velocity = trainer.module.gen_predictions([sample])[0].vision.float().cpu()
                 noisy = sample.noised.inputs.vision_noisy
                 x0 = item.vision.float()  # [C, T', H', W']
-                v_err.append(parts[0]["vision"])
+                v_err.append(float((velocity - sample.noised.target.vision)[:, noisy].square().mean()))
+                x0_hat = sample.noised.inputs.vision - sigma * velocity
+                err = (x0_hat - x0)[:, noisy].square().mean(0)  # [n, H', W']
+                moving = moving_positions(x0, noisy).expand_as(err)
+                for key in (True, False):
+                    sums[key] += float(err[moving == key].sum())
+                    counts[key] += int((moving == key).sum())
                 rep_err.append(float((x0[:, noisy] - x0[:, :1]).square().mean()))
                 zero_err.append(float(x0[:, noisy].square().mean()))
             v = sum(v_err) / len(v_err)
+            split = {k: round(sums[k] / counts[k], 5) if counts[k] else None for k in (True, False)}
             rows.append({"task": task, "sigma": sigma, "velocity_mse": round(v, 5),
-                         "x0_mse": round(sigma ** 2 * v, 5), "x0_mse_repeat_frame0": round(sum(rep_err) / len(rep_err), 5),
+                         "x0_mse": round(sigma ** 2 * v, 5), "x0_mse_static": split[False],
+                         "x0_mse_moving": split[True], "moving_share": round(counts[True] / sum(counts.values()), 4),
+                         "x0_mse_repeat_frame0": round(sum(rep_err) / len(rep_err), 5),
                          "x0_mse_zero": round(sum(zero_err) / len(zero_err), 5), "n": len(items)})
+    return rows
+
+
+@torch.no_grad()
+def action_probe(trainer, clips: list, seed: int, sigmas: tuple[float, ...] = (0.6, 0.95)) -> list[dict]:
+    """Does the video read the actions? Forward dynamics' x0 error on the moving latent positions with the clip's own
+    actions, with the next clip's, and with zeros: equal errors mean the generated video ignores them."""
+    from cosmos3.train.batch import prepare_gen
+
+    r, model = trainer.recipe, trainer.model.eval()
+    rows = []
+    for sigma in sigmas:
+        cfg = fixed(r.loss, "forward_dynamics", sigma)
+        samples = [prepare_gen(item, pos, seed, cfg, trainer.tokenizer.backend, model, r.data.use_system_prompt)
+                   for pos, item in enumerate(clips)]
+        sums, count = {"own": 0.0, "other_clip": 0.0, "zeros": 0.0}, 0  # over moving positions, as measure()
+        for i, (item, sample) in enumerate(zip(clips, samples)):
+            x_in, x0 = sample.noised.inputs, item.vision.float()
+            own, noisy = x_in.actions, x_in.vision_noisy
+            other = samples[(i + 1) % len(samples)].noised.inputs.actions
+            for name, actions in (("own", own), ("other_clip", other), ("zeros", torch.zeros_like(own))):
+                x_in.actions = actions
+                velocity = trainer.module.gen_predictions([sample])[0].vision.float().cpu()
+                err = (x_in.vision - sigma * velocity - x0)[:, noisy].square().mean(0)  # [n, H', W']
+                sums[name] += float(err[moving_positions(x0, noisy).expand_as(err)].sum())
+            x_in.actions = own
+            count += int(moving_positions(x0, noisy).sum()) * int(noisy.sum())
+        rows.append({"sigma": sigma, **{f"moving_x0_mse_{k}_actions": round(v / count, 5) if count else None
+                                        for k, v in sums.items()}, "moving_positions": count})
     return rows
 
 
@@ -146,18 +202,30 @@ def main(argv: list[str] | None = None) -> int:
         videos, clips = first_items(trainer, args.samples)
         rows = measure(trainer, videos, clips, args.seed)
         sampled = sample_fd(trainer, clips, args.seed)
-    print(f"{'task':<18}{'sigma':>6}{'v MSE':>9}{'x0 MSE':>9}{'repeat f0':>11}{'zero':>9}  beats repeat")
+        probe = action_probe(trainer, clips, args.seed)
+    print(f"{'task':<18}{'sigma':>6}{'v MSE':>9}{'x0 MSE':>9}{'static':>9}{'moving':>9}{'repeat f0':>11}{'zero':>9}"
+          "  beats repeat")
+    fmt = lambda x: f"{x:>9.4f}" if x is not None else f"{'-':>9}"  # noqa: E731
     for row in rows:
         beats = "yes" if row["x0_mse"] < row["x0_mse_repeat_frame0"] else "no"
         print(f"{row['task']:<18}{row['sigma']:>6.2f}{row['velocity_mse']:>9.4f}{row['x0_mse']:>9.4f}"
-              f"{row['x0_mse_repeat_frame0']:>11.4f}{row['x0_mse_zero']:>9.4f}  {beats}")
+              f"{fmt(row['x0_mse_static'])}{fmt(row['x0_mse_moving'])}{row['x0_mse_repeat_frame0']:>11.4f}"
+              f"{row['x0_mse_zero']:>9.4f}  {beats}")
+    share = [r["moving_share"] for r in rows if r["task"] == "forward_dynamics"][0]
+    print(f"(moving: latent positions whose content changes over the generated frames, {share:.0%} of the forward "
+          "dynamics clips' positions)")
     print("\nforward dynamics sampled through the training forward (20 Euler steps, shift 3, no guidance)")
     print(f"{'from sigma':>10}{'x0 MSE':>9}{'clip mean':>11}")
     for row in sampled:
         print(f"{row['start_sigma']:>10.2f}{row['sampled_x0_mse']:>9.4f}{row['x0_mse_clip_mean']:>11.4f}")
+    print("\nforward dynamics, x0 error on the moving positions, by the actions given")
+    print(f"{'sigma':>6}{'own':>9}{'other clip':>12}{'zeros':>9}")
+    for row in probe:
+        print(f"{row['sigma']:>6.2f}{row['moving_x0_mse_own_actions']:>9.4f}"
+              f"{row['moving_x0_mse_other_clip_actions']:>12.4f}{row['moving_x0_mse_zeros_actions']:>9.4f}")
     print(json.dumps({"bench": "pico_loss_by_sigma", "checkpoint": str(checkpoint), "samples": args.samples,
                       "seed": args.seed, "seconds": round(time.perf_counter() - started, 1), "rows": rows,
-                      "sampled": sampled}))
+                      "sampled": sampled, "action_probe": probe}))
     return 0
 
 

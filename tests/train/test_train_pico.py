@@ -346,7 +346,7 @@ def test_a_finished_generator_continues_to_more_steps_from_its_last_checkpoint(v
 
 def test_loss_by_sigma_benchmark_chains_end_nearer_the_truth_the_later_they_start(v2_gpu_smoke, tmp_path, capsys):
     """benchmarks/pico_loss_by_sigma.py on the smoke run: a table row per (task, sigma) from the stage's own latents,
-    and its sampling chain, started from the truth noised to 0.02, ends far nearer the truth than one from noise
+    its static / moving split adds up to the whole, the action probe reaches the network, and its sampling chain, started from the truth noised to 0.02, ends far nearer the truth than one from noise
     (for any network: the start is what the chain carries); a folder that is not a run is refused."""
     import importlib.util
     from pathlib import Path
@@ -361,10 +361,56 @@ def test_loss_by_sigma_benchmark_chains_end_nearer_the_truth_the_later_they_star
     assert all(v.actions is None for v in videos) and all(c.actions is not None for c in clips)
     rows = bench.measure(trainer, videos, clips, fresh_seed())
     assert [(r["task"], r["sigma"]) for r in rows] == [(t, s) for t in bench.TASKS for s in bench.SIGMAS]
-    assert all(r["n"] == 2 and r["velocity_mse"] > 0 for r in rows)
+    assert all(r["n"] == 2 and r["velocity_mse"] > 0 and 0 <= r["moving_share"] <= 1 for r in rows)
+    for r in rows:  # the split is of the same error: its position-weighted mean is the whole
+        parts = [(r["x0_mse_moving"] or 0.0, r["moving_share"]), (r["x0_mse_static"] or 0.0, 1 - r["moving_share"])]
+        assert sum(e * w for e, w in parts) == pytest.approx(r["x0_mse"], rel=1e-3, abs=1e-6)
+    seed = fresh_seed()
+    fd = {r["sigma"]: r for r in bench.measure(trainer, videos, clips, seed) if r["task"] == "forward_dynamics"}
+    probe = bench.action_probe(trainer, clips, seed, sigmas=(0.95,))[0]
+    assert probe["moving_positions"] > 0
+    assert probe["moving_x0_mse_own_actions"] == pytest.approx(fd[0.95]["x0_mse_moving"], abs=2e-5)
+    predict = trainer.module.gen_predictions
+
+    def reads_actions(samples):  # a network whose video moves with the actions it is given
+        preds = predict(samples)
+        for s, p in zip(samples, preds):
+            p.vision = p.vision + 10 * s.noised.inputs.actions.float().mean()
+        return preds
+
+    trainer.module.gen_predictions = reads_actions
+    loud = bench.action_probe(trainer, clips, seed, sigmas=(0.95,))[0]
+    assert len({loud[f"moving_x0_mse_{k}_actions"] for k in ("own", "other_clip", "zeros")}) == 3
+    trainer.module.gen_predictions = predict
     noise, late = bench.sample_fd(trainer, clips, fresh_seed(), starts=(1.0, 0.02))
     assert late["sampled_x0_mse"] < 0.05 * noise["sampled_x0_mse"]
     assert bench.main(["--run", str(tmp_path)]) == 2 and "needs generator/recipe.json" in capsys.readouterr().err
+
+
+def test_moving_positions_are_the_path_of_what_moves_over_the_generated_frames():
+    """pico_loss_by_sigma's static / moving split: a blob that moves across the generated latent frames marks exactly
+    the positions it passes; a change in the clean frame 0 alone (not generated) marks nothing."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "pico_loss_by_sigma.py"
+    spec = importlib.util.spec_from_file_location("pico_loss_by_sigma", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    g = torch.Generator().manual_seed(fresh_seed())
+    C, T, H, W = 8, 5, 6, 10
+    scene = torch.randn(C, 1, H, W, generator=g).expand(C, T, H, W).clone()  # the same at every frame
+    row = int(torch.randint(0, H, (1,), generator=g))
+    path_cols = []
+    for t in range(1, T):  # a blob moving one column a generated frame
+        scene[:, t, row, t + 1] += 3.0
+        path_cols.append(t + 1)
+    scene[:, 0, (row + 3) % H, 0] += 5.0  # frame 0 only, and frame 0 is clean
+    noisy = torch.tensor([False] + [True] * (T - 1))
+    want = torch.zeros(H, W, dtype=torch.bool)
+    want[row, path_cols] = True
+    assert torch.equal(bench.moving_positions(scene, noisy), want)
+    assert not bench.moving_positions(scene, torch.tensor([True] + [False] * (T - 1))).any()  # one frame: no motion
 
 
 def test_write_sharded_splits_the_shipped_transformer_and_every_loader_reads_it(tmp_path):
