@@ -77,6 +77,12 @@ def moving_positions(x0: torch.Tensor, noisy: torch.Tensor) -> torch.Tensor:
     return (gen - gen.mean(1, keepdim=True)).square().mean(0).gt(MOVING).any(0)
 
 
+def x0_error(sample, velocity: torch.Tensor, x0: torch.Tensor, sigma: float) -> torch.Tensor:
+    """[n, H', W']: the squared error (channel mean) of the clean latents a velocity implies, on the generated frames."""
+    noisy = sample.noised.inputs.vision_noisy
+    return (sample.noised.inputs.vision - sigma * velocity - x0)[:, noisy].square().mean(0)
+
+
 @torch.no_grad()
 def measure(trainer, videos: list, clips: list, seed: int) -> list[dict]:
     """Per (task, sigma): the velocity error on the generated frames, the x0 error it means (split into the static
@@ -99,8 +105,7 @@ def measure(trainer, videos: list, clips: list, seed: int) -> list[dict]:
                 noisy = sample.noised.inputs.vision_noisy
                 x0 = item.vision.float()  # [C, T', H', W']
                 v_err.append(float((velocity - sample.noised.target.vision)[:, noisy].square().mean()))
-                x0_hat = sample.noised.inputs.vision - sigma * velocity
-                err = (x0_hat - x0)[:, noisy].square().mean(0)  # [n, H', W']
+                err = x0_error(sample, velocity, x0, sigma)
                 moving = moving_positions(x0, noisy).expand_as(err)
                 for key in (True, False):
                     sums[key] += float(err[moving == key].sum())
@@ -134,13 +139,14 @@ def action_probe(trainer, clips: list, seed: int, sigmas: tuple[float, ...] = (0
             x_in, x0 = sample.noised.inputs, item.vision.float()
             own, noisy = x_in.actions, x_in.vision_noisy
             other = samples[(i + 1) % len(samples)].noised.inputs.actions
+            moving = moving_positions(x0, noisy)
             for name, actions in (("own", own), ("other_clip", other), ("zeros", torch.zeros_like(own))):
                 x_in.actions = actions
                 velocity = trainer.module.gen_predictions([sample])[0].vision.float().cpu()
-                err = (x_in.vision - sigma * velocity - x0)[:, noisy].square().mean(0)  # [n, H', W']
-                sums[name] += float(err[moving_positions(x0, noisy).expand_as(err)].sum())
+                err = x0_error(sample, velocity, x0, sigma)
+                sums[name] += float(err[moving.expand_as(err)].sum())
             x_in.actions = own
-            count += int(moving_positions(x0, noisy).sum()) * int(noisy.sum())
+            count += int(moving.sum()) * int(noisy.sum())
         rows.append({"sigma": sigma, **{f"moving_x0_mse_{k}_actions": round(v / count, 5) if count else None
                                         for k, v in sums.items()}, "moving_positions": count})
     return rows
