@@ -1,7 +1,8 @@
 """Where along the flow does pico's generator fail? Its flow-matching loss per noise level and task on the
 generator stage's own latents, against two trivial guesses of the clean latents.
 
-    python benchmarks/pico_loss_by_sigma.py --run RUN [--checkpoint RUN/pico] [--samples 24]
+    python benchmarks/pico_loss_by_sigma.py --run RUN [--checkpoint RUN/pico] [--samples 24] [--embodiment NAME]
+        [--probe-only]
 
 For each noise level sigma and task (the conditioning of training: forward dynamics keeps latent frame 0 and the
 actions clean, i2v frame 0, t2v nothing), the network's velocity error on the generated latent frames is turned
@@ -13,7 +14,8 @@ shift 3) run through the same forward pass, started from pure noise or from the 
 level. Read the chains with care: a sampler draws one plausible clip, so even a perfect one ends about twice the
 network's remaining uncertainty from the truth; the one-step errors at high sigma, static against moving, say where
 that uncertainty is. Last, an action probe: forward dynamics' error on the moving positions with the clip's own
-actions, another clip's and zeros (equal errors: the video does not read the actions).
+actions, another clip's and zeros, with the caption and without (equal errors: the video does not read the
+actions).
 Prints the tables, then one JSON line.
 """
 
@@ -45,24 +47,26 @@ def trainer_for(run: Path, checkpoint: Path, out: Path):
     return Trainer(recipe)
 
 
-def fixed(loss, task: str, sigma: float):
-    """The recipe's loss config with this task always drawn, no caption dropout, and sigma pinned."""
+def fixed(loss, task: str, sigma: float, caption: bool = True):
+    """The recipe's loss config with this task always drawn, sigma pinned, and the caption always kept (or always
+    dropped: the negative prompt, as classifier-free guidance's unconditional branch sees it)."""
     weights = {k: 0.0 for k in ("t2v", "i2v", "v2v", "policy", "forward_dynamics", "inverse_dynamics")}
     weights[task] = 1.0
-    return dataclasses.replace(loss, caption_dropout=0.0, sigma_sampling="uniform", sigma_min=sigma,
-                               sigma_max=sigma, shift=1.0, **weights)
+    return dataclasses.replace(loss, caption_dropout=0.0 if caption else 1.0, sigma_sampling="uniform",
+                               sigma_min=sigma, sigma_max=sigma, shift=1.0, **weights)
 
 
-def first_items(trainer, samples: int) -> tuple[list, list]:
-    """(captioned videos, action clips): the first `samples` of each in the stage's latents, read once. The stage's
-    samples come in pairs per episode: the captioned video (t2v, i2v, v2v) and the action clip."""
+def first_items(trainer, samples: int, domain_id: int | None = None) -> tuple[list, list]:
+    """(captioned videos, action clips): the first `samples` of each in the stage's latents, read once; the clips
+    only of embodiment `domain_id` when given. The stage's samples come in pairs per episode: the captioned video
+    (t2v, i2v, v2v) and the action clip."""
     videos, clips = [], []
     for i in range(len(trainer.source)):
         if len(videos) >= samples and len(clips) >= samples:
             break
         item = trainer.source[i]
         kind = videos if item.actions is None else clips
-        if len(kind) < samples:
+        if len(kind) < samples and (kind is videos or domain_id is None or item.domain_id == domain_id):
             kind.append(item)
     return videos, clips
 
@@ -123,15 +127,17 @@ def measure(trainer, videos: list, clips: list, seed: int) -> list[dict]:
 
 
 @torch.no_grad()
-def action_probe(trainer, clips: list, seed: int, sigmas: tuple[float, ...] = (0.6, 0.95)) -> list[dict]:
+def action_probe(trainer, clips: list, seed: int, sigmas: tuple[float, ...] = (0.6, 0.95),
+                 captions: tuple[bool, ...] = (True, False)) -> list[dict]:
     """Does the video read the actions? Forward dynamics' x0 error on the moving latent positions with the clip's own
-    actions, with the next clip's, and with zeros: equal errors mean the generated video ignores them."""
+    actions, with the next clip's, and with zeros: equal errors mean the generated video ignores them. With the
+    caption and without it (then the actions are the only thing that says where the gripper goes)."""
     from cosmos3.train.batch import prepare_gen
 
     r, model = trainer.recipe, trainer.model.eval()
     rows = []
-    for sigma in sigmas:
-        cfg = fixed(r.loss, "forward_dynamics", sigma)
+    for sigma, caption in ((s, c) for c in captions for s in sigmas):
+        cfg = fixed(r.loss, "forward_dynamics", sigma, caption)
         samples = [prepare_gen(item, pos, seed, cfg, trainer.tokenizer.backend, model, r.data.use_system_prompt)
                    for pos, item in enumerate(clips)]
         sums, count = {"own": 0.0, "other_clip": 0.0, "zeros": 0.0}, 0  # over moving positions, as measure()
@@ -147,8 +153,9 @@ def action_probe(trainer, clips: list, seed: int, sigmas: tuple[float, ...] = (0
                 sums[name] += float(err[moving.expand_as(err)].sum())
             x_in.actions = own
             count += int(moving.sum()) * int(noisy.sum())
-        rows.append({"sigma": sigma, **{f"moving_x0_mse_{k}_actions": round(v / count, 5) if count else None
-                                        for k, v in sums.items()}, "moving_positions": count})
+        rows.append({"sigma": sigma, "caption": caption,
+                     **{f"moving_x0_mse_{k}_actions": round(v / count, 5) if count else None for k, v in sums.items()},
+                     "moving_positions": count})
     return rows
 
 
@@ -188,27 +195,7 @@ def sample_fd(trainer, clips: list, seed: int, steps: int = 20, shift: float = 3
     return rows
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--run", type=Path, required=True, help="a pico run folder (generator/recipe.json, latents/)")
-    p.add_argument("--checkpoint", type=Path, help="weights to measure (default: RUN/pico, the shipped folder)")
-    p.add_argument("--samples", type=int, default=24, help="latent samples per (task, sigma)")
-    p.add_argument("--seed", type=int, default=0, help="noise seed")
-    args = p.parse_args(argv)
-    if not (args.run / "generator" / "recipe.json").is_file() or not (args.run / "latents").is_dir():
-        print(f"pico_loss_by_sigma: error: --run {args.run}: needs generator/recipe.json and latents/ (a pico v2 run "
-              "folder past its generator stage)", file=sys.stderr)
-        return 2
-    if args.samples < 1:
-        p.error("--samples must be >= 1")
-    checkpoint = args.checkpoint or args.run / "pico"
-    started = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:
-        trainer = trainer_for(args.run, checkpoint, Path(tmp))
-        videos, clips = first_items(trainer, args.samples)
-        rows = measure(trainer, videos, clips, args.seed)
-        sampled = sample_fd(trainer, clips, args.seed)
-        probe = action_probe(trainer, clips, args.seed)
+def print_measured(rows: list[dict], sampled: list[dict]) -> None:
     print(f"{'task':<18}{'sigma':>6}{'v MSE':>9}{'x0 MSE':>9}{'static':>9}{'moving':>9}{'repeat f0':>11}{'zero':>9}"
           "  beats repeat")
     fmt = lambda x: f"{x:>9.4f}" if x is not None else f"{'-':>9}"  # noqa: E731
@@ -224,13 +211,55 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'from sigma':>10}{'x0 MSE':>9}{'clip mean':>11}")
     for row in sampled:
         print(f"{row['start_sigma']:>10.2f}{row['sampled_x0_mse']:>9.4f}{row['x0_mse_clip_mean']:>11.4f}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--run", type=Path, required=True, help="a pico run folder (generator/recipe.json, latents/)")
+    p.add_argument("--checkpoint", type=Path, help="weights to measure (default: RUN/pico, the shipped folder)")
+    p.add_argument("--samples", type=int, default=24, help="latent samples per (task, sigma)")
+    p.add_argument("--seed", type=int, default=0, help="noise seed")
+    p.add_argument("--embodiment", help="forward dynamics on this embodiment's clips only (pico: umi, the gripper; "
+                   "camera_pose, the moving camera); default: the first clips of the latents")
+    p.add_argument("--probe-only", action="store_true", help="only the action probe (about a minute): the first "
+                   "number to watch while a generator learns to read its actions")
+    args = p.parse_args(argv)
+    if not (args.run / "generator" / "recipe.json").is_file() or not (args.run / "latents").is_dir():
+        print(f"pico_loss_by_sigma: error: --run {args.run}: needs generator/recipe.json and latents/ (a pico v2 run "
+              "folder past its generator stage)", file=sys.stderr)
+        return 2
+    if args.samples < 1:
+        p.error("--samples must be >= 1")
+    domain_id = None
+    if args.embodiment:
+        from cosmos3.actions import ActionError, get_embodiment
+
+        try:
+            domain_id = get_embodiment(args.embodiment).domain_id
+        except ActionError as e:
+            p.error(f"--embodiment: {e}")
+    checkpoint = args.checkpoint or args.run / "pico"
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = trainer_for(args.run, checkpoint, Path(tmp))
+        videos, clips = first_items(trainer, args.samples, domain_id)
+        if not clips:
+            print(f"pico_loss_by_sigma: error: --embodiment {args.embodiment}: no such action clips in "
+                  f"{args.run / 'latents'}", file=sys.stderr)
+            return 2
+        rows = [] if args.probe_only else measure(trainer, videos, clips, args.seed)
+        sampled = [] if args.probe_only else sample_fd(trainer, clips, args.seed)
+        probe = action_probe(trainer, clips, args.seed)
+    if rows:
+        print_measured(rows, sampled)
     print("\nforward dynamics, x0 error on the moving positions, by the actions given")
-    print(f"{'sigma':>6}{'own':>9}{'other clip':>12}{'zeros':>9}")
+    print(f"{'caption':<9}{'sigma':>6}{'own':>9}{'other clip':>12}{'zeros':>9}")
     for row in probe:
-        print(f"{row['sigma']:>6.2f}{row['moving_x0_mse_own_actions']:>9.4f}"
+        print(f"{'yes' if row['caption'] else 'dropped':<9}{row['sigma']:>6.2f}"
+              f"{row['moving_x0_mse_own_actions']:>9.4f}"
               f"{row['moving_x0_mse_other_clip_actions']:>12.4f}{row['moving_x0_mse_zeros_actions']:>9.4f}")
     print(json.dumps({"bench": "pico_loss_by_sigma", "checkpoint": str(checkpoint), "samples": args.samples,
-                      "seed": args.seed, "seconds": round(time.perf_counter() - started, 1), "rows": rows,
+                      "embodiment": args.embodiment, "seed": args.seed, "seconds": round(time.perf_counter() - started, 1), "rows": rows,
                       "sampled": sampled, "action_probe": probe}))
     return 0
 

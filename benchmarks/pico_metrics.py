@@ -143,3 +143,16 @@ def gripper_toward_block(path: np.ndarray, block: np.ndarray, ratio: float = 0.5
         return False
     d = np.hypot(*(path - np.asarray(block, np.float64)).T)
     return bool(d[1:].min() <= ratio * d[0])
+
+
+def action_motion_cosines(actions: np.ndarray, positions: np.ndarray, min_step: float = 1e-4) -> np.ndarray:
+    """Per step, the cosine between an action's translation (x, y) and where the gripper went on the table: actions
+    [T, >=2] (row t moves frame t to t + 1, as the world writes them), positions [T + 1 or more, 2] (table frame).
+    Steps where the gripper moves less than `min_step` (m) are left out. 1 everywhere: the actions say the direction
+    the camera sees; about 0 on average: they say it only in a frame that turns with the gripper."""
+    a = np.asarray(actions, np.float64)[:, :2]
+    d = np.diff(np.asarray(positions, np.float64)[:, :2], axis=0)[:a.shape[0]]
+    a = a[:d.shape[0]]
+    na, nd = np.linalg.norm(a, axis=1), np.linalg.norm(d, axis=1)
+    keep = (nd >= min_step) & (na > 0)
+    return (a[keep] * d[keep]).sum(1) / (na[keep] * nd[keep])

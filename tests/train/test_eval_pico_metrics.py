@@ -285,3 +285,31 @@ def test_demo_frames_found_needs_the_gripper_and_every_named_block(episodes):
     absent = next(c for c in BLOCK_COLORS if c not in colors)
     assert not E.demo_frames_found(frames, colors + [absent]).any()  # a block that is not there is never found
     assert E.visible_colors(frames[:1]) == sorted(colors) and E.visible_colors(mush[3:]) == []
+
+
+def test_action_motion_cosine_is_the_cosine_of_the_frame_the_actions_are_written_in():
+    """A straight path written as the world writes actions (translation in the gripper's frame): the cosine with the
+    table motion is cos(yaw) at every moving step; a still step is left out; in the table frame it is 1."""
+    from cosmos3.actions.poses import relative_pose_actions
+    from cosmos3.world.geometry import rot_z
+
+    g = np.random.default_rng(fresh_seed())
+    yaw, heading = g.uniform(-math.pi, math.pi, 2)
+    steps = np.r_[np.linspace(0.0, 0.2, 9), [0.2]]  # the last step stays put
+    pos = np.zeros((steps.size, 3))
+    pos[:, 0], pos[:, 1] = steps * math.cos(heading), steps * math.sin(heading)
+    actions = relative_pose_actions(pos, rot_z(np.full(steps.size, yaw)))[:-1]
+    cos = M.action_motion_cosines(actions, pos)
+    assert cos.shape == (steps.size - 2,)
+    assert np.allclose(cos, math.cos(yaw), atol=1e-9)
+    assert np.allclose(M.action_motion_cosines(np.diff(pos, axis=0), pos), 1.0)
+
+
+def test_pico_world_actions_do_not_say_the_screen_direction_until_turned_by_the_yaw():
+    """benchmarks/pico_action_frame.py on v2's world: turned back by the gripper's yaw the actions point where it
+    went; as written (the gripper's frame, yaw uniform at an episode's start) they average out."""
+    bench = _load("pico_action_frame")
+    cos = bench.frame_cosines("v2", episodes=24, seed=fresh_seed() % 10**6)
+    assert cos["table frame"].size == cos["gripper frame"].size > 100
+    assert np.allclose(cos["table frame"], 1.0, atol=1e-6)
+    assert abs(float(cos["gripper frame"].mean())) < 0.5 and float(cos["gripper frame"].min()) < 0.0

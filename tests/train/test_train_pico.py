@@ -346,8 +346,9 @@ def test_a_finished_generator_continues_to_more_steps_from_its_last_checkpoint(v
 
 def test_loss_by_sigma_benchmark_chains_end_nearer_the_truth_the_later_they_start(v2_gpu_smoke, tmp_path, capsys):
     """benchmarks/pico_loss_by_sigma.py on the smoke run: a table row per (task, sigma) from the stage's own latents,
-    its static / moving split adds up to the whole, the action probe reaches the network, and its sampling chain, started from the truth noised to 0.02, ends far nearer the truth than one from noise
-    (for any network: the start is what the chain carries); a folder that is not a run is refused."""
+    its static / moving split adds up to the whole, the action probe reaches the network (with the caption and
+    without it), and its sampling chain, started from the truth noised to 0.02, ends far nearer the truth than one
+    from noise (for any network: the start is what the chain carries); a folder that is not a run is refused."""
     import importlib.util
     from pathlib import Path
 
@@ -367,8 +368,15 @@ def test_loss_by_sigma_benchmark_chains_end_nearer_the_truth_the_later_they_star
         assert sum(e * w for e, w in parts) == pytest.approx(r["x0_mse"], rel=1e-3, abs=1e-6)
     seed = fresh_seed()
     fd = {r["sigma"]: r for r in bench.measure(trainer, videos, clips, seed) if r["task"] == "forward_dynamics"}
-    probe = bench.action_probe(trainer, clips, seed, sigmas=(0.95,))[0]
-    assert probe["moving_positions"] > 0
+    probe, no_caption = bench.action_probe(trainer, clips, seed, sigmas=(0.95,))
+    assert (probe["caption"], no_caption["caption"]) == (True, False)
+    assert probe["moving_positions"] == no_caption["moving_positions"] > 0
+    from cosmos3.train.batch import prepare_gen
+
+    dropped = [prepare_gen(clips[0], 0, seed, bench.fixed(trainer.recipe.loss, "forward_dynamics", 0.95, caption),
+                           trainer.tokenizer.backend, trainer.model, trainer.recipe.data.use_system_prompt).dropped
+               for caption in (True, False)]
+    assert dropped == [False, True]  # the captionless rows see the negative prompt, as guidance's other branch
     assert probe["moving_x0_mse_own_actions"] == pytest.approx(fd[0.95]["x0_mse_moving"], abs=2e-5)
     predict = trainer.module.gen_predictions
 
@@ -385,6 +393,17 @@ def test_loss_by_sigma_benchmark_chains_end_nearer_the_truth_the_later_they_star
     noise, late = bench.sample_fd(trainer, clips, fresh_seed(), starts=(1.0, 0.02))
     assert late["sampled_x0_mse"] < 0.05 * noise["sampled_x0_mse"]
     assert bench.main(["--run", str(tmp_path)]) == 2 and "needs generator/recipe.json" in capsys.readouterr().err
+    _, umi = bench.first_items(trainer, 2, 6)
+    assert len(umi) == 2 and all(c.domain_id == 6 for c in umi)  # the gripper's clips only
+    assert bench.main(["--run", str(run_dir), "--embodiment", "av", "--probe-only"]) == 2
+    assert "--embodiment av: no such action clips" in capsys.readouterr().err
+    assert bench.main(["--run", str(run_dir), "--samples", "2", "--embodiment", "umi", "--probe-only"]) == 0
+    import json
+
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["rows"] == [] and out["sampled"] == []
+    assert [(r["caption"], r["sigma"]) for r in out["action_probe"]] == [(True, 0.6), (True, 0.95), (False, 0.6),
+                                                                          (False, 0.95)]
 
 
 def test_moving_positions_are_the_path_of_what_moves_over_the_generated_frames():
