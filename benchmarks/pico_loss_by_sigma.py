@@ -71,7 +71,8 @@ def first_items(trainer, samples: int, domain_id: int | None = None) -> tuple[li
     return videos, clips
 
 
-MOVING = 0.25  # a latent position moves when a generated frame's channel MSE from its mean over those frames exceeds this
+# a latent position moves when a generated frame's channel MSE from its mean over those frames exceeds this
+MOVING = 0.25
 
 
 def moving_positions(x0: torch.Tensor, noisy: torch.Tensor) -> torch.Tensor:
@@ -82,7 +83,8 @@ def moving_positions(x0: torch.Tensor, noisy: torch.Tensor) -> torch.Tensor:
 
 
 def x0_error(sample, velocity: torch.Tensor, x0: torch.Tensor, sigma: float) -> torch.Tensor:
-    """[n, H', W']: the squared error (channel mean) of the clean latents a velocity implies, on the generated frames."""
+    """[n, H', W']: the squared error (channel mean) of the clean latents a velocity implies, on the generated
+    frames."""
     noisy = sample.noised.inputs.vision_noisy
     return (sample.noised.inputs.vision - sigma * velocity - x0)[:, noisy].square().mean(0)
 
@@ -259,8 +261,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{row['moving_x0_mse_own_actions']:>9.4f}"
               f"{row['moving_x0_mse_other_clip_actions']:>12.4f}{row['moving_x0_mse_zeros_actions']:>9.4f}")
     print(json.dumps({"bench": "pico_loss_by_sigma", "checkpoint": str(checkpoint), "samples": args.samples,
-                      "embodiment": args.embodiment, "seed": args.seed, "seconds": round(time.perf_counter() - started, 1), "rows": rows,
-                      "sampled": sampled, "action_probe": probe}))
+                      "embodiment": args.embodiment, "seed": args.seed,
+                      "seconds": round(time.perf_counter() - started, 1), "rows": rows, "sampled": sampled,
+                      "action_probe": probe}))
     return 0
 
 

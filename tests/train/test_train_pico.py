@@ -15,6 +15,18 @@ from oracle import folder_parity_error
 from seeding import fresh_seed
 
 
+def _benchmark(name: str):
+    """benchmarks/<name>.py loaded as a module (the benchmarks folder is not a package)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
     out = tmp_path_factory.mktemp("pico")
@@ -349,13 +361,7 @@ def test_loss_by_sigma_benchmark_chains_end_nearer_the_truth_the_later_they_star
     its static / moving split adds up to the whole, the action probe reaches the network (with the caption and
     without it), and its sampling chain, started from the truth noised to 0.02, ends far nearer the truth than one
     from noise (for any network: the start is what the chain carries); a folder that is not a run is refused."""
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "pico_loss_by_sigma.py"
-    spec = importlib.util.spec_from_file_location("pico_loss_by_sigma", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = _benchmark("pico_loss_by_sigma")
     run_dir = v2_gpu_smoke[0]
     trainer = bench.trainer_for(run_dir, run_dir / "pico", tmp_path / "out")
     videos, clips = bench.first_items(trainer, 2)
@@ -398,8 +404,6 @@ def test_loss_by_sigma_benchmark_chains_end_nearer_the_truth_the_later_they_star
     assert bench.main(["--run", str(run_dir), "--embodiment", "av", "--probe-only"]) == 2
     assert "--embodiment av: no such action clips" in capsys.readouterr().err
     assert bench.main(["--run", str(run_dir), "--samples", "2", "--embodiment", "umi", "--probe-only"]) == 0
-    import json
-
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["rows"] == [] and out["sampled"] == []
     assert [(r["caption"], r["sigma"]) for r in out["action_probe"]] == [(True, 0.6), (True, 0.95), (False, 0.6),
@@ -409,13 +413,7 @@ def test_loss_by_sigma_benchmark_chains_end_nearer_the_truth_the_later_they_star
 def test_moving_positions_are_the_path_of_what_moves_over_the_generated_frames():
     """pico_loss_by_sigma's static / moving split: a blob that moves across the generated latent frames marks exactly
     the positions it passes; a change in the clean frame 0 alone (not generated) marks nothing."""
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "pico_loss_by_sigma.py"
-    spec = importlib.util.spec_from_file_location("pico_loss_by_sigma", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = _benchmark("pico_loss_by_sigma")
     g = torch.Generator().manual_seed(fresh_seed())
     C, T, H, W = 8, 5, 6, 10
     scene = torch.randn(C, 1, H, W, generator=g).expand(C, T, H, W).clone()  # the same at every frame
@@ -456,16 +454,11 @@ def test_write_sharded_splits_the_shipped_transformer_and_every_loader_reads_it(
 
 def test_eval_pico_vae_checks_and_v2_world_config():
     import dataclasses
-    import importlib.util
-    from pathlib import Path
 
     from cosmos3.train.pico import DESIGNS
     from cosmos3.world import render_tabletop, simulate_tabletop
 
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "eval_pico.py"
-    spec = importlib.util.spec_from_file_location("eval_pico_v2", path)
-    E = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(E)
+    E = _benchmark("eval_pico")
     cfg = DESIGNS["v2"].world.config().tabletop
     recorded = json.loads(json.dumps(dataclasses.asdict(cfg)))
     assert E.tabletop_config(recorded) == cfg and E.tabletop_config(recorded).num_frames == 17
